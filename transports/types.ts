@@ -1,0 +1,181 @@
+// The small interfaces every transport (lan, ftp, sftp, smtp, imap) implements. The pipelines in
+// agent/ only ever talk to these; a transport knows nothing of the ledger, the spool or the inbox.
+//
+// Rules every method follows (the conformance suite in test/conformance pins them):
+// - Every call takes an AbortSignal. When it fires, the call rejects promptly with
+//   TransportError('aborted') (or 'timeout' when the transport's own idle deadline fired) and
+//   leaves nothing half-done that a reader could take for a finished file.
+// - A call that makes no progress for `timeoutMs` rejects with TransportError('timeout').
+// - Failures are TransportError with a code from errors.ts; anything else is a bug.
+// - No secret (password, key, passphrase) appears in an error message.
+import type { Readable } from 'node:stream';
+
+/** One file (or attachment) offered by a remote. */
+export interface RemoteEntry {
+  /** Name exactly as the remote reports it. Untrusted: the pipeline checks it before use. */
+  name: string;
+  /** Size in bytes as listed. `open` must deliver exactly this many or fail. */
+  size: number;
+  /** Last modification time, when the remote reports one (used for the stability check). */
+  modifiedAt?: Date;
+  /** Opaque handle the transport understands (a path, `uid:part`). Kept in the ledger as remoteRef. */
+  ref: string;
+  /** SHA-256 (hex) the sender declared, when the transport carries one (e-mail header). */
+  expectedSha256?: string;
+  /** Set when the transport already knows this entry must not be delivered (sender not allowed, ...). */
+  refusal?: string;
+  /** Who or what it came from (e-mail sender), for the ledger. */
+  origin?: string;
+}
+
+export interface Source {
+  /**
+   * Entries in the route's remote location, files only, never `*.part` names. Listing twice with
+   * nothing changed returns the same entries. A missing remote directory is an empty list for
+   * transports that can create it, else TransportError('unavailable').
+   */
+  list(signal: AbortSignal): Promise<RemoteEntry[]>;
+  /**
+   * A stream of the entry's bytes. Missing entry: TransportError('not-found'). The stream errors
+   * (never ends early) when the transfer breaks or stalls past the idle deadline.
+   */
+  open(entry: RemoteEntry, signal: AbortSignal): Promise<Readable>;
+  /**
+   * The package is safe at our end: remove it from the remote (afterReceive: delete) or move it
+   * (afterReceive: move:<dir>). Safe to repeat: acknowledging an entry that is already gone is a no-op.
+   */
+  acknowledge(entry: RemoteEntry, signal: AbortSignal): Promise<void>;
+  /** Releases the connection. Never throws; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** One package on its way out. */
+export interface OutgoingPackage {
+  /** Final remote name, already checked by the pipeline. */
+  name: string;
+  size: number;
+  /** SHA-256 (hex) of the bytes. */
+  sha256: string;
+  /** A fresh stream of the bytes each time it is called (a retry reopens). */
+  open(): Readable;
+}
+
+export interface PutResult {
+  /** Where it went, for the ledger (`/in/azs017/NAME`, a Message-ID, ...). No secrets. */
+  remoteRef: string;
+  /**
+   * True when an identical file (same size, and same SHA-256 where the transport can read it back)
+   * was already there: nothing was written. This is how a resend after a crash stays harmless.
+   */
+  alreadyPresent: boolean;
+}
+
+export interface Sink {
+  /**
+   * Writes the package so that no reader ever sees a partial file under its final name (write
+   * `NAME.part`, then rename). An existing different file of the same name: TransportError('exists')
+   * unless the route allows overwrite. Safe to repeat after a failure.
+   */
+  put(pkg: OutgoingPackage, signal: AbortSignal): Promise<PutResult>;
+  /** Releases the connection. Never throws; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** What a route asks of its remote end. */
+export interface Endpoint {
+  /** Route name, for messages. */
+  route: string;
+  /** Remote location: directory (lan/ftp/sftp, relative to the profile root for lan) or mailbox. */
+  remote: string;
+  /** Replace an existing remote file of the same name (out). */
+  overwrite: boolean;
+  /** A network operation that makes no progress for this long is aborted. */
+  timeoutMs: number;
+  /** What to do with a remote entry once it is safe locally (in). */
+  afterReceive: AckAction;
+  /** Glob patterns (case-insensitive) a package name must match. */
+  include: string[];
+  /** E-mail out-routes: recipients. */
+  to?: string[];
+  /** E-mail in-routes: allowed senders. */
+  allowFrom?: string[];
+}
+
+export type AckAction = { kind: 'delete' } | { kind: 'move'; to: string };
+
+/** One step of `sprelay check`, in the order performed. */
+export interface ProbeStep {
+  step: string;
+  ok: boolean;
+  detail?: string;
+  /** TransportError code of the failure. */
+  code?: string;
+}
+
+export interface Transport {
+  readonly kind: string;
+  openSink(endpoint: Endpoint, signal: AbortSignal): Promise<Sink>;
+  openSource(endpoint: Endpoint, signal: AbortSignal): Promise<Source>;
+  /**
+   * For `sprelay check`: connect, authenticate, list the remote, write and remove a probe file.
+   * Never throws: every outcome is a step.
+   */
+  probe(endpoint: Endpoint, direction: 'in' | 'out', signal: AbortSignal): Promise<ProbeStep[]>;
+}
+
+// ---- profile options, as validated by agent/config.ts ------------------------------------------
+
+export interface TlsOptions {
+  /** PEM text of the CA(s) to trust (the config loads the file). */
+  ca?: string;
+  rejectUnauthorized: boolean;
+}
+
+export interface LanProfile {
+  type: 'lan';
+  /** Any path the OS opens: UNC (\\OFFICE\exchange), mapped drive, mounted share. */
+  root: string;
+}
+
+export interface FtpProfile {
+  type: 'ftp';
+  host: string;
+  port: number;
+  security: 'none' | 'explicit' | 'implicit';
+  user: string;
+  password: string;
+  tls: TlsOptions;
+  encoding: 'utf8' | 'cp1251';
+}
+
+export interface SftpProfile {
+  type: 'sftp';
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  /** Private key text (the config loads the file). */
+  privateKey?: string;
+  passphrase?: string;
+  /** `SHA256:<base64>` or the explicit word `any`. */
+  hostKey: string;
+}
+
+export interface MailServer {
+  host: string;
+  port: number;
+  security: 'none' | 'starttls' | 'tls';
+  user?: string;
+  password?: string;
+}
+
+export interface EmailProfile {
+  type: 'email';
+  from?: string;
+  smtp?: MailServer;
+  imap?: MailServer;
+  tls: TlsOptions;
+  maxPerMessage: number;
+}
+
+export type ProfileOptions = LanProfile | FtpProfile | SftpProfile | EmailProfile;
