@@ -30,6 +30,11 @@ export interface RemoteEntry {
 
 export interface Source {
   /**
+   * True when entries only ever appear whole (an e-mail message): the pipeline then skips the
+   * settle-interval double listing that catches files still being written.
+   */
+  readonly atomicEntries?: boolean;
+  /**
    * Entries in the route's remote location, files only, never `*.part` names. Listing twice with
    * nothing changed returns the same entries. A missing remote directory is an empty list for
    * transports that can create it, else TransportError('unavailable').

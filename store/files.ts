@@ -1,0 +1,153 @@
+// Durable local file operations: the only place that knows how to make a file survive kill -9 and
+// power loss (write temp -> fsync -> rename -> fsync dir), and the Windows exceptions to that
+// (directory fsync is not possible there; renames can be refused for a moment by antivirus).
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { dirname } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export interface WrittenFile {
+  size: number;
+  sha256: string;
+}
+
+export class TooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`larger than the limit of ${limit} bytes`);
+    this.name = 'TooLargeError';
+  }
+}
+
+/** Counts and hashes what passes; fails with TooLargeError past `limit` bytes. */
+export class HashCounter extends Transform {
+  size = 0;
+  private readonly hash = createHash('sha256');
+  constructor(private readonly limit = Number.POSITIVE_INFINITY) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.size += chunk.length;
+    if (this.size > this.limit) return cb(new TooLargeError(this.limit));
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+/**
+ * Streams `source` into `path` (created or truncated), hashing as it goes, and fsyncs the file
+ * before returning. On failure the partial file is removed. The caller renames it into place.
+ */
+export async function writeDurably(
+  source: Readable,
+  path: string,
+  opts: { maxBytes?: number; signal?: AbortSignal } = {},
+): Promise<WrittenFile> {
+  const counter = new HashCounter(opts.maxBytes);
+  const fh = await fsp.open(path, 'w');
+  try {
+    const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 });
+    await pipeline(source, counter, out, opts.signal ? { signal: opts.signal } : {});
+    await fh.sync();
+    await fh.close();
+    return { size: counter.size, sha256: counter.digest() };
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await fsp.rm(path, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function hashFile(path: string, signal?: AbortSignal): Promise<WrittenFile> {
+  const counter = new HashCounter();
+  await pipeline(createReadStream(path), counter, nullSink(), signal ? { signal } : {});
+  return { size: counter.size, sha256: counter.digest() };
+}
+
+function nullSink(): Transform {
+  return new Transform({
+    transform(_c, _e, cb) {
+      cb();
+    },
+  });
+}
+
+/** fsync a directory so a rename in it survives power loss. Windows (and some SMB mounts) cannot. */
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'EISDIR' || code === 'EINVAL' || code === 'ENOTSUP' || code === 'EACCES') return;
+    throw err;
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+const TRANSIENT_RENAME = new Set(['EBUSY', 'EPERM', 'EACCES']);
+
+/** rename, retried briefly while Windows reports the file as held by someone else (antivirus, indexer). */
+export async function renameRetrying(from: string, to: string, tries = 6): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await fsp.rename(from, to);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (i >= tries - 1 || !TRANSIENT_RENAME.has(code)) throw err;
+      await new Promise((r) => setTimeout(r, 50 * 2 ** i));
+    }
+  }
+}
+
+/**
+ * Puts `from` at `to` only if nothing is at `to` (returns false then, leaving both as they were).
+ * A hard link fails atomically with EEXIST; where links are not supported (FAT, some shares) it
+ * falls back to check-then-rename, which is safe here because only this agent writes these names.
+ */
+export async function renameNoReplace(from: string, to: string): Promise<boolean> {
+  try {
+    await fsp.link(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EINVAL') throw err;
+    if (await exists(to)) return false;
+    await renameRetrying(from, to);
+    await fsyncDir(dirname(to));
+    return true;
+  }
+  await unlinkRetrying(from);
+  await fsyncDir(dirname(to));
+  return true;
+}
+
+export async function unlinkRetrying(path: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await fsp.unlink(path);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENOENT') return;
+      if (i >= 5 || !TRANSIENT_RENAME.has(code)) throw err;
+      await new Promise((r) => setTimeout(r, 50 * 2 ** i));
+    }
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}

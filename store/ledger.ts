@@ -1,0 +1,437 @@
+// The ledger: one SQLite file that says, for every package of every route, where it is and what
+// happened to it. It is the agent's memory across crashes, so it is WAL with synchronous=FULL
+// (better-sqlite3 defaults WAL to NORMAL, where a commit can roll back on power loss) and every
+// state change is one transaction together with its event row.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Direction = 'in' | 'out';
+export type PackageState =
+  // out
+  | 'queued'
+  | 'sent'
+  | 'failed'
+  | 'dead'
+  // both
+  | 'duplicate'
+  // in
+  | 'delivered'
+  | 'waiting'
+  | 'quarantined';
+
+export const PACKAGE_STATES: readonly PackageState[] = [
+  'queued',
+  'sent',
+  'failed',
+  'dead',
+  'duplicate',
+  'delivered',
+  'waiting',
+  'quarantined',
+];
+
+export interface PackageRow {
+  id: number;
+  route: string;
+  direction: Direction;
+  name: string;
+  size: number;
+  sha256: string | null;
+  state: PackageState;
+  attempts: number;
+  nextAttemptAt: number | null;
+  lastError: string | null;
+  remoteRef: string | null;
+  /** Our copy of the bytes, relative to dataDir (spool, archive or quarantine), or null. */
+  storedPath: string | null;
+  /** In: temp file in the inbox that is yet to be renamed to `name` (write-ahead for a crash). */
+  pendingPath: string | null;
+  /** In: when the remote was acknowledged. */
+  ackedAt: number | null;
+  duplicateOf: number | null;
+  origin: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface PackageEvent {
+  at: number;
+  event: string;
+  detail: string | null;
+}
+
+export interface RouteRun {
+  route: string;
+  lastRunAt: number | null;
+  lastSuccessAt: number | null;
+  lastError: string | null;
+}
+
+export interface ListFilter {
+  states?: PackageState[];
+  route?: string;
+  since?: number;
+  direction?: Direction;
+  limit?: number;
+}
+
+type NewPackage = Pick<PackageRow, 'route' | 'direction' | 'name' | 'size' | 'state'> &
+  Partial<
+    Pick<
+      PackageRow,
+      'sha256' | 'lastError' | 'remoteRef' | 'storedPath' | 'pendingPath' | 'duplicateOf' | 'origin' | 'ackedAt'
+    >
+  >;
+
+export type PackagePatch = Partial<
+  Pick<
+    PackageRow,
+    | 'state'
+    | 'attempts'
+    | 'nextAttemptAt'
+    | 'lastError'
+    | 'remoteRef'
+    | 'storedPath'
+    | 'pendingPath'
+    | 'ackedAt'
+    | 'sha256'
+    | 'size'
+  >
+>;
+
+// Numbered migrations: index i brings user_version from i to i+1. Never edit a shipped one.
+const MIGRATIONS: string[] = [
+  `CREATE TABLE packages (
+     id INTEGER PRIMARY KEY,
+     route TEXT NOT NULL,
+     direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+     name TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     sha256 TEXT,
+     state TEXT NOT NULL,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     next_attempt_at INTEGER,
+     last_error TEXT,
+     remote_ref TEXT,
+     stored_path TEXT,
+     pending_path TEXT,
+     acked_at INTEGER,
+     duplicate_of INTEGER REFERENCES packages(id) ON DELETE SET NULL,
+     origin TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE INDEX packages_key ON packages(route, name, sha256);
+   CREATE INDEX packages_due ON packages(route, state, next_attempt_at);
+   CREATE INDEX packages_updated ON packages(updated_at);
+   CREATE TABLE events (
+     id INTEGER PRIMARY KEY,
+     package_id INTEGER NOT NULL REFERENCES packages(id) ON DELETE CASCADE,
+     at INTEGER NOT NULL,
+     event TEXT NOT NULL,
+     detail TEXT
+   );
+   CREATE INDEX events_package ON events(package_id);
+   CREATE TABLE route_runs (
+     route TEXT PRIMARY KEY,
+     last_run_at INTEGER,
+     last_success_at INTEGER,
+     last_error TEXT
+   );`,
+];
+
+const COLUMNS: Record<keyof PackagePatch, string> = {
+  state: 'state',
+  attempts: 'attempts',
+  nextAttemptAt: 'next_attempt_at',
+  lastError: 'last_error',
+  remoteRef: 'remote_ref',
+  storedPath: 'stored_path',
+  pendingPath: 'pending_path',
+  ackedAt: 'acked_at',
+  sha256: 'sha256',
+  size: 'size',
+};
+
+interface RawRow {
+  id: number;
+  route: string;
+  direction: Direction;
+  name: string;
+  size: number;
+  sha256: string | null;
+  state: PackageState;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  remote_ref: string | null;
+  stored_path: string | null;
+  pending_path: string | null;
+  acked_at: number | null;
+  duplicate_of: number | null;
+  origin: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+function toRow(r: RawRow): PackageRow {
+  return {
+    id: r.id,
+    route: r.route,
+    direction: r.direction,
+    name: r.name,
+    size: r.size,
+    sha256: r.sha256,
+    state: r.state,
+    attempts: r.attempts,
+    nextAttemptAt: r.next_attempt_at,
+    lastError: r.last_error,
+    remoteRef: r.remote_ref,
+    storedPath: r.stored_path,
+    pendingPath: r.pending_path,
+    ackedAt: r.acked_at,
+    duplicateOf: r.duplicate_of,
+    origin: r.origin,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export class Ledger {
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+
+  private constructor(db: Database.Database, now: () => number) {
+    this.db = db;
+    this.now = now;
+  }
+
+  static open(path: string, opts: { now?: () => number } = {}): Ledger {
+    mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path, { timeout: 10_000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    const ledger = new Ledger(db, opts.now ?? Date.now);
+    ledger.migrate();
+    return ledger;
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new Error(
+        `ledger schema version ${version} is newer than this sprelay understands (${MIGRATIONS.length}); upgrade sprelay`,
+      );
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      }).immediate();
+    }
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  integrityCheck(): string {
+    return this.db.pragma('integrity_check', { simple: true }) as string;
+  }
+
+  /** Runs `fn` as one transaction (one fsync for the lot). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  insert(pkg: NewPackage, event: string, detail?: string): PackageRow {
+    return this.transaction(() => {
+      const t = this.now();
+      const info = this.db
+        .prepare(
+          `INSERT INTO packages (route, direction, name, size, sha256, state, last_error, remote_ref, stored_path,
+             pending_path, acked_at, duplicate_of, origin, created_at, updated_at)
+           VALUES (@route, @direction, @name, @size, @sha256, @state, @lastError, @remoteRef, @storedPath,
+             @pendingPath, @ackedAt, @duplicateOf, @origin, @t, @t)`,
+        )
+        .run({
+          route: pkg.route,
+          direction: pkg.direction,
+          name: pkg.name,
+          size: pkg.size,
+          sha256: pkg.sha256 ?? null,
+          state: pkg.state,
+          lastError: pkg.lastError ?? null,
+          remoteRef: pkg.remoteRef ?? null,
+          storedPath: pkg.storedPath ?? null,
+          pendingPath: pkg.pendingPath ?? null,
+          ackedAt: pkg.ackedAt ?? null,
+          duplicateOf: pkg.duplicateOf ?? null,
+          origin: pkg.origin ?? null,
+          t,
+        });
+      const id = Number(info.lastInsertRowid);
+      this.addEvent(id, event, detail ?? null, t);
+      return this.get(id)!;
+    });
+  }
+
+  update(id: number, patch: PackagePatch, event?: string, detail?: string): PackageRow {
+    return this.transaction(() => {
+      const t = this.now();
+      const sets = ['updated_at = @t'];
+      const params: Record<string, unknown> = { id, t };
+      for (const [key, value] of Object.entries(patch) as [keyof PackagePatch, unknown][]) {
+        if (value === undefined) continue;
+        sets.push(`${COLUMNS[key]} = @${key}`);
+        params[key] = value;
+      }
+      const info = this.db.prepare(`UPDATE packages SET ${sets.join(', ')} WHERE id = @id`).run(params);
+      if (info.changes !== 1) throw new Error(`ledger: no package with id ${id}`);
+      if (event) this.addEvent(id, event, detail ?? null, t);
+      return this.get(id)!;
+    });
+  }
+
+  private addEvent(id: number, event: string, detail: string | null, at: number): void {
+    this.db.prepare('INSERT INTO events (package_id, at, event, detail) VALUES (?, ?, ?, ?)').run(id, at, event, detail);
+  }
+
+  get(id: number): PackageRow | undefined {
+    const r = this.db.prepare('SELECT * FROM packages WHERE id = ?').get(id) as RawRow | undefined;
+    return r && toRow(r);
+  }
+
+  events(id: number): PackageEvent[] {
+    return this.db.prepare('SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id').all(id) as PackageEvent[];
+  }
+
+  /**
+   * The package this name+bytes already is on this route, if any: the first row that is not
+   * itself a duplicate record, so dedup always points at the original.
+   */
+  findOriginal(route: string, name: string, sha256: string, states: PackageState[]): PackageRow | undefined {
+    const marks = states.map(() => '?').join(', ');
+    const r = this.db
+      .prepare(
+        `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 = ? AND state IN (${marks}) ORDER BY id LIMIT 1`,
+      )
+      .get(route, name, sha256, ...states) as RawRow | undefined;
+    return r && toRow(r);
+  }
+
+  /** Rows of one route in the given states (small sets: pending work, waiting, quarantine marks). */
+  inState(route: string, states: PackageState[]): PackageRow[] {
+    const marks = states.map(() => '?').join(', ');
+    return (
+      this.db
+        .prepare(`SELECT * FROM packages WHERE route = ? AND state IN (${marks}) ORDER BY id`)
+        .all(route, ...states) as RawRow[]
+    ).map(toRow);
+  }
+
+  /** Outbound packages of a route that are due to be sent now, oldest first. */
+  due(route: string, now: number): PackageRow[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT * FROM packages WHERE route = ? AND direction = 'out'
+             AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))
+           ORDER BY id`,
+        )
+        .all(route, now) as RawRow[]
+    ).map(toRow);
+  }
+
+  /** Inbound rows whose inbox rename may not have happened (crash between ledger and rename). */
+  pendingInbound(route: string): PackageRow[] {
+    return (
+      this.db
+        .prepare(`SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL ORDER BY id`)
+        .all(route) as RawRow[]
+    ).map(toRow);
+  }
+
+  list(filter: ListFilter = {}): PackageRow[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.states?.length) {
+      where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
+      params.push(...filter.states);
+    }
+    if (filter.route) {
+      where.push('route = ?');
+      params.push(filter.route);
+    }
+    if (filter.direction) {
+      where.push('direction = ?');
+      params.push(filter.direction);
+    }
+    if (filter.since !== undefined) {
+      where.push('updated_at >= ?');
+      params.push(filter.since);
+    }
+    const sql = `SELECT * FROM packages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id${
+      filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : ''
+    }`;
+    return (this.db.prepare(sql).all(...params) as RawRow[]).map(toRow);
+  }
+
+  countsByState(route: string): Partial<Record<PackageState, number>> {
+    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM packages WHERE route = ? GROUP BY state').all(route) as {
+      state: PackageState;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  recordRun(route: string, outcome: { at: number; ok: boolean; error?: string | null }): void {
+    this.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO route_runs (route, last_run_at, last_success_at, last_error) VALUES (@route, @at, @success, @error)
+           ON CONFLICT(route) DO UPDATE SET last_run_at = @at,
+             last_success_at = COALESCE(@success, last_success_at),
+             last_error = @error`,
+        )
+        .run({ route, at: outcome.at, success: outcome.ok ? outcome.at : null, error: outcome.error ?? null });
+    });
+  }
+
+  routeRun(route: string): RouteRun {
+    const r = this.db
+      .prepare('SELECT last_run_at, last_success_at, last_error FROM route_runs WHERE route = ?')
+      .get(route) as { last_run_at: number; last_success_at: number | null; last_error: string | null } | undefined;
+    return {
+      route,
+      lastRunAt: r?.last_run_at ?? null,
+      lastSuccessAt: r?.last_success_at ?? null,
+      lastError: r?.last_error ?? null,
+    };
+  }
+
+  /** Rows in a final state last touched before `before`; pending work is never purged. */
+  purgeable(before: number): PackageRow[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT * FROM packages WHERE updated_at < ? AND pending_path IS NULL
+             AND state IN ('sent', 'duplicate', 'delivered', 'quarantined') ORDER BY id`,
+        )
+        .all(before) as RawRow[]
+    ).map(toRow);
+  }
+
+  delete(ids: number[]): void {
+    this.transaction(() => {
+      const stmt = this.db.prepare('DELETE FROM packages WHERE id = ?');
+      for (const id of ids) stmt.run(id);
+    });
+  }
+}

@@ -1,0 +1,97 @@
+// The agent-owned folders under dataDir: spool (packages taken from the outbox, not yet sent),
+// archive (sent packages kept per afterSend: archive) and quarantine (rejected inbound packages).
+// Paths kept in the ledger are relative to dataDir, with '/' separators, so a data folder can move.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createWriteStream } from 'node:fs';
+import { exists, fsyncDir, renameRetrying, writeDurably, type WrittenFile } from './files.js';
+
+export class Spool {
+  constructor(readonly dataDir: string) {}
+
+  abs(rel: string): string {
+    return join(this.dataDir, ...rel.split('/'));
+  }
+
+  private tmpDir(route: string): string {
+    return join(this.dataDir, 'spool', route, '.tmp');
+  }
+
+  /** Creates the route's folders and drops temp files a crash left behind (never anything else). */
+  async prepare(route: string): Promise<void> {
+    const tmp = this.tmpDir(route);
+    await fsp.rm(tmp, { recursive: true, force: true });
+    await fsp.mkdir(tmp, { recursive: true });
+  }
+
+  /** Copies a file into the route's spool temp folder, fsynced, with its size and SHA-256. */
+  async copyIn(route: string, src: string, signal?: AbortSignal): Promise<WrittenFile & { temp: string }> {
+    const temp = join(this.tmpDir(route), `${randomBytes(8).toString('hex')}.part`);
+    const written = await writeDurably(createReadStream(src), temp, signal ? { signal } : {});
+    return { ...written, temp };
+  }
+
+  /** Where a package's bytes live in the spool: one file per name+bytes per route. */
+  spoolPath(route: string, name: string, sha256: string): string {
+    const key = createHash('sha256').update(name).update('\0').update(sha256).digest('hex');
+    return `spool/${route}/${key}`;
+  }
+
+  /** Renames a temp file from copyIn to its spool path and makes the rename durable. */
+  async commit(temp: string, rel: string): Promise<void> {
+    const dest = this.abs(rel);
+    await renameRetrying(temp, dest);
+    await fsyncDir(dirname(dest));
+  }
+
+  /** Archive path of a sent package: by day of spooling, id first so equal names never collide. */
+  archivePath(route: string, id: number, name: string, createdAt: number): string {
+    const day = new Date(createdAt).toISOString().slice(0, 10);
+    return `archive/${route}/${day}/${id}_${name}`;
+  }
+
+  /** Moves a spooled file to the archive (same volume: a rename). */
+  async archive(rel: string, archiveRel: string): Promise<void> {
+    const dest = this.abs(archiveRel);
+    await fsp.mkdir(dirname(dest), { recursive: true });
+    await renameRetrying(this.abs(rel), dest);
+    await fsyncDir(dirname(dest));
+  }
+
+  async remove(rel: string): Promise<void> {
+    await fsp.rm(this.abs(rel), { force: true });
+  }
+
+  async has(rel: string): Promise<boolean> {
+    return exists(this.abs(rel));
+  }
+
+  /**
+   * Moves a rejected file (possibly on another volume: the inbox) into quarantine under a name
+   * that is safe whatever the original was. Returns the path relative to dataDir.
+   */
+  async quarantine(route: string, file: string, originalName: string, now: number): Promise<string> {
+    const stamp = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+    const safe = originalName.replace(/[^\p{L}\p{N} ._()-]/gu, '_').slice(0, 80) || 'unnamed';
+    const rel = `quarantine/${route}/${stamp}-${randomBytes(3).toString('hex')}-${safe}`;
+    const dest = this.abs(rel);
+    await fsp.mkdir(dirname(dest), { recursive: true });
+    try {
+      await renameRetrying(file, dest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      const fh = await fsp.open(dest, 'w');
+      try {
+        await pipeline(createReadStream(file), createWriteStream('', { fd: fh.fd, autoClose: false }));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rm(file, { force: true });
+    }
+    await fsyncDir(dirname(dest));
+    return rel;
+  }
+}
