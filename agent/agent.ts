@@ -1,0 +1,135 @@
+// The running agent for one config: opens the ledger and spool, runs one cycle of a route under
+// its cross-process lock, and records how the run went. The scheduler and `sprelay once` both
+// come through runRoute, so a route behaves the same whichever started it.
+import { join } from 'node:path';
+import type { Config, RouteConfig } from './config.js';
+import { runInbound } from './inbound.js';
+import { createLogger, type Logger } from './log.js';
+import { runOutbound } from './outbound.js';
+import { emptyResult, type CycleResult, type RouteContext, type StopToken } from './route-context.js';
+import { errorText, makeScrubber, type Scrub } from './secrets.js';
+import { Ledger } from '../store/ledger.js';
+import { RouteLock } from '../store/lock.js';
+import { Spool } from '../store/spool.js';
+import { createTransport } from '../transports/index.js';
+
+export class Agent {
+  readonly ledger: Ledger;
+  readonly spool: Spool;
+  readonly log: Logger;
+  readonly scrub: Scrub;
+  private readonly stopCtl = new AbortController();
+  private readonly abortCtl = new AbortController();
+  private readonly running = new Map<string, Promise<CycleResult>>();
+  readonly stop: StopToken;
+
+  constructor(
+    readonly config: Config,
+    opts: { log?: Logger; quiet?: boolean; now?: () => number } = {},
+  ) {
+    this.scrub = makeScrubber(config.secrets);
+    this.log =
+      opts.log ??
+      createLogger({ level: config.log.level, ...(config.log.file ? { file: config.log.file } : {}), quiet: opts.quiet ?? false });
+    this.now = opts.now ?? Date.now;
+    this.ledger = Ledger.open(join(config.dataDir, 'ledger.sqlite'), { now: this.now });
+    this.spool = new Spool(config.dataDir);
+    const ctl = this.stopCtl;
+    this.stop = {
+      get requested() {
+        return ctl.signal.aborted;
+      },
+      signal: ctl.signal,
+    };
+  }
+
+  private readonly now: () => number;
+
+  route(name: string): RouteConfig {
+    const r = this.config.routes.find((x) => x.name === name);
+    if (!r) throw new Error(`no route named ${JSON.stringify(name)} (routes: ${this.config.routes.map((x) => x.name).join(', ')})`);
+    return r;
+  }
+
+  /** Finish the file in hand, take no new one. */
+  requestStop(): void {
+    this.stopCtl.abort();
+  }
+
+  /** Abort transfers in flight too (second Ctrl+C). */
+  abortTransfers(): void {
+    this.stopCtl.abort();
+    this.abortCtl.abort();
+  }
+
+  /** True while some route's cycle runs in this process. */
+  get busyRoutes(): string[] {
+    return [...this.running.keys()];
+  }
+
+  /** Resolves when no cycle runs in this process. */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
+  }
+
+  /**
+   * One cycle of one route. A route never runs twice at once: a second call while one runs in
+   * this process gets the same promise; another process holding the route's lock makes it skip.
+   */
+  runRoute(route: RouteConfig): Promise<CycleResult> {
+    const inFlight = this.running.get(route.name);
+    if (inFlight) return inFlight;
+    const p = this.cycle(route).finally(() => this.running.delete(route.name));
+    this.running.set(route.name, p);
+    return p;
+  }
+
+  private async cycle(route: RouteConfig): Promise<CycleResult> {
+    const started = this.now();
+    let lock: RouteLock;
+    try {
+      lock = await RouteLock.acquire(this.config.dataDir, route.name);
+    } catch (err) {
+      const result = emptyResult(route);
+      result.error = errorText(err);
+      this.log.warn({ route: route.name }, `${result.error}; skipped this cycle`);
+      return result;
+    }
+    let result: CycleResult;
+    try {
+      const ctx: RouteContext = {
+        config: this.config,
+        route,
+        ledger: this.ledger,
+        spool: this.spool,
+        transport: createTransport(route.profile),
+        log: this.log,
+        scrub: this.scrub,
+        stop: this.stop,
+        abort: this.abortCtl.signal,
+        now: this.now,
+      };
+      result = route.direction === 'out' ? await runOutbound(ctx) : await runInbound(ctx);
+    } catch (err) {
+      result = emptyResult(route);
+      result.error = this.scrub(errorText(err));
+      this.log.error({ route: route.name }, `cycle failed: ${result.error}`);
+    } finally {
+      await lock.release();
+    }
+    const ok = result.error === null && result.failed === 0 && result.dead === 0;
+    this.ledger.recordRun(route.name, { at: started, ok, error: result.error });
+    this.log.debug({ route: route.name }, `cycle done ${JSON.stringify(result)}`);
+    return result;
+  }
+
+  /** One cycle of the named routes (all when none named), in parallel. */
+  async runOnce(names: string[] = []): Promise<CycleResult[]> {
+    const routes = names.length ? names.map((n) => this.route(n)) : this.config.routes;
+    return Promise.all(routes.map((r) => this.runRoute(r)));
+  }
+
+  close(): void {
+    this.ledger.close();
+  }
+}

@@ -1,0 +1,47 @@
+// `sprelay check`: for each route, can we do our job? The local folder is there and writable, and
+// the transport's probe connects, authenticates, lists and write-probes the remote.
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import type { RouteConfig } from './config.js';
+import { endpointOf } from './route-context.js';
+import type { Scrub } from './secrets.js';
+import { errorText } from './secrets.js';
+import { createTransport } from '../transports/index.js';
+import type { ProbeStep } from '../transports/types.js';
+
+export interface RouteCheck {
+  route: string;
+  ok: boolean;
+  steps: ProbeStep[];
+}
+
+async function localSteps(route: RouteConfig): Promise<ProbeStep[]> {
+  const what = route.direction === 'out' ? 'outbox' : 'inbox';
+  const probe = join(route.local, `.sprelay-probe-${randomBytes(4).toString('hex')}.part`);
+  try {
+    await fsp.writeFile(probe, 'sprelay check');
+    await fsp.rm(probe, { force: true });
+    return [{ step: `${what} ${route.local} writable`, ok: true }];
+  } catch (err) {
+    return [{ step: `${what} ${route.local} writable`, ok: false, detail: errorText(err) }];
+  }
+}
+
+export async function checkRoute(route: RouteConfig, scrub: Scrub, signal: AbortSignal): Promise<RouteCheck> {
+  const steps = await localSteps(route);
+  try {
+    const transport = createTransport(route.profile);
+    steps.push(...(await transport.probe(endpointOf(route), route.direction, signal)));
+  } catch (err) {
+    steps.push({ step: `transport ${route.profile.type}`, ok: false, detail: errorText(err) });
+  }
+  for (const s of steps) if (s.detail) s.detail = scrub(s.detail);
+  return { route: route.name, ok: steps.every((s) => s.ok), steps };
+}
+
+export function checkText(c: RouteCheck): string {
+  const lines = [`route ${c.route}: ${c.ok ? 'ok' : 'FAILED'}`];
+  for (const s of c.steps) lines.push(`  ${s.ok ? 'ok  ' : 'FAIL'} ${s.step}${s.detail ? ` — ${s.detail}` : ''}${s.code ? ` [${s.code}]` : ''}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,23 @@
+// Named points in the pipelines where the kill -9 tests stop the process dead. Set
+// SPRELAY_CRASH_AT=<point> (optionally <point>@<n> for the n-th time it is reached) and the agent
+// SIGKILLs itself there: no cleanup, no flush, exactly like a power cut. Unset, this is a no-op.
+export type CrashPoint =
+  | 'out:after-spool-rename' // bytes in the spool, ledger does not know yet
+  | 'out:after-ledger-queued' // ledger knows, outbox copy not yet removed
+  | 'out:after-put' // the sink wrote the file, ledger still says queued
+  | 'out:after-sent-commit' // ledger says sent, spool copy not yet archived
+  | 'in:after-download' // bytes in the inbox temp file, ledger does not know
+  | 'in:after-ledger-delivered' // ledger says delivered (pending rename), temp not yet renamed
+  | 'in:after-rename' // file is in the inbox, ledger still has the pending rename
+  | 'in:before-ack' // everything local is done, remote not yet acknowledged
+  | 'in:after-ack'; // remote acknowledged, ledger does not know yet
+
+const spec = process.env.SPRELAY_CRASH_AT;
+const [target, nth] = spec ? spec.split('@') : [];
+let seen = 0;
+
+export function crashPoint(point: CrashPoint): void {
+  if (!spec || point !== target) return;
+  seen++;
+  if (seen >= Number(nth ?? 1)) process.kill(process.pid, 'SIGKILL');
+}

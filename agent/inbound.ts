@@ -1,0 +1,315 @@
+// Inbound: source -> temp file in the inbox -> checks (name, size, XML, hash) -> ledger -> rename
+// into the inbox -> acknowledge the remote.
+//
+// Write-ahead makes kill -9 harmless (guarantees 2, 3): the ledger row says `delivered` with the
+// temp name (pending_path) BEFORE the rename, so after a crash the next cycle finishes the rename
+// or sees it done; the remote is acknowledged only after that, and a package fetched again after
+// a crash before the acknowledgement is recognised by name + SHA-256 and only acknowledged.
+// The inbox file is never overwritten: the rename refuses an existing name (renameNoReplace).
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName, matchesInclude } from './inspect.js';
+import { crashPoint } from './crash-points.js';
+import { errorText } from './secrets.js';
+import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from './route-context.js';
+import { exists, hashFile, renameNoReplace, TooLargeError, writeDurably } from '../store/files.js';
+import type { PackageRow } from '../store/ledger.js';
+import { TransportError } from '../transports/errors.js';
+import type { RemoteEntry, Source } from '../transports/types.js';
+
+/** Stops the route for this cycle; the reason goes to the route status. */
+class RouteStop extends Error {}
+
+export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
+  const result = emptyResult(ctx.route);
+  try {
+    await fsp.access(ctx.route.local);
+  } catch {
+    result.error = `inbox folder ${ctx.route.local} does not exist or cannot be opened`;
+    ctx.log.error({ route: ctx.route.name }, result.error);
+    return result;
+  }
+  await recoverPending(ctx);
+  await removeStaleTemps(ctx);
+  let source: Source;
+  try {
+    source = await ctx.transport.openSource(endpointOf(ctx.route), ctx.abort);
+  } catch (err) {
+    result.error = ctx.scrub(`cannot reach ${ctx.route.profileName}: ${errorText(err)}`);
+    ctx.log.error({ route: ctx.route.name }, result.error);
+    return result;
+  }
+  try {
+    const entries = await stableEntries(ctx, source);
+    for (const entry of entries) {
+      if (ctx.stop.requested) break;
+      await receiveOne(ctx, source, entry, result);
+    }
+  } catch (err) {
+    result.error = ctx.scrub(errorText(err));
+    ctx.log.error({ route: ctx.route.name }, result.error);
+  } finally {
+    await source.close();
+  }
+  return result;
+}
+
+function tempPrefix(ctx: RouteContext): string {
+  return `.sprelay-${ctx.route.name}-`;
+}
+
+/** Finishes what a crash interrupted between the ledger's `delivered` and the inbox rename. */
+async function recoverPending(ctx: RouteContext): Promise<void> {
+  const { ledger, route, log } = ctx;
+  for (const row of ledger.pendingInbound(route.name)) {
+    const temp = join(route.local, row.pendingPath!);
+    const final = join(route.local, row.name);
+    if (!(await exists(temp))) {
+      // the rename happened (the temp is gone and nothing else removes it)
+      ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox had completed');
+      continue;
+    }
+    if (await renameNoReplace(temp, final)) {
+      ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox completed after restart');
+      log.info({ route: route.name, id: row.id, name: row.name }, 'delivered (completed after restart)');
+      continue;
+    }
+    const there = await hashFile(final);
+    await fsp.rm(temp, { force: true });
+    if (there.sha256 === row.sha256) {
+      ledger.update(row.id, { pendingPath: null }, 'recovered', 'identical file already in the inbox');
+    } else {
+      ledger.update(
+        row.id,
+        { state: 'waiting', pendingPath: null, ackedAt: null },
+        'waiting',
+        'another file of that name is in the inbox; fetched again next cycle',
+      );
+    }
+  }
+}
+
+async function removeStaleTemps(ctx: RouteContext): Promise<void> {
+  const prefix = tempPrefix(ctx);
+  for (const name of await fsp.readdir(ctx.route.local)) {
+    if (name.startsWith(prefix) && name.endsWith('.part')) {
+      await fsp.rm(join(ctx.route.local, name), { force: true });
+    }
+  }
+}
+
+/** The last path segment: what include globs are matched against, so `../x.xml` is still seen. */
+function tailName(name: string): string {
+  const parts = name.split(/[/\\]/);
+  return parts[parts.length - 1] ?? name;
+}
+
+async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteEntry[]> {
+  const pick = (list: RemoteEntry[]) =>
+    list.filter((e) => !/\.part$/i.test(e.name) && matchesInclude(tailName(e.name), ctx.route.include));
+  const first = pick(await source.list(ctx.abort));
+  if (first.length === 0 || source.atomicEntries) return first;
+  // Guarantee 1 for remote files: skip entries still growing between two listings.
+  if (!(await settle(ctx.route.settleMs, ctx.stop))) return [];
+  const before = new Map(first.map((e) => [e.ref, e]));
+  return pick(await source.list(ctx.abort)).filter((e) => {
+    const b = before.get(e.ref);
+    const same = b && b.size === e.size && b.modifiedAt?.getTime() === e.modifiedAt?.getTime();
+    if (!same) ctx.log.debug({ route: ctx.route.name, name: e.name }, 'still changing on the remote, left there');
+    return same;
+  });
+}
+
+async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry, result: CycleResult): Promise<void> {
+  const { route, ledger, log } = ctx;
+  // Refused up front (sender not allowed, over the size cap): recorded once, left to the source.
+  const upFront = entry.refusal ?? (entry.size > route.maxSize ? overSize(entry.size, route.maxSize) : null);
+  if (upFront) return refuseInPlace(ctx, entry, upFront, result);
+
+  const tempName = `${tempPrefix(ctx)}${randomBytes(6).toString('hex')}.part`;
+  const temp = join(route.local, tempName);
+  let got: { size: number; sha256: string };
+  try {
+    const stream = await source.open(entry, ctx.abort);
+    got = await writeDurably(stream, temp, { maxBytes: route.maxSize, signal: ctx.abort });
+  } catch (err) {
+    await fsp.rm(temp, { force: true });
+    if (err instanceof TooLargeError) return refuseInPlace(ctx, entry, overSize(entry.size, route.maxSize, true), result);
+    if (err instanceof TransportError && err.scope === 'package') {
+      log.warn({ route: route.name, name: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
+      return;
+    }
+    if (err instanceof TransportError || !isLocalDiskError(err)) {
+      throw new RouteStop(`download of ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
+    }
+    throw new RouteStop(`cannot write into the inbox ${route.local}: ${errorText(err)}`);
+  }
+  crashPoint('in:after-download');
+  if (got.size !== entry.size) {
+    await fsp.rm(temp, { force: true });
+    log.warn({ route: route.name, name: entry.name }, `size changed during download (${entry.size} -> ${got.size}); tried again next cycle`);
+    return;
+  }
+
+  const rejection = await whyRejected(ctx, entry, temp, got.sha256);
+  if (rejection) return quarantine(ctx, source, entry, temp, got, rejection, result);
+
+  const original = ledger.findOriginal(route.name, entry.name, got.sha256, ['delivered', 'quarantined']);
+  if (original) {
+    await fsp.rm(temp, { force: true });
+    if (original.ackedAt === null) {
+      // fetched again because a crash came before the acknowledgement: only acknowledge now
+      await acknowledge(ctx, source, entry, original);
+      log.info({ route: route.name, id: original.id, name: entry.name }, 'acknowledged (was already received)');
+      return;
+    }
+    const dup = ledger.insert(
+      { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'duplicate', duplicateOf: original.id, remoteRef: entry.ref, origin: entry.origin ?? null },
+      'duplicate',
+      `same name and bytes as package ${original.id}; not written again`,
+    );
+    result.duplicates++;
+    log.info({ route: route.name, id: dup.id, name: entry.name }, `duplicate of package ${original.id}, not written again`);
+    await acknowledge(ctx, source, entry, dup);
+    return;
+  }
+
+  const final = join(route.local, entry.name);
+  const waitingRow = ledger.findOriginal(route.name, entry.name, got.sha256, ['waiting']);
+  if (await exists(final)) {
+    await fsp.rm(temp, { force: true });
+    const there = await hashFile(final);
+    if (there.sha256 === got.sha256) {
+      const row = ledger.insert(
+        { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'duplicate', remoteRef: entry.ref, origin: entry.origin ?? null },
+        'duplicate',
+        'an identical file is already in the inbox; not written again',
+      );
+      result.duplicates++;
+      await acknowledge(ctx, source, entry, row);
+      return;
+    }
+    markWaiting(ctx, entry, got, waitingRow);
+    result.waiting++;
+    return;
+  }
+
+  // write-ahead: the ledger knows the temp name before the rename
+  const row = waitingRow
+    ? ledger.update(waitingRow.id, { state: 'delivered', pendingPath: tempName, remoteRef: entry.ref }, 'receiving')
+    : ledger.insert(
+        { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'delivered', pendingPath: tempName, remoteRef: entry.ref, origin: entry.origin ?? null },
+        'receiving',
+        `from ${entry.ref}`,
+      );
+  crashPoint('in:after-ledger-delivered');
+  if (!(await renameNoReplace(temp, final))) {
+    await fsp.rm(temp, { force: true });
+    ledger.update(row.id, { state: 'waiting', pendingPath: null }, 'waiting', 'a file of that name appeared in the inbox');
+    result.waiting++;
+    return;
+  }
+  crashPoint('in:after-rename');
+  ledger.update(row.id, { pendingPath: null }, 'delivered', `into ${route.local}`);
+  result.delivered++;
+  log.info({ route: route.name, id: row.id, name: entry.name, size: got.size }, 'delivered');
+  crashPoint('in:before-ack');
+  await acknowledge(ctx, source, entry, row);
+}
+
+function overSize(size: number, max: number, measured = false): string {
+  return `larger than maxSize (${measured ? 'more than ' + max : size} > ${max} bytes); left on the remote`;
+}
+
+function isLocalDiskError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'EIO';
+}
+
+async function whyRejected(ctx: RouteContext, entry: RemoteEntry, temp: string, sha256: string): Promise<string | null> {
+  const badName = checkName(entry.name);
+  if (badName) return `unsafe file name: ${badName}`;
+  if (entry.expectedSha256 && entry.expectedSha256.toLowerCase() !== sha256) {
+    return `corrupt: SHA-256 ${sha256} differs from the declared ${entry.expectedSha256}`;
+  }
+  if (isXmlName(entry.name)) return checkXmlFile(temp, ctx.abort);
+  if (isZipName(entry.name)) return checkZipFile(temp);
+  return null;
+}
+
+function markWaiting(ctx: RouteContext, entry: RemoteEntry, got: { size: number; sha256: string }, existing: PackageRow | undefined): void {
+  const { route, ledger, log } = ctx;
+  if (existing) {
+    ledger.update(existing.id, { remoteRef: entry.ref });
+  } else {
+    ledger.insert(
+      { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'waiting', remoteRef: entry.ref, origin: entry.origin ?? null },
+      'waiting',
+      'a not yet imported file of that name is in the inbox; left on the remote',
+    );
+  }
+  log.info({ route: route.name, name: entry.name }, 'waiting: the previous file of that name is not imported yet');
+}
+
+/** Rejected without taking the bytes (we do not hold them): recorded once, remote untouched. */
+function refuseInPlace(ctx: RouteContext, entry: RemoteEntry, reason: string, result: CycleResult): void {
+  const { route, ledger, log } = ctx;
+  const known = ledger
+    .inState(route.name, ['quarantined'])
+    .some((r) => r.sha256 === null && r.remoteRef === entry.ref && r.name === entry.name && r.size === entry.size);
+  if (known) return;
+  const row = ledger.insert(
+    { route: route.name, direction: 'in', name: entry.name, size: entry.size, state: 'quarantined', lastError: reason, remoteRef: entry.ref, origin: entry.origin ?? null },
+    'quarantined',
+    reason,
+  );
+  result.quarantined++;
+  log.warn({ route: route.name, id: row.id, name: entry.name }, `quarantined: ${reason}`);
+}
+
+async function quarantine(
+  ctx: RouteContext,
+  source: Source,
+  entry: RemoteEntry,
+  temp: string,
+  got: { size: number; sha256: string },
+  reason: string,
+  result: CycleResult,
+): Promise<void> {
+  const { route, ledger, spool, log } = ctx;
+  const known = ledger.findOriginal(route.name, entry.name, got.sha256, ['quarantined']);
+  if (known) {
+    await fsp.rm(temp, { force: true });
+    if (known.ackedAt === null) await acknowledge(ctx, source, entry, known);
+    return;
+  }
+  const rel = await spool.quarantine(route.name, temp, entry.name, ctx.now());
+  const row = ledger.insert(
+    { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'quarantined', lastError: reason, storedPath: rel, remoteRef: entry.ref, origin: entry.origin ?? null },
+    'quarantined',
+    reason,
+  );
+  result.quarantined++;
+  log.warn({ route: route.name, id: row.id, name: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
+  await acknowledge(ctx, source, entry, row);
+}
+
+async function acknowledge(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {
+  try {
+    await source.acknowledge(entry, ctx.abort);
+  } catch (err) {
+    if (err instanceof TransportError && err.scope === 'package') {
+      ctx.log.warn({ route: ctx.route.name, id: row.id, name: entry.name }, `could not acknowledge on the remote: ${ctx.scrub(err.message)}`);
+      return;
+    }
+    throw new RouteStop(`acknowledging ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
+  }
+  crashPoint('in:after-ack');
+  ctx.ledger.update(row.id, { ackedAt: ctx.now() }, 'acknowledged', describeAck(ctx));
+}
+
+function describeAck(ctx: RouteContext): string {
+  const a = ctx.route.afterReceive;
+  return a.kind === 'delete' ? 'removed from the remote' : `moved to ${a.to} on the remote`;
+}

@@ -1,0 +1,297 @@
+// Outbound: outbox -> (stable? well-formed?) -> spool + ledger -> sink -> sent / failed / dead.
+//
+// Order is what makes kill -9 harmless (guarantee 2): the bytes are in the spool (fsynced, renamed)
+// before the ledger row exists, and the ledger row exists before the outbox copy is removed. So a
+// package is always in the outbox, or in spool + ledger, or sent. A crash after the sink wrote but
+// before the ledger said `sent` resends it; the sink then finds the identical file and writes
+// nothing (PutResult.alreadyPresent), and an inbound sprelay would drop it as a duplicate anyway.
+import { createReadStream, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName, matchesInclude } from './inspect.js';
+import { crashPoint } from './crash-points.js';
+import { judgeFailure } from './retry.js';
+import { errorText } from './secrets.js';
+import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from './route-context.js';
+import { fsyncDir, unlinkRetrying } from '../store/files.js';
+import type { PackageRow } from '../store/ledger.js';
+import { TransportError } from '../transports/errors.js';
+import type { Sink } from '../transports/types.js';
+
+interface Seen {
+  name: string;
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export async function runOutbound(ctx: RouteContext): Promise<CycleResult> {
+  const result = emptyResult(ctx.route);
+  await ctx.spool.prepare(ctx.route.name);
+  await takeFromOutbox(ctx, result);
+  if (!ctx.stop.requested) await sendDue(ctx, result);
+  return result;
+}
+
+// ---- taking files from the outbox -----------------------------------------------------------
+
+async function scanOutbox(ctx: RouteContext): Promise<Map<string, Seen>> {
+  const dir = ctx.route.local;
+  const seen = new Map<string, Seen>();
+  const entries = await fsp.readdir(dir, { withFileTypes: true });
+  for (const e of entries) {
+    if (!e.isFile()) continue;
+    if (/\.part$/i.test(e.name) || e.name.startsWith('.sprelay-')) continue;
+    if (!matchesInclude(e.name, ctx.route.include)) continue;
+    const path = join(dir, e.name);
+    try {
+      const st = await fsp.stat(path);
+      seen.set(e.name, { name: e.name, path, size: st.size, mtimeMs: st.mtimeMs });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return seen;
+}
+
+/** Windows: a file the writer still holds without FILE_SHARE_WRITE cannot be opened for writing. */
+async function heldByAnotherProgram(path: string): Promise<boolean> {
+  if (process.platform !== 'win32') return false;
+  try {
+    const fh = await fsp.open(path, 'r+');
+    await fh.close();
+    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EBUSY' || code === 'EPERM' || code === 'EACCES') return true;
+    throw err;
+  }
+}
+
+async function whyRefused(ctx: RouteContext, f: Seen): Promise<string | null> {
+  const bad = checkName(f.name);
+  if (bad) return bad;
+  if (f.size > ctx.route.maxSize) return `larger than maxSize (${f.size} > ${ctx.route.maxSize} bytes)`;
+  if (isXmlName(f.name)) return checkXmlFile(f.path, ctx.abort);
+  if (isZipName(f.name)) return checkZipFile(f.path);
+  return null;
+}
+
+async function takeFromOutbox(ctx: RouteContext, result: CycleResult): Promise<void> {
+  const { route, log } = ctx;
+  let first: Map<string, Seen>;
+  try {
+    first = await scanOutbox(ctx);
+  } catch (err) {
+    result.error = ctx.scrub(`outbox ${route.local} cannot be read: ${errorText(err)}`);
+    log.error({ route: route.name }, result.error);
+    return;
+  }
+  if (first.size === 0) return;
+  // Guarantee 1: only files whose size and mtime stay put across the settle interval.
+  if (!(await settle(route.settleMs, ctx.stop))) return;
+  const second = await scanOutbox(ctx);
+  for (const f of second.values()) {
+    if (ctx.stop.requested) return;
+    const before = first.get(f.name);
+    if (!before || before.size !== f.size || before.mtimeMs !== f.mtimeMs) {
+      log.debug({ route: route.name, name: f.name }, 'not settled yet, left in the outbox');
+      continue;
+    }
+    try {
+      if (await heldByAnotherProgram(f.path)) {
+        log.info({ route: route.name, name: f.name }, 'still open in another program, left in the outbox');
+        continue;
+      }
+      const refusal = await whyRefused(ctx, f);
+      if (refusal) {
+        result.refused++;
+        log.warn({ route: route.name, name: f.name }, `not taken, left in the outbox: ${refusal}`);
+        continue;
+      }
+      await takeOne(ctx, f, result);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // someone removed it meanwhile
+      result.error = ctx.scrub(`could not take ${f.name} into the spool: ${errorText(err)}`);
+      log.error({ route: route.name, name: f.name }, result.error);
+      return; // a full or broken data disk: stop taking, everything stays in the outbox
+    }
+  }
+}
+
+async function takeOne(ctx: RouteContext, f: Seen, result: CycleResult): Promise<void> {
+  const { route, ledger, spool, log } = ctx;
+  const copy = await spool.copyIn(route.name, f.path, ctx.abort);
+  const after = await fsp.stat(f.path);
+  if (after.size !== f.size || after.mtimeMs !== f.mtimeMs || copy.size !== f.size) {
+    await fsp.rm(copy.temp, { force: true });
+    log.info({ route: route.name, name: f.name }, 'changed while being copied, left in the outbox');
+    return;
+  }
+  const original = ledger.findOriginal(route.name, f.name, copy.sha256, ['queued', 'failed', 'dead', 'sent']);
+  if (original) {
+    await fsp.rm(copy.temp, { force: true });
+    const dup = ledger.insert(
+      {
+        route: route.name,
+        direction: 'out',
+        name: f.name,
+        size: copy.size,
+        sha256: copy.sha256,
+        state: 'duplicate',
+        duplicateOf: original.id,
+      },
+      'duplicate',
+      `same name and bytes as package ${original.id} (${original.state}); not sent again`,
+    );
+    await removeFromOutbox(ctx, f);
+    result.duplicates++;
+    log.info({ route: route.name, id: dup.id, name: f.name }, `duplicate of package ${original.id}, not sent again`);
+    return;
+  }
+  const rel = spool.spoolPath(route.name, f.name, copy.sha256);
+  await spool.commit(copy.temp, rel);
+  crashPoint('out:after-spool-rename');
+  const row = ledger.insert(
+    {
+      route: route.name,
+      direction: 'out',
+      name: f.name,
+      size: copy.size,
+      sha256: copy.sha256,
+      state: 'queued',
+      storedPath: rel,
+    },
+    'queued',
+    `taken from ${route.local}`,
+  );
+  crashPoint('out:after-ledger-queued');
+  await removeFromOutbox(ctx, f);
+  result.taken++;
+  log.info({ route: route.name, id: row.id, name: f.name, size: row.size }, 'queued');
+}
+
+async function removeFromOutbox(ctx: RouteContext, f: Seen): Promise<void> {
+  await unlinkRetrying(f.path);
+  await fsyncDir(ctx.route.local);
+}
+
+// ---- sending ------------------------------------------------------------------------------------
+
+async function sendDue(ctx: RouteContext, result: CycleResult): Promise<void> {
+  const { route, ledger, log } = ctx;
+  const due = ledger.due(route.name, ctx.now());
+  if (due.length === 0) return;
+  let sink: Sink;
+  try {
+    sink = await ctx.transport.openSink(endpointOf(route), ctx.abort);
+  } catch (err) {
+    result.error = ctx.scrub(`cannot reach ${route.profileName}: ${errorText(err)}`);
+    log.error({ route: route.name }, `${result.error}; ${due.length} package(s) wait for the next cycle`);
+    return;
+  }
+  try {
+    const queue = [...due];
+    let stopRoute = false;
+    const worker = async () => {
+      while (!stopRoute && !ctx.stop.requested) {
+        const row = queue.shift();
+        if (!row) return;
+        if (!(await sendOne(ctx, sink, row, result))) stopRoute = true;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(route.concurrency, queue.length) }, worker));
+  } finally {
+    await sink.close();
+  }
+}
+
+/** Sends one package; false when the route should stop this cycle (the connection is gone). */
+async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: CycleResult): Promise<boolean> {
+  const { route, ledger, spool, log } = ctx;
+  const stored = await findBytes(ctx, row);
+  if (!stored) {
+    ledger.update(row.id, { state: 'dead', lastError: 'bytes are no longer in the spool or archive' }, 'dead');
+    result.dead++;
+    log.error({ route: route.name, id: row.id, name: row.name }, 'dead: bytes are no longer in the spool or archive');
+    return true;
+  }
+  const attempts = row.attempts + 1;
+  try {
+    const put = await sink.put(
+      { name: row.name, size: row.size, sha256: row.sha256!, open: () => createReadStream(spool.abs(stored)) },
+      ctx.abort,
+    );
+    crashPoint('out:after-put');
+    ledger.update(
+      row.id,
+      { state: 'sent', attempts, remoteRef: put.remoteRef, lastError: null, nextAttemptAt: null, storedPath: stored },
+      'sent',
+      put.alreadyPresent ? `identical file already at ${put.remoteRef}; nothing written` : `to ${put.remoteRef}`,
+    );
+    crashPoint('out:after-sent-commit');
+    result.sent++;
+    log.info(
+      { route: route.name, id: row.id, name: row.name, remote: put.remoteRef },
+      put.alreadyPresent ? 'sent (identical file was already there)' : 'sent',
+    );
+    await afterSend(ctx, row, stored);
+    return true;
+  } catch (err) {
+    const te = err instanceof TransportError ? err : null;
+    const message = ctx.scrub(errorText(err));
+    // A refused login or certificate is nobody's fault but the config's: the package keeps its
+    // place and its attempt count, and the route reports the error until someone fixes it.
+    if (te && te.scope === 'connection' && !te.retryable) {
+      ledger.update(row.id, { lastError: message }, 'error', message);
+      result.error = message;
+      log.error({ route: route.name, id: row.id, name: row.name }, `not sent: ${message}`);
+      return false;
+    }
+    const verdict = judgeFailure(route.retry, attempts, te ? te.retryable : true, ctx.now());
+    if (verdict.kind === 'dead') {
+      ledger.update(row.id, { state: 'dead', attempts, lastError: message, nextAttemptAt: null }, 'dead', `${verdict.why}: ${message}`);
+      result.dead++;
+      log.error({ route: route.name, id: row.id, name: row.name }, `dead (${verdict.why}): ${message}`);
+    } else {
+      ledger.update(
+        row.id,
+        { state: 'failed', attempts, lastError: message, nextAttemptAt: verdict.nextAttemptAt },
+        'failed',
+        `${message}; next attempt at ${new Date(verdict.nextAttemptAt).toISOString()}`,
+      );
+      result.failed++;
+      log.warn(
+        { route: route.name, id: row.id, name: row.name, attempts },
+        `failed: ${message}; next attempt ${new Date(verdict.nextAttemptAt).toISOString()}`,
+      );
+    }
+    if (te?.scope === 'connection') result.error = message;
+    return te?.scope !== 'connection';
+  }
+}
+
+/** Where the bytes of an outbound package are now: its stored path, or its archive path. */
+async function findBytes(ctx: RouteContext, row: PackageRow): Promise<string | null> {
+  const candidates = [row.storedPath, ctx.spool.archivePath(row.route, row.id, row.name, row.createdAt)];
+  for (const rel of candidates) if (rel && (await ctx.spool.has(rel))) return rel;
+  return null;
+}
+
+async function afterSend(ctx: RouteContext, row: PackageRow, stored: string): Promise<void> {
+  const { route, ledger, spool, log } = ctx;
+  try {
+    if (route.afterSend === 'archive') {
+      const dest = spool.archivePath(route.name, row.id, row.name, row.createdAt);
+      if (stored !== dest) {
+        await spool.archive(stored, dest);
+        ledger.update(row.id, { storedPath: dest });
+      }
+    } else {
+      await spool.remove(stored);
+      ledger.update(row.id, { storedPath: null });
+    }
+  } catch (err) {
+    // The package is sent; a spool file left behind costs disk, not correctness.
+    log.warn({ route: route.name, id: row.id, name: row.name }, `sent, but could not ${route.afterSend} the spool copy: ${errorText(err)}`);
+  }
+}

@@ -1,0 +1,100 @@
+// What a pipeline gets for one cycle of one route, and what it reports back. Shared by outbound.ts
+// and inbound.ts so that the scheduler and the CLI treat both directions alike.
+import type { Config, RouteConfig } from './config.js';
+import type { Logger } from './log.js';
+import type { Scrub } from './secrets.js';
+import type { Ledger } from '../store/ledger.js';
+import type { Spool } from '../store/spool.js';
+import type { Endpoint, Transport } from '../transports/types.js';
+
+/**
+ * Graceful stop: `requested` turns true on SIGINT/SIGTERM; pipelines finish the file in hand and
+ * take no new one. `signal` fires at the same moment, for waits that take no file (settle sleeps).
+ */
+export interface StopToken {
+  readonly requested: boolean;
+  readonly signal: AbortSignal;
+}
+
+export interface RouteContext {
+  config: Config;
+  route: RouteConfig;
+  ledger: Ledger;
+  spool: Spool;
+  transport: Transport;
+  log: Logger;
+  scrub: Scrub;
+  stop: StopToken;
+  /** Aborts transfers in flight (second Ctrl+C, or tests). */
+  abort: AbortSignal;
+  now: () => number;
+}
+
+export interface CycleResult {
+  route: string;
+  direction: 'in' | 'out';
+  /** out: taken from the outbox into the spool */
+  taken: number;
+  sent: number;
+  delivered: number;
+  duplicates: number;
+  waiting: number;
+  failed: number;
+  dead: number;
+  quarantined: number;
+  /** Files left in the outbox because they are wrong (not well-formed XML, too large, bad name). */
+  refused: number;
+  /** The route could not do its work (connection, disk, lock): the reason, scrubbed. */
+  error: string | null;
+}
+
+export function emptyResult(route: RouteConfig): CycleResult {
+  return {
+    route: route.name,
+    direction: route.direction,
+    taken: 0,
+    sent: 0,
+    delivered: 0,
+    duplicates: 0,
+    waiting: 0,
+    failed: 0,
+    dead: 0,
+    quarantined: 0,
+    refused: 0,
+    error: null,
+  };
+}
+
+/** A cycle that needs someone's attention (exit code 2 of `sprelay once`). */
+export function hasProblems(r: CycleResult): boolean {
+  return r.error !== null || r.failed > 0 || r.dead > 0 || r.quarantined > 0 || r.refused > 0;
+}
+
+export function endpointOf(route: RouteConfig): Endpoint {
+  return {
+    route: route.name,
+    remote: route.remote,
+    overwrite: route.overwrite,
+    timeoutMs: route.timeoutMs,
+    afterReceive: route.afterReceive,
+    include: route.include,
+    ...(route.to ? { to: route.to } : {}),
+    ...(route.allowFrom ? { allowFrom: route.allowFrom } : {}),
+  };
+}
+
+/** Sleeps `ms`, returning early (false) when the stop token fires. */
+export function settle(ms: number, stop: StopToken): Promise<boolean> {
+  if (stop.requested) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      stop.signal.removeEventListener('abort', onStop);
+      resolve(true);
+    }, ms);
+    const onStop = () => {
+      clearTimeout(t);
+      resolve(false);
+    };
+    stop.signal.addEventListener('abort', onStop, { once: true });
+  });
+}
