@@ -12,6 +12,7 @@ import { Ledger } from '../store/ledger.js';
 import { RouteLock } from '../store/lock.js';
 import { Spool } from '../store/spool.js';
 import { createTransport } from '../transports/index.js';
+import type { Transport } from '../transports/types.js';
 
 export class Agent {
   readonly ledger: Ledger;
@@ -25,8 +26,15 @@ export class Agent {
 
   constructor(
     readonly config: Config,
-    opts: { log?: Logger; quiet?: boolean; now?: () => number } = {},
+    opts: {
+      log?: Logger;
+      quiet?: boolean;
+      now?: () => number;
+      /** Tests wrap the real transport (e.g. a sink that fails N times). */
+      transportFor?: (route: RouteConfig) => Transport;
+    } = {},
   ) {
+    this.transportFor = opts.transportFor ?? ((route) => createTransport(route.profile));
     this.scrub = makeScrubber(config.secrets);
     this.log =
       opts.log ??
@@ -44,6 +52,7 @@ export class Agent {
   }
 
   private readonly now: () => number;
+  private readonly transportFor: (route: RouteConfig) => Transport;
 
   route(name: string): RouteConfig {
     const r = this.config.routes.find((x) => x.name === name);
@@ -102,7 +111,7 @@ export class Agent {
         route,
         ledger: this.ledger,
         spool: this.spool,
-        transport: createTransport(route.profile),
+        transport: this.transportFor(route),
         log: this.log,
         scrub: this.scrub,
         stop: this.stop,

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { validate as cronValidate } from 'node-cron';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import type {
   AckAction,
@@ -139,7 +139,18 @@ export function parseDuration(text: string): number {
   return Math.round(total);
 }
 
-const SIZE_UNITS: Record<string, number> = { b: 1, k: KB, kb: KB, m: MB, mb: MB, g: GB, gb: GB, kib: KB, mib: MB, gib: GB };
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  k: KB,
+  kb: KB,
+  m: MB,
+  mb: MB,
+  g: GB,
+  gb: GB,
+  kib: KB,
+  mib: MB,
+  gib: GB,
+};
 
 /** `512KB`, `50MB`, `1GB` (1024-based), or plain integer bytes -> bytes. */
 export function parseSize(text: string): number {
@@ -147,7 +158,9 @@ export function parseSize(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(s);
   const unit = m ? SIZE_UNITS[m[2]!.toLowerCase() || 'b'] : undefined;
   if (!m || unit === undefined || (unit === 1 && m[1]!.includes('.'))) {
-    throw new Error(`invalid size "${s}": write whole bytes or a number with a unit KB, MB or GB (e.g. "512KB", "50MB")`);
+    throw new Error(
+      `invalid size "${s}": write whole bytes or a number with a unit KB, MB or GB (e.g. "512KB", "50MB")`,
+    );
   }
   const bytes = Math.floor(Number(m[1]) * unit);
   if (!Number.isSafeInteger(bytes)) throw new Error(`invalid size "${s}": too large`);
@@ -342,7 +355,7 @@ const retrySchema = obj({
 const routeDefaultsShape = {
   settle: durationField.optional(),
   maxSize: sizeField.optional(),
-  timeout: durationField.optional(),
+  timeout: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
   concurrency: z.number().int().min(1).max(16).optional(),
   overwrite: z.boolean().optional(),
   retry: retrySchema.optional(),
@@ -466,4 +479,640 @@ function isValidCron(expr: string): boolean {
   } catch {
     return false;
   }
+}
+
+// ---- paths and files -----------------------------------------------------------------------------
+
+/** Absolute by the rules of this OS or of Windows (UNC `\\srv\share`, `C:\dir`): kept verbatim. */
+function isAbsoluteAnyOS(p: string): boolean {
+  return path.isAbsolute(p) || path.win32.isAbsolute(p);
+}
+
+/** Relative paths resolve against the config file's folder (Task Scheduler starts in System32). */
+function resolveLocalPath(p: string, baseDir: string): string {
+  return isAbsoluteAnyOS(p) ? p : path.resolve(baseDir, p);
+}
+
+function describeFsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'file not found';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'it is a folder, not a file';
+    default:
+      return code ? `cannot be read (${code})` : 'cannot be read';
+  }
+}
+
+/** Why a lan `remote` / move target is unusable, or undefined. It must stay under the share root. */
+function lanRelativeProblem(p: string): string | undefined {
+  if (isAbsoluteAnyOS(p) || /^[A-Za-z]:/.test(p))
+    return 'must be a folder relative to the profile root, not an absolute path';
+  if (p.split(/[\\/]+/).includes('..')) return 'must not contain ".." (it must stay under the profile root)';
+  return undefined;
+}
+
+/** `./a/b/`, `a\b` -> `a/b`; `''`, `.` -> `''` (the root). */
+function normalizeLanRelative(p: string): string {
+  return p
+    .split(/[\\/]+/)
+    .filter((s) => s !== '' && s !== '.')
+    .join('/');
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function looksLikeKeyText(s: string): boolean {
+  const t = s.trimStart();
+  return t.startsWith('-----BEGIN') || t.startsWith('PuTTY-User-Key-File-');
+}
+
+// ---- YAML ----------------------------------------------------------------------------------------
+
+// `${NAME}` is swapped for a same-length placeholder before parsing, so that it is legal even where
+// YAML gives `{`/`}` a meaning (`{ password: ${FTP_PASSWORD} }` in a flow mapping) and line/column
+// positions stay exact. Placeholders are resolved in string values only.
+const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+const PH_OPEN = '\uE000\uE000';
+const PH_CLOSE = '\uE001';
+const PH_RE = /\uE000\uE000([A-Za-z_][A-Za-z0-9_]*)\uE001/g;
+
+function restorePlaceholders(s: string): string {
+  return s.replace(PH_RE, (_m, name: string) => '${' + name + '}');
+}
+
+const STAR_HINT = 'a value starting with "*" must be put in quotes, e.g. schedule: "*/5 * * * *"';
+
+function yamlMessage(code: string, message: string, lineText: string): string {
+  let msg =
+    code === 'BAD_DQ_ESCAPE'
+      ? "invalid escape sequence in a double-quoted string (write Windows paths without quotes or in single quotes: 'C:\\ServioPump\\Export')"
+      : // the part after ': ' quotes source text, which may be a secret
+        message.replace(/:\s.*$/s, '');
+  if (code !== 'BAD_DQ_ESCAPE' && /(^|[:,[{-])\s*\*/.test(lineText)) msg += ` (${STAR_HINT})`;
+  return msg;
+}
+
+/** The document as plain data (placeholders still in), or undefined when it is not valid YAML. */
+function readYaml(text: string, issues: Issues): { value: unknown } | undefined {
+  const source = (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).replace(
+    ENV_RE,
+    (_m, name: string) => PH_OPEN + name + PH_CLOSE,
+  );
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: false });
+  if (doc.errors.length > 0) {
+    const lines = source.split(/\r?\n/);
+    const seen = new Set<number>();
+    for (const e of doc.errors) {
+      const { line, col } = lineCounter.linePos(e.pos[0]);
+      if (seen.has(line)) continue; // one error per line: the rest are usually echoes of the first
+      seen.add(line);
+      issues.list.push({ path: `line ${line}:${col}`, message: yamlMessage(e.code, e.message, lines[line - 1] ?? '') });
+    }
+    return undefined;
+  }
+  const before = issues.list.length;
+  walkYaml(doc.contents, [], lineCounter, issues, new Set());
+  if (issues.list.length > before) return undefined;
+  try {
+    return { value: doc.toJS({ maxAliasCount: 100 }) };
+  } catch (e) {
+    issues.add([], `cannot read the YAML: ${(e as Error).message.replace(/:\s.*$/s, '')}`);
+    return undefined;
+  }
+}
+
+/** Duplicate keys (with their paths and lines) and aliases that name no anchor. */
+function walkYaml(node: unknown, segs: Seg[], lc: LineCounter, issues: Issues, anchors: Set<string>): void {
+  if (!node || typeof node !== 'object') return;
+  const n = node as YamlNode;
+  const at = (x: unknown) => {
+    const range = (x as { range?: [number, number, number] } | null)?.range;
+    return range ? lc.linePos(range[0]) : undefined;
+  };
+  if (isAlias(n)) {
+    if (!anchors.has(n.source)) {
+      const pos = at(n);
+      issues.add(
+        segs,
+        `${pos ? `line ${pos.line}:${pos.col}: ` : ''}${STAR_HINT} (or define the anchor "&${n.source}")`,
+      );
+    }
+    return;
+  }
+  if ((isScalar(n) || isMap(n) || isSeq(n)) && n.anchor) anchors.add(n.anchor);
+  if (isMap(n)) {
+    const firstLine = new Map<string, number>();
+    for (const pair of n.items) {
+      const key = restorePlaceholders(isScalar(pair.key) ? String(pair.key.value) : String(pair.key));
+      const line = at(pair.key)?.line ?? 0;
+      const first = firstLine.get(key);
+      if (first !== undefined) issues.add([...segs, key], `duplicate key (on line ${first} and again on line ${line})`);
+      else firstLine.set(key, line);
+      walkYaml(pair.value, [...segs, key], lc, issues, anchors);
+    }
+  } else if (isSeq(n)) {
+    n.items.forEach((item, i) => walkYaml(item, [...segs, i], lc, issues, anchors));
+  }
+}
+
+interface EnvState {
+  env: NodeJS.ProcessEnv;
+  issues: Issues;
+  /** Paths whose value lacked a variable: further complaints about them would only be noise. */
+  missing: string[];
+  secrets: Set<string>;
+  /** Values of secret-looking keys, whatever their type: scrubbed from messages. */
+  scrub: Set<string>;
+}
+
+function substituteEnv(value: unknown, segs: Seg[], st: EnvState, secretField: boolean, keyField: boolean): unknown {
+  if (typeof value === 'string') {
+    let missing = false;
+    const fromEnv: string[] = [];
+    const out = value.replace(PH_RE, (_m, name: string) => {
+      const v = st.env[name];
+      if (v === undefined) {
+        st.issues.add(segs, `environment variable ${name} is not set`);
+        missing = true;
+        return '';
+      }
+      fromEnv.push(v);
+      return v;
+    });
+    if (missing) st.missing.push(formatPath(segs));
+    const isSecret = secretField || (keyField && looksLikeKeyText(out));
+    if (isSecret) for (const s of [...fromEnv, out]) st.secrets.add(s);
+    return out;
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...segs, i], st, secretField, keyField));
+  if (isRecord(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k0, v] of Object.entries(value)) {
+      const k = restorePlaceholders(k0);
+      if (k === '__proto__') {
+        st.issues.add([...segs, k], 'unknown key');
+        continue;
+      }
+      const secretKey = secretField || SECRET_KEY_RE.test(k);
+      if (secretKey && v !== null && typeof v !== 'object') st.scrub.add(restorePlaceholders(String(v)));
+      out[k] = substituteEnv(v, [...segs, k], st, secretKey, keyField || k === 'privateKey');
+    }
+    return out;
+  }
+  return value;
+}
+
+// ---- profiles ------------------------------------------------------------------------------------
+
+interface Ctx {
+  baseDir: string;
+  issues: Issues;
+  secrets: Set<string>;
+}
+
+/** A CA bundle or private key: a file path (relative to the config folder) or the PEM text itself. */
+function loadText(value: unknown, segs: Seg[], kind: 'ca' | 'key', ctx: Ctx): string | undefined | null {
+  if (typeof value !== 'string' || value === '') return null; // absent or already reported by the schema
+  if (looksLikeKeyText(value)) return value;
+  const file = resolveLocalPath(value, ctx.baseDir);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    ctx.issues.add(segs, `cannot read file "${file}": ${describeFsError(e)}`);
+    return undefined;
+  }
+  if (kind === 'ca' && !text.includes('-----BEGIN')) {
+    ctx.issues.add(segs, `file "${file}" is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)`);
+    return undefined;
+  }
+  if (kind === 'key' && !looksLikeKeyText(text)) {
+    ctx.issues.add(
+      segs,
+      `file "${file}" does not look like a private key (expected an OpenSSH, PEM or PuTTY key file)`,
+    );
+    return undefined;
+  }
+  if (kind === 'key') ctx.secrets.add(text);
+  return text;
+}
+
+function loadTls(raw: unknown, segs: Seg[], ctx: Ctx): TlsOptions | undefined {
+  if (raw === undefined) return { rejectUnauthorized: true };
+  if (!isRecord(raw)) return undefined; // reported by the schema
+  const ca = loadText(raw.ca, [...segs, 'ca'], 'ca', ctx);
+  if (ca === undefined) return undefined;
+  const tls: TlsOptions = { rejectUnauthorized: raw.rejectUnauthorized !== false };
+  if (ca !== null) tls.ca = ca;
+  return tls;
+}
+
+const PROFILE_TYPES = ['lan', 'ftp', 'sftp', 'email'] as const;
+type ProfileType = (typeof PROFILE_TYPES)[number];
+
+function profileTypeOf(raw: unknown): ProfileType | undefined {
+  return isRecord(raw) && PROFILE_TYPES.includes(raw.type as ProfileType) ? (raw.type as ProfileType) : undefined;
+}
+
+function checkProfile(raw: unknown, segs: Seg[], ctx: Ctx): ProfileOptions | undefined {
+  const { issues } = ctx;
+  if (!isRecord(raw)) {
+    issues.add(segs, `expected a mapping with "type" and the connection settings, got ${describeType(raw)}`);
+    return undefined;
+  }
+  const allowed = PROFILE_TYPES.map((t) => `"${t}"`).join(', ');
+  switch (profileTypeOf(raw)) {
+    case 'lan': {
+      const p = issues.check(lanSchema, raw, segs);
+      if (!p) return undefined;
+      return { type: 'lan', root: resolveLocalPath(p.root, ctx.baseDir) } satisfies LanProfile;
+    }
+    case 'ftp': {
+      const p = issues.check(ftpSchema, raw, segs);
+      const tls = loadTls(raw.tls, [...segs, 'tls'], ctx);
+      if (!p || !tls) return undefined;
+      const security = p.security ?? 'explicit';
+      if (p.password) ctx.secrets.add(p.password);
+      return {
+        type: 'ftp',
+        host: p.host,
+        port: p.port ?? (security === 'implicit' ? 990 : 21),
+        security,
+        user: p.user,
+        password: p.password,
+        tls,
+        encoding: p.encoding ?? 'utf8',
+      } satisfies FtpProfile;
+    }
+    case 'sftp': {
+      const p = issues.check(sftpSchema, raw, segs);
+      const key = loadText(raw.privateKey, [...segs, 'privateKey'], 'key', ctx);
+      if (raw.password === undefined && raw.privateKey === undefined) {
+        issues.add(segs, 'needs "password" or "privateKey" (or both)');
+      }
+      if (raw.passphrase !== undefined && raw.privateKey === undefined) {
+        issues.add([...segs, 'passphrase'], 'only used together with "privateKey"');
+      }
+      if (!p || key === undefined) return undefined;
+      const out: SftpProfile = { type: 'sftp', host: p.host, port: p.port ?? 22, user: p.user, hostKey: p.hostKey };
+      if (p.password !== undefined) out.password = p.password;
+      if (key !== null) out.privateKey = key;
+      if (p.passphrase !== undefined) out.passphrase = p.passphrase;
+      for (const s of [p.password, p.passphrase]) if (s) ctx.secrets.add(s);
+      return out;
+    }
+    case 'email': {
+      const p = issues.check(emailSchema, raw, segs);
+      const tls = loadTls(raw.tls, [...segs, 'tls'], ctx);
+      for (const kind of ['smtp', 'imap'] as const) {
+        const server = raw[kind];
+        if (isRecord(server) && server.password !== undefined && server.user === undefined) {
+          issues.add([...segs, kind, 'user'], 'required when a password is given');
+        }
+        if (isRecord(server) && server.user !== undefined && server.password === undefined) {
+          issues.add([...segs, kind, 'password'], 'required when a user is given');
+        }
+      }
+      if (raw.smtp === undefined && raw.imap === undefined) {
+        issues.add(segs, 'needs "smtp" (to send), "imap" (to receive), or both');
+      }
+      if (!p || !tls) return undefined;
+      const out: EmailProfile = { type: 'email', tls, maxPerMessage: p.maxPerMessage ?? 1 };
+      if (p.from !== undefined) out.from = p.from.trim();
+      if (p.smtp) out.smtp = mailServer(p.smtp, 'smtp', ctx);
+      if (p.imap) out.imap = mailServer(p.imap, 'imap', ctx);
+      return out;
+    }
+    default:
+      issues.add(
+        [...segs, 'type'],
+        raw.type === undefined ? `required: one of ${allowed}` : `expected one of ${allowed}`,
+      );
+      return undefined;
+  }
+}
+
+function mailServer(p: z.output<typeof mailServerSchema>, kind: 'smtp' | 'imap', ctx: Ctx): MailServer {
+  const tlsPort = kind === 'smtp' ? 465 : 993;
+  const security =
+    p.security ?? (p.port === tlsPort ? 'tls' : p.port !== undefined || kind === 'smtp' ? 'starttls' : 'tls');
+  const port =
+    p.port ??
+    (kind === 'smtp'
+      ? { none: 25, starttls: 587, tls: 465 }[security]
+      : { none: 143, starttls: 143, tls: 993 }[security]);
+  const out: MailServer = { host: p.host, port, security };
+  if (p.user !== undefined) out.user = p.user;
+  if (p.password !== undefined) {
+    out.password = p.password;
+    if (p.password) ctx.secrets.add(p.password);
+  }
+  return out;
+}
+
+// ---- routes --------------------------------------------------------------------------------------
+
+type RouteData = z.output<typeof routeSchema>;
+type Defaults = Pick<RouteData, 'settle' | 'maxSize' | 'timeout' | 'concurrency' | 'overwrite' | 'retry'>;
+
+function parseAck(text: string): AckAction | undefined {
+  if (text.trim() === 'delete') return { kind: 'delete' };
+  const m = /^\s*move:(.*)$/s.exec(text);
+  const to = m?.[1]?.trim();
+  return to ? { kind: 'move', to } : undefined;
+}
+
+interface RouteCheck {
+  rawProfiles: Record<string, unknown>;
+  seenNames: Map<string, number>;
+}
+
+function checkRoute(raw: unknown, i: number, rc: RouteCheck, ctx: Ctx): RouteData | undefined {
+  const { issues } = ctx;
+  const segs: Seg[] = ['routes', i];
+  const at = (...k: Seg[]) => [...segs, ...k];
+  if (!isRecord(raw)) {
+    issues.add(
+      segs,
+      `expected a mapping with name, direction, profile, local, remote and schedule, got ${describeType(raw)}`,
+    );
+    return undefined;
+  }
+  const before = issues.list.length;
+  const r: Record<string, unknown> = { ...raw };
+  for (const k of ['to', 'allowFrom', 'include']) if (typeof r[k] === 'string') r[k] = [r[k]]; // a single item
+  const parsed = issues.check(routeSchema, r, segs);
+
+  if (typeof r.name === 'string' && NAME_RE.test(r.name)) {
+    const key = r.name.toLowerCase(); // route names become folder names: Windows ignores case
+    const other = rc.seenNames.get(key);
+    if (other !== undefined) {
+      issues.add(
+        at('name'),
+        `duplicate route name "${r.name}" (also routes[${other}]; names must differ even ignoring case)`,
+      );
+    } else rc.seenNames.set(key, i);
+  }
+
+  const direction = r.direction === 'in' || r.direction === 'out' ? r.direction : undefined;
+  let type: ProfileType | undefined;
+  if (typeof r.profile === 'string' && r.profile !== '') {
+    if (!Object.hasOwn(rc.rawProfiles, r.profile)) {
+      const names = Object.keys(rc.rawProfiles);
+      issues.add(
+        at('profile'),
+        `unknown profile "${r.profile}" (${names.length ? `defined: ${names.join(', ')}` : 'no profiles are defined'})`,
+      );
+    } else type = profileTypeOf(rc.rawProfiles[r.profile]);
+  }
+  const rawProfile = type ? (rc.rawProfiles[r.profile as string] as Record<string, unknown>) : {};
+
+  if (direction === 'out' && r.afterReceive !== undefined)
+    issues.add(at('afterReceive'), 'only for in-routes (direction: in)');
+  if (direction === 'in' && r.afterSend !== undefined)
+    issues.add(at('afterSend'), 'only for out-routes (direction: out)');
+  let ack: AckAction | undefined;
+  if (direction !== 'out' && typeof r.afterReceive === 'string') {
+    ack = parseAck(r.afterReceive);
+    if (!ack) issues.add(at('afterReceive'), 'expected "delete" or "move:<remote folder or mailbox>"');
+  }
+
+  if (type === 'email' && direction === 'out') {
+    if (r.to === undefined) issues.add(at('to'), 'required for e-mail out-routes (the recipients)');
+    if (r.remote !== undefined) issues.add(at('remote'), 'not used on e-mail out-routes: put the recipients in "to"');
+    if (r.allowFrom !== undefined) issues.add(at('allowFrom'), 'only for e-mail in-routes');
+    if (rawProfile.smtp === undefined)
+      issues.add(at('profile'), `profile "${String(r.profile)}" has no "smtp" server to send with`);
+    if (rawProfile.from === undefined)
+      issues.add(at('profile'), `profile "${String(r.profile)}" has no "from" address to send as`);
+  } else if (type === 'email' && direction === 'in') {
+    if (r.allowFrom === undefined) issues.add(at('allowFrom'), 'required for e-mail in-routes');
+    if (r.to !== undefined) issues.add(at('to'), 'only for e-mail out-routes');
+    if (typeof r.remote === 'string' && r.remote.trim() === '')
+      issues.add(at('remote'), 'must name a mailbox (e.g. INBOX)');
+    if (rawProfile.imap === undefined)
+      issues.add(at('profile'), `profile "${String(r.profile)}" has no "imap" server to receive with`);
+  } else if (type !== undefined) {
+    if (r.to !== undefined) issues.add(at('to'), 'only for e-mail routes');
+    if (r.allowFrom !== undefined) issues.add(at('allowFrom'), 'only for e-mail routes');
+    if (r.remote === undefined) {
+      issues.add(
+        at('remote'),
+        type === 'lan'
+          ? 'required: the folder under the profile root ("" or "." for the root itself)'
+          : 'required: the remote directory ("." for the login directory)',
+      );
+    } else if (typeof r.remote === 'string') {
+      const problem =
+        type === 'lan'
+          ? lanRelativeProblem(r.remote)
+          : r.remote.trim() === ''
+            ? 'must not be empty ("." for the login directory)'
+            : undefined;
+      if (problem) issues.add(at('remote'), problem);
+    }
+    if (type === 'lan' && ack?.kind === 'move') {
+      const problem = lanRelativeProblem(ack.to);
+      if (problem) issues.add(at('afterReceive'), `the move target ${problem}`);
+    }
+  }
+  return parsed && issues.list.length === before ? parsed : undefined;
+}
+
+function checkRetry(
+  base: number,
+  max: number,
+  segs: Seg[],
+  setHere: { baseDelay?: number; maxDelay?: number } | undefined,
+  issues: Issues,
+): void {
+  if (max >= base || !setHere || (setHere.baseDelay === undefined && setHere.maxDelay === undefined)) return;
+  if (setHere.maxDelay !== undefined) {
+    issues.add([...segs, 'maxDelay'], `must not be shorter than baseDelay (${formatDuration(base)})`);
+  } else issues.add([...segs, 'baseDelay'], `must not be longer than maxDelay (${formatDuration(max)})`);
+}
+
+function buildRoute(
+  r: RouteData,
+  top: Defaults,
+  profiles: Record<string, ProfileOptions>,
+  baseDir: string,
+): RouteConfig {
+  const profile = profiles[r.profile]!;
+  const ack =
+    r.afterReceive !== undefined && r.direction === 'in' ? parseAck(r.afterReceive)! : { kind: 'delete' as const };
+  let remote: string;
+  if (profile.type === 'email') remote = r.direction === 'in' ? (r.remote ?? DEFAULTS.mailbox) : '';
+  else if (profile.type === 'lan') remote = normalizeLanRelative(r.remote!);
+  else remote = r.remote!;
+  const afterReceive: AckAction =
+    ack.kind === 'move' && profile.type === 'lan' ? { kind: 'move', to: normalizeLanRelative(ack.to) } : ack;
+  const route: RouteConfig = {
+    name: r.name,
+    direction: r.direction,
+    profileName: r.profile,
+    profile,
+    local: resolveLocalPath(r.local, baseDir),
+    remote,
+    include: r.include ?? [...DEFAULTS.include],
+    schedule: r.schedule,
+    afterSend: r.afterSend ?? 'archive',
+    afterReceive,
+    settleMs: r.settle ?? top.settle ?? DEFAULTS.settleMs,
+    maxSize: r.maxSize ?? top.maxSize ?? DEFAULTS.maxSize,
+    timeoutMs: r.timeout ?? top.timeout ?? DEFAULTS.timeoutMs,
+    concurrency: r.concurrency ?? top.concurrency ?? DEFAULTS.concurrency,
+    overwrite: r.overwrite ?? top.overwrite ?? DEFAULTS.overwrite,
+    retry: {
+      maxAttempts: r.retry?.maxAttempts ?? top.retry?.maxAttempts ?? DEFAULTS.retry.maxAttempts,
+      baseDelayMs: r.retry?.baseDelay ?? top.retry?.baseDelay ?? DEFAULTS.retry.baseDelayMs,
+      maxDelayMs: r.retry?.maxDelay ?? top.retry?.maxDelay ?? DEFAULTS.retry.maxDelayMs,
+    },
+  };
+  if (r.to) route.to = r.to.map((s) => s.trim());
+  if (r.allowFrom) route.allowFrom = r.allowFrom.map((s) => s.trim());
+  return route;
+}
+
+/** Folder identity for "same folder" checks: Windows-style paths compare case-insensitively. */
+function folderKey(p: string): string {
+  const winStyle = path.win32.isAbsolute(p) && !path.posix.isAbsolute(p);
+  return winStyle
+    ? path.win32.normalize(p).replace(/\\+$/, '').toLowerCase()
+    : path.posix.normalize(p).replace(/\/+$/, '');
+}
+
+// ---- entry points --------------------------------------------------------------------------------
+
+function scrubIssues(issues: ConfigIssue[], secrets: Iterable<string>): ConfigIssue[] {
+  const list = [...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+  if (list.length === 0) return issues;
+  const scrub = (s: string) => list.reduce((acc, secret) => acc.split(secret).join('***'), s);
+  return issues.map((i) => ({ path: scrub(i.path), message: scrub(i.message) }));
+}
+
+/** Validates the YAML text of a config file. `file` locates relative paths (its folder) and names errors. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const abs = path.resolve(file);
+  const baseDir = path.dirname(abs);
+  const issues = new Issues();
+  const secrets = new Set<string>();
+  const fail = (extraScrub: Iterable<string> = []) =>
+    new ConfigError(abs, scrubIssues(issues.list, [...secrets, ...extraScrub]));
+
+  const doc = readYaml(text, issues);
+  if (!doc) throw fail();
+  if (doc.value === null || doc.value === undefined) {
+    issues.add([], 'the file is empty: expected station, profiles and routes');
+    throw fail();
+  }
+  if (!isRecord(doc.value)) {
+    issues.add(
+      [],
+      `expected a mapping of keys (station, profiles, routes, ...) at the top level, got ${describeType(doc.value)}`,
+    );
+    throw fail();
+  }
+
+  const envIssues = new Issues();
+  const st: EnvState = { env, issues: envIssues, missing: [], secrets, scrub: new Set() };
+  const root = substituteEnv(doc.value, [], st, false, false) as Record<string, unknown>;
+  const ctx: Ctx = { baseDir, issues, secrets };
+
+  const top = issues.check(topSchema, root, []);
+  const rawProfiles = isRecord(root.profiles) ? root.profiles : {};
+  if (isRecord(root.profiles) && Object.keys(rawProfiles).length === 0) {
+    issues.add(['profiles'], 'at least one profile is required');
+  }
+  const profiles: Record<string, ProfileOptions> = {};
+  for (const [name, rawProfile] of Object.entries(rawProfiles)) {
+    if (!NAME_RE.test(name)) {
+      issues.add(
+        ['profiles', name],
+        'profile names must start with a letter or digit and contain only letters, digits, ".", "_" or "-" (at most 64)',
+      );
+    }
+    const p = checkProfile(rawProfile, ['profiles', name], ctx);
+    if (p) profiles[name] = p;
+  }
+
+  const rawRoutes = Array.isArray(root.routes) ? root.routes : [];
+  const rc: RouteCheck = { rawProfiles, seenNames: new Map() };
+  const parsedRoutes = rawRoutes.map((r, i) => checkRoute(r, i, rc, ctx));
+
+  // Retry delays are checked once merged: route > top level > default, per field.
+  const topRetry = {
+    base: top?.retry?.baseDelay ?? DEFAULTS.retry.baseDelayMs,
+    max: top?.retry?.maxDelay ?? DEFAULTS.retry.maxDelayMs,
+  };
+  if (top) checkRetry(topRetry.base, topRetry.max, ['retry'], top.retry, issues);
+  parsedRoutes.forEach((r, i) => {
+    if (!r?.retry) return;
+    const base = r.retry.baseDelay ?? topRetry.base;
+    const max = r.retry.maxDelay ?? topRetry.max;
+    checkRetry(base, max, ['routes', i, 'retry'], r.retry, issues);
+  });
+
+  // An outbox belongs to one route: two routes taking files from one folder would race for them.
+  const folders = new Map<string, number>();
+  rawRoutes.forEach((r, i) => {
+    if (!isRecord(r) || typeof r.local !== 'string' || r.local === '') return;
+    const key = folderKey(resolveLocalPath(r.local, baseDir));
+    const other = folders.get(key);
+    if (other === undefined) {
+      folders.set(key, i);
+      return;
+    }
+    const otherRoute = rawRoutes[other] as Record<string, unknown>;
+    if (r.direction === 'out' || otherRoute.direction === 'out') {
+      issues.add(
+        ['routes', i, 'local'],
+        `same folder as routes[${other}]: an out-route's outbox must not be shared with another route`,
+      );
+    }
+  });
+
+  const shadowed = (p: string) => st.missing.some((m) => p === m || p.startsWith(`${m}.`) || p.startsWith(`${m}[`));
+  const all = [...envIssues.list, ...issues.list.filter((i) => !shadowed(i.path))];
+  if (all.length > 0 || !top) {
+    issues.list.splice(0, issues.list.length, ...all);
+    throw fail(st.scrub);
+  }
+
+  const routes = parsedRoutes.map((r) => buildRoute(r!, top, profiles, baseDir));
+  const log: Config['log'] = { level: top.log?.level ?? DEFAULTS.logLevel };
+  if (top.log?.file !== undefined) log.file = resolveLocalPath(top.log.file, baseDir);
+  return {
+    file: abs,
+    station: top.station,
+    dataDir: resolveLocalPath(top.dataDir ?? DEFAULTS.dataDir, baseDir),
+    log,
+    profiles,
+    routes,
+    secrets: [...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length),
+  };
+}
+
+/** Reads and validates a config file (synchronously). */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (e) {
+    const message =
+      (e as NodeJS.ErrnoException).code === 'ENOENT'
+        ? 'config file not found (create one with "sprelay init DIR", or name it with --config FILE or $SPRELAY_CONFIG)'
+        : `cannot read the config file: ${describeFsError(e)}`;
+    throw new ConfigError(abs, [{ path: '', message }]);
+  }
+  return parseConfig(text, abs, env);
 }

@@ -1,0 +1,98 @@
+// A throwaway station for tests: outbox, a folder standing for the office share, inbox and data
+// folder under one temp dir, a real config parsed by agent/config.ts, and an Agent on it.
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../agent/agent.js';
+import { parseConfig, type Config } from '../../agent/config.js';
+import { createLogger } from '../../agent/log.js';
+
+export interface Station {
+  dir: string;
+  outbox: string;
+  /** The office share root; routes use `exchange` under it. */
+  office: string;
+  exchange: string;
+  inbox: string;
+  data: string;
+  configFile: string;
+  config: Config;
+  agent(opts?: ConstructorParameters<typeof Agent>[1]): Agent;
+  cleanup(): void;
+}
+
+export interface StationOptions {
+  /** Extra top-level YAML (settle, retry, ...). */
+  top?: string;
+  /** Extra YAML lines for the export route (indented 4 spaces). */
+  out?: string;
+  /** Extra YAML lines for the import route. */
+  in?: string;
+  /** Inbound reads from a different folder than outbound writes to (default: the same). */
+  inRemote?: string;
+}
+
+export function makeStation(opts: StationOptions = {}): Station {
+  const dir = mkdtempSync(join(tmpdir(), 'sprelay-test-'));
+  const s = {
+    dir,
+    outbox: join(dir, 'outbox'),
+    office: join(dir, 'office'),
+    exchange: join(dir, 'office', 'exchange'),
+    inbox: join(dir, 'inbox'),
+    data: join(dir, 'data'),
+    configFile: join(dir, 'sprelay.yaml'),
+  };
+  for (const d of [s.outbox, s.exchange, s.inbox, s.data]) mkdirSync(d, { recursive: true });
+  const yaml = `station: TEST-001
+dataDir: ./data
+settle: 100ms
+${opts.top ?? ''}
+profiles:
+  office:
+    type: lan
+    root: ./office
+routes:
+  - name: export
+    direction: out
+    profile: office
+    local: ./outbox
+    remote: exchange
+    schedule: "* * * * *"
+${opts.out ?? ''}
+  - name: import
+    direction: in
+    profile: office
+    remote: ${opts.inRemote ?? 'exchange'}
+    local: ./inbox
+    schedule: "* * * * *"
+${opts.in ?? ''}
+`;
+  writeFileSync(s.configFile, yaml);
+  const config = parseConfig(yaml, s.configFile, {});
+  return {
+    ...s,
+    config,
+    agent: (o) => new Agent(config, { log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }), ...o }),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+export function filesIn(dir: string): string[] {
+  return readdirSync(dir).sort();
+}
+
+export function read(dir: string, name: string): Buffer {
+  return readFileSync(join(dir, name));
+}
+
+/** A small ClientDataSet-style XML package. */
+export function cdsXml(tag: string, rows = 2): Buffer {
+  const r = Array.from({ length: rows }, (_, i) => `<ROW ID="${i + 1}" NOTE="${tag}"/>`).join('');
+  return Buffer.from(
+    `<?xml version="1.0" standalone="yes"?><DATAPACKET Version="2.0"><METADATA><FIELDS><FIELD attrname="ID" fieldtype="i4"/></FIELDS></METADATA><ROWDATA>${r}</ROWDATA></DATAPACKET>`,
+  );
+}
