@@ -72,7 +72,7 @@ async function recoverPending(ctx: RouteContext): Promise<void> {
     }
     if (await renameNoReplace(temp, final)) {
       ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox completed after restart');
-      log.info({ route: route.name, id: row.id, name: row.name }, 'delivered (completed after restart)');
+      log.info({ route: route.name, id: row.id, file: row.name }, 'delivered (completed after restart)');
       continue;
     }
     const there = await hashFile(final);
@@ -99,15 +99,20 @@ async function removeStaleTemps(ctx: RouteContext): Promise<void> {
   }
 }
 
-/** The last path segment: what include globs are matched against, so `../x.xml` is still seen. */
-function tailName(name: string): string {
+/**
+ * The name as Windows would open it, for matching include globs: the last path segment, without an
+ * alternate-stream suffix or trailing dots and spaces. So `..\\x.xml`, `x.xml:stream` and `x.xml.`
+ * count as packages, and checkName then quarantines them, rather than being silently ignored.
+ */
+function includeKey(name: string): string {
   const parts = name.split(/[/\\]/);
-  return parts[parts.length - 1] ?? name;
+  const tail = parts[parts.length - 1] ?? name;
+  return tail.split(':')[0]!.replace(/[. ]+$/, '');
 }
 
 async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteEntry[]> {
   const pick = (list: RemoteEntry[]) =>
-    list.filter((e) => !/\.part$/i.test(e.name) && matchesInclude(tailName(e.name), ctx.route.include));
+    list.filter((e) => !/\.part$/i.test(e.name) && matchesInclude(includeKey(e.name), ctx.route.include));
   const first = pick(await source.list(ctx.abort));
   if (first.length === 0 || source.atomicEntries) return first;
   // Guarantee 1 for remote files: skip entries still growing between two listings.
@@ -116,7 +121,7 @@ async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteE
   return pick(await source.list(ctx.abort)).filter((e) => {
     const b = before.get(e.ref);
     const same = b && b.size === e.size && b.modifiedAt?.getTime() === e.modifiedAt?.getTime();
-    if (!same) ctx.log.debug({ route: ctx.route.name, name: e.name }, 'still changing on the remote, left there');
+    if (!same) ctx.log.debug({ route: ctx.route.name, file: e.name }, 'still changing on the remote, left there');
     return same;
   });
 }
@@ -137,7 +142,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     await fsp.rm(temp, { force: true });
     if (err instanceof TooLargeError) return refuseInPlace(ctx, entry, overSize(entry.size, route.maxSize, true), result);
     if (err instanceof TransportError && err.scope === 'package') {
-      log.warn({ route: route.name, name: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
+      log.warn({ route: route.name, file: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
       return;
     }
     if (err instanceof TransportError || !isLocalDiskError(err)) {
@@ -148,7 +153,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
   crashPoint('in:after-download');
   if (got.size !== entry.size) {
     await fsp.rm(temp, { force: true });
-    log.warn({ route: route.name, name: entry.name }, `size changed during download (${entry.size} -> ${got.size}); tried again next cycle`);
+    log.warn({ route: route.name, file: entry.name }, `size changed during download (${entry.size} -> ${got.size}); tried again next cycle`);
     return;
   }
 
@@ -161,7 +166,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     if (original.ackedAt === null) {
       // fetched again because a crash came before the acknowledgement: only acknowledge now
       await acknowledge(ctx, source, entry, original);
-      log.info({ route: route.name, id: original.id, name: entry.name }, 'acknowledged (was already received)');
+      log.info({ route: route.name, id: original.id, file: entry.name }, 'acknowledged (was already received)');
       return;
     }
     const dup = ledger.insert(
@@ -170,7 +175,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
       `same name and bytes as package ${original.id}; not written again`,
     );
     result.duplicates++;
-    log.info({ route: route.name, id: dup.id, name: entry.name }, `duplicate of package ${original.id}, not written again`);
+    log.info({ route: route.name, id: dup.id, file: entry.name }, `duplicate of package ${original.id}, not written again`);
     await acknowledge(ctx, source, entry, dup);
     return;
   }
@@ -213,7 +218,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
   crashPoint('in:after-rename');
   ledger.update(row.id, { pendingPath: null }, 'delivered', `into ${route.local}`);
   result.delivered++;
-  log.info({ route: route.name, id: row.id, name: entry.name, size: got.size }, 'delivered');
+  log.info({ route: route.name, id: row.id, file: entry.name, size: got.size }, 'delivered');
   crashPoint('in:before-ack');
   await acknowledge(ctx, source, entry, row);
 }
@@ -249,7 +254,7 @@ function markWaiting(ctx: RouteContext, entry: RemoteEntry, got: { size: number;
       'a not yet imported file of that name is in the inbox; left on the remote',
     );
   }
-  log.info({ route: route.name, name: entry.name }, 'waiting: the previous file of that name is not imported yet');
+  log.info({ route: route.name, file: entry.name }, 'waiting: the previous file of that name is not imported yet');
 }
 
 /** Rejected without taking the bytes (we do not hold them): recorded once, remote untouched. */
@@ -265,7 +270,7 @@ function refuseInPlace(ctx: RouteContext, entry: RemoteEntry, reason: string, re
     reason,
   );
   result.quarantined++;
-  log.warn({ route: route.name, id: row.id, name: entry.name }, `quarantined: ${reason}`);
+  log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason}`);
 }
 
 async function quarantine(
@@ -291,7 +296,7 @@ async function quarantine(
     reason,
   );
   result.quarantined++;
-  log.warn({ route: route.name, id: row.id, name: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
+  log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
   await acknowledge(ctx, source, entry, row);
 }
 
@@ -300,7 +305,7 @@ async function acknowledge(ctx: RouteContext, source: Source, entry: RemoteEntry
     await source.acknowledge(entry, ctx.abort);
   } catch (err) {
     if (err instanceof TransportError && err.scope === 'package') {
-      ctx.log.warn({ route: ctx.route.name, id: row.id, name: entry.name }, `could not acknowledge on the remote: ${ctx.scrub(err.message)}`);
+      ctx.log.warn({ route: ctx.route.name, id: row.id, file: entry.name }, `could not acknowledge on the remote: ${ctx.scrub(err.message)}`);
       return;
     }
     throw new RouteStop(`acknowledging ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);

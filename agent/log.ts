@@ -21,8 +21,8 @@ export function createLogger(opts: LogOptions): Logger {
     sync: true,
     singleLine: true,
     translateTime: 'SYS:yyyy-mm-dd HH:MM:ss',
-    ignore: 'pid,hostname,route',
-    messageFormat: '{if route}[{route}] {end}{msg}',
+    ignore: 'pid,hostname,route,file',
+    messageFormat: '{if route}[{route}] {end}{if file}"{file}" {end}{msg}',
   };
   const streams: { level: pino.Level; stream: NodeJS.WritableStream }[] = [];
   const level = opts.level as pino.Level;

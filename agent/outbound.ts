@@ -94,25 +94,25 @@ async function takeFromOutbox(ctx: RouteContext, result: CycleResult): Promise<v
     if (ctx.stop.requested) return;
     const before = first.get(f.name);
     if (!before || before.size !== f.size || before.mtimeMs !== f.mtimeMs) {
-      log.debug({ route: route.name, name: f.name }, 'not settled yet, left in the outbox');
+      log.debug({ route: route.name, file: f.name }, 'not settled yet, left in the outbox');
       continue;
     }
     try {
       if (await heldByAnotherProgram(f.path)) {
-        log.info({ route: route.name, name: f.name }, 'still open in another program, left in the outbox');
+        log.info({ route: route.name, file: f.name }, 'still open in another program, left in the outbox');
         continue;
       }
       const refusal = await whyRefused(ctx, f);
       if (refusal) {
         result.refused++;
-        log.warn({ route: route.name, name: f.name }, `not taken, left in the outbox: ${refusal}`);
+        log.warn({ route: route.name, file: f.name }, `not taken, left in the outbox: ${refusal}`);
         continue;
       }
       await takeOne(ctx, f, result);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // someone removed it meanwhile
       result.error = ctx.scrub(`could not take ${f.name} into the spool: ${errorText(err)}`);
-      log.error({ route: route.name, name: f.name }, result.error);
+      log.error({ route: route.name, file: f.name }, result.error);
       return; // a full or broken data disk: stop taking, everything stays in the outbox
     }
   }
@@ -124,7 +124,7 @@ async function takeOne(ctx: RouteContext, f: Seen, result: CycleResult): Promise
   const after = await fsp.stat(f.path);
   if (after.size !== f.size || after.mtimeMs !== f.mtimeMs || copy.size !== f.size) {
     await fsp.rm(copy.temp, { force: true });
-    log.info({ route: route.name, name: f.name }, 'changed while being copied, left in the outbox');
+    log.info({ route: route.name, file: f.name }, 'changed while being copied, left in the outbox');
     return;
   }
   const original = ledger.findOriginal(route.name, f.name, copy.sha256, ['queued', 'failed', 'dead', 'sent']);
@@ -145,7 +145,7 @@ async function takeOne(ctx: RouteContext, f: Seen, result: CycleResult): Promise
     );
     await removeFromOutbox(ctx, f);
     result.duplicates++;
-    log.info({ route: route.name, id: dup.id, name: f.name }, `duplicate of package ${original.id}, not sent again`);
+    log.info({ route: route.name, id: dup.id, file: f.name }, `duplicate of package ${original.id}, not sent again`);
     return;
   }
   const rel = spool.spoolPath(route.name, f.name, copy.sha256);
@@ -167,7 +167,7 @@ async function takeOne(ctx: RouteContext, f: Seen, result: CycleResult): Promise
   crashPoint('out:after-ledger-queued');
   await removeFromOutbox(ctx, f);
   result.taken++;
-  log.info({ route: route.name, id: row.id, name: f.name, size: row.size }, 'queued');
+  log.info({ route: route.name, id: row.id, file: f.name, size: row.size }, 'queued');
 }
 
 async function removeFromOutbox(ctx: RouteContext, f: Seen): Promise<void> {
@@ -212,7 +212,7 @@ async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: C
   if (!stored) {
     ledger.update(row.id, { state: 'dead', lastError: 'bytes are no longer in the spool or archive' }, 'dead');
     result.dead++;
-    log.error({ route: route.name, id: row.id, name: row.name }, 'dead: bytes are no longer in the spool or archive');
+    log.error({ route: route.name, id: row.id, file: row.name }, 'dead: bytes are no longer in the spool or archive');
     return true;
   }
   const attempts = row.attempts + 1;
@@ -231,7 +231,7 @@ async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: C
     crashPoint('out:after-sent-commit');
     result.sent++;
     log.info(
-      { route: route.name, id: row.id, name: row.name, remote: put.remoteRef },
+      { route: route.name, id: row.id, file: row.name, remote: put.remoteRef },
       put.alreadyPresent ? 'sent (identical file was already there)' : 'sent',
     );
     await afterSend(ctx, row, stored);
@@ -244,14 +244,14 @@ async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: C
     if (te && te.scope === 'connection' && !te.retryable) {
       ledger.update(row.id, { lastError: message }, 'error', message);
       result.error = message;
-      log.error({ route: route.name, id: row.id, name: row.name }, `not sent: ${message}`);
+      log.error({ route: route.name, id: row.id, file: row.name }, `not sent: ${message}`);
       return false;
     }
     const verdict = judgeFailure(route.retry, attempts, te ? te.retryable : true, ctx.now());
     if (verdict.kind === 'dead') {
       ledger.update(row.id, { state: 'dead', attempts, lastError: message, nextAttemptAt: null }, 'dead', `${verdict.why}: ${message}`);
       result.dead++;
-      log.error({ route: route.name, id: row.id, name: row.name }, `dead (${verdict.why}): ${message}`);
+      log.error({ route: route.name, id: row.id, file: row.name }, `dead (${verdict.why}): ${message}`);
     } else {
       ledger.update(
         row.id,
@@ -261,7 +261,7 @@ async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: C
       );
       result.failed++;
       log.warn(
-        { route: route.name, id: row.id, name: row.name, attempts },
+        { route: route.name, id: row.id, file: row.name, attempts },
         `failed: ${message}; next attempt ${new Date(verdict.nextAttemptAt).toISOString()}`,
       );
     }
@@ -292,6 +292,6 @@ async function afterSend(ctx: RouteContext, row: PackageRow, stored: string): Pr
     }
   } catch (err) {
     // The package is sent; a spool file left behind costs disk, not correctness.
-    log.warn({ route: route.name, id: row.id, name: row.name }, `sent, but could not ${route.afterSend} the spool copy: ${errorText(err)}`);
+    log.warn({ route: route.name, id: row.id, file: row.name }, `sent, but could not ${route.afterSend} the spool copy: ${errorText(err)}`);
   }
 }

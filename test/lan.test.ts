@@ -1,0 +1,337 @@
+// lan-only rules: what the share path may be, what a dead or full share looks like, names that
+// try to leave the route's directory, and the ` (2)` rule of afterReceive: move.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { createLanTransport } from '../transports/lan.js';
+import type { Endpoint, OutgoingPackage, RemoteEntry } from '../transports/types.js';
+import { packageOf, readAll, rejectsWith, sha256, slowPackage } from './conformance/suite.js';
+
+const signal = () => new AbortController().signal;
+
+describe('lan transport', () => {
+  let base: string;
+  let root: string;
+
+  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
+    route: 'lan-test',
+    remote: 'from-station',
+    overwrite: false,
+    timeoutMs: 5000,
+    afterReceive: { kind: 'delete' },
+    include: ['*.xml'],
+    ...o,
+  });
+  const lan = () => createLanTransport({ type: 'lan', root });
+
+  beforeEach(async () => {
+    base = await mkdtemp(join(tmpdir(), 'sprelay-lan-unit-'));
+    root = join(base, 'share');
+    await mkdir(root);
+  });
+  afterEach(async () => {
+    await rm(base, { recursive: true, force: true });
+  });
+
+  describe('remote directory', () => {
+    for (const remote of ['..', '../outside', 'in/../../outside', 'in\\..\\..\\outside', 'a/./../b']) {
+      it(`refuses a remote with '..': ${remote}`, async () => {
+        await rejectsWith(lan().openSink(endpoint({ remote }), signal()), 'invalid-name');
+        await rejectsWith(lan().openSource(endpoint({ remote }), signal()), 'invalid-name');
+        const steps = await lan().probe(endpoint({ remote }), 'out', signal());
+        assert.equal(steps.find((s) => !s.ok)?.code, 'invalid-name');
+        assert.deepEqual(await readdir(base), ['share'], 'nothing created outside the root');
+      });
+    }
+
+    for (const remote of ['/etc', '\\\\OFFICE\\exchange', 'C:\\Export', 'C:Export', '\\in']) {
+      it(`refuses an absolute remote: ${remote}`, async () => {
+        await rejectsWith(lan().openSink(endpoint({ remote }), signal()), 'invalid-name');
+        await rejectsWith(lan().openSource(endpoint({ remote }), signal()), 'invalid-name');
+      });
+    }
+
+    it('refuses a move target outside the root, or the remote directory itself', async () => {
+      for (const to of ['../done', '/tmp/done']) {
+        await rejectsWith(lan().openSource(endpoint({ afterReceive: { kind: 'move', to } }), signal()), 'invalid-name');
+      }
+      await rejectsWith(
+        lan().openSource(endpoint({ afterReceive: { kind: 'move', to: './from-station/' } }), signal()),
+        'invalid-name',
+      );
+    });
+
+    it("'' and '.' are the root itself; remoteRef is relative to the root with '/'", async () => {
+      const bytes = Buffer.from('<a/>');
+      for (const remote of ['', '.']) {
+        const result = await (
+          await lan().openSink(endpoint({ remote }), signal())
+        ).put(packageOf(`at root ${remote || 'empty'}.xml`, bytes), signal());
+        assert.equal(result.remoteRef, `at root ${remote || 'empty'}.xml`);
+      }
+      assert.deepEqual((await readdir(root)).sort(), ['at root ..xml', 'at root empty.xml']);
+      const nested = await (
+        await lan().openSink(endpoint({ remote: 'in\\azs017/' }), signal())
+      ).put(packageOf('n.xml', bytes), signal());
+      assert.equal(nested.remoteRef, 'in/azs017/n.xml');
+      assert.deepEqual(await readFile(join(root, 'in', 'azs017', 'n.xml')), bytes);
+    });
+
+    it('a missing remote directory is created, and lists as empty', async () => {
+      const src = await lan().openSource(endpoint({ remote: 'to-station/azs017' }), signal());
+      assert.deepEqual(await src.list(signal()), []);
+      await rm(join(root, 'to-station'), { recursive: true });
+      assert.deepEqual(await src.list(signal()), [], 'created again when it vanished between cycles');
+      assert.ok(existsSync(join(root, 'to-station', 'azs017')));
+    });
+  });
+
+  describe('share root', () => {
+    it('a missing root is unavailable (retryable), and is never created', async () => {
+      root = join(base, 'not-mounted');
+      const e1 = await rejectsWith(lan().openSink(endpoint(), signal()), 'unavailable');
+      assert.equal(e1.retryable, true);
+      await rejectsWith(lan().openSource(endpoint(), signal()), 'unavailable');
+      const steps = await lan().probe(endpoint(), 'out', signal());
+      assert.deepEqual(
+        steps.map((s) => [s.step, s.ok, s.code]),
+        [['root reachable', false, 'unavailable']],
+      );
+      assert.equal(existsSync(root), false, 'the root was not created');
+    });
+
+    it('a root that is a file, not a directory, is unavailable', async () => {
+      root = join(base, 'share.txt');
+      await writeFile(root, 'not a share');
+      await rejectsWith(lan().openSink(endpoint(), signal()), 'unavailable');
+      await rejectsWith(lan().openSource(endpoint({ remote: '' }), signal()), 'unavailable');
+    });
+
+    it('a root that vanishes after the sink was opened is unavailable, and is not recreated', async () => {
+      const sink = await lan().openSink(endpoint(), signal());
+      const src = await lan().openSource(endpoint(), signal());
+      await writeFile(join(root, 'from-station', 'x.xml'), '<x/>');
+      const entry = (await src.list(signal()))[0]!;
+      await rename(root, `${root}-away`);
+      await rejectsWith(sink.put(packageOf('a.xml', Buffer.from('<a/>')), signal()), 'unavailable');
+      await rejectsWith(src.list(signal()), 'unavailable');
+      await rejectsWith(src.open(entry, signal()), 'unavailable');
+      await rejectsWith(src.acknowledge(entry, signal()), 'unavailable');
+      assert.equal(existsSync(root), false, 'the root was not recreated');
+    });
+
+    it('a share that vanishes mid-put is a retryable error and leaves no final name', async () => {
+      const slow = slowPackage('mid.xml', randomBytes(32 * 1024), 1024, 10);
+      const sink = await lan().openSink(endpoint(), signal());
+      const putting = sink.put(slow.pkg, signal());
+      await slow.firstTaken;
+      await rename(root, `${root}-away`);
+      const err = await rejectsWith(putting, 'unavailable');
+      assert.equal(err.retryable, true);
+      await rename(`${root}-away`, root);
+      assert.ok(!(await readdir(join(root, 'from-station'))).includes('mid.xml'));
+    });
+
+    it('a full share is no-space (retryable), leaves no .part, and works again once space is free', async () => {
+      const mnt = join(base, 'full share');
+      await mkdir(mnt);
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { stdio: 'pipe' });
+      } catch (err) {
+        const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
+        assert.fail(`cannot mount a 1 MB tmpfs at ${mnt} for the full-disk case: ${stderr || String(err)}`);
+      }
+      try {
+        root = mnt;
+        const sink = await lan().openSink(endpoint(), signal());
+        const err = await rejectsWith(
+          sink.put(packageOf('too big.zip', randomBytes(2 * 1024 * 1024)), signal()),
+          'no-space',
+        );
+        assert.equal(err.retryable, true);
+        assert.deepEqual(await readdir(join(mnt, 'from-station')), [], 'no .part and no final name');
+        const small = Buffer.from('<small/>');
+        await sink.put(packageOf('small.xml', small), signal());
+        assert.deepEqual(await readFile(join(mnt, 'from-station', 'small.xml')), small);
+      } finally {
+        execFileSync('umount', [mnt], { stdio: 'pipe' });
+      }
+    });
+  });
+
+  describe('names', () => {
+    const bad = ['../escape.xml', '..', '.', '', 'sub/x.xml', 'sub\\x.xml', '/etc/passwd'];
+
+    for (const name of bad) {
+      it(`put refuses the package name ${JSON.stringify(name)}`, async () => {
+        const sink = await lan().openSink(endpoint(), signal());
+        await rejectsWith(sink.put(packageOf(name, Buffer.from('<a/>')), signal()), 'invalid-name');
+        assert.deepEqual(await readdir(join(root, 'from-station')), []);
+        assert.deepEqual(await readdir(root), ['from-station']);
+      });
+    }
+
+    it('open and acknowledge refuse entries that would leave the remote directory', async () => {
+      await writeFile(join(root, 'secret.xml'), '<secret/>');
+      const src = await lan().openSource(endpoint(), signal());
+      const leaving = ['../secret.xml', '..', '.', 'a/b.xml'];
+      if (process.platform === 'win32') leaving.push('..\\secret.xml');
+      for (const name of leaving) {
+        const entry: RemoteEntry = { name, ref: name, size: 9 };
+        await rejectsWith(src.open(entry, signal()), 'invalid-name');
+        await rejectsWith(src.acknowledge(entry, signal()), 'invalid-name');
+      }
+      if (process.platform !== 'win32') {
+        // on Linux `\` is an ordinary character: the name is one (missing) file in the remote dir
+        const literal: RemoteEntry = { name: '..\\secret.xml', ref: '..\\secret.xml', size: 9 };
+        await rejectsWith(src.open(literal, signal()), 'not-found');
+      }
+      assert.ok(existsSync(join(root, 'secret.xml')), 'nothing outside was touched');
+    });
+
+    it('list skips directories, symlinks to directories, .part and .sprelay- names; keeps symlinked files', async () => {
+      const dir = join(root, 'from-station');
+      await mkdir(join(dir, 'subdir.xml'), { recursive: true });
+      await mkdir(join(base, 'elsewhere'));
+      await symlink(join(base, 'elsewhere'), join(dir, 'linkdir.xml'));
+      await writeFile(join(base, 'target.xml'), '<t/>');
+      await symlink(join(base, 'target.xml'), join(dir, 'linkfile.xml'));
+      await symlink(join(base, 'nowhere.xml'), join(dir, 'dangling.xml'));
+      await writeFile(join(dir, 'x.xml.Part'), '');
+      await writeFile(join(dir, '.sprelay-probe-1234.part'), '');
+      await writeFile(join(dir, '.sprelay-other'), '');
+      await writeFile(join(dir, 'Отчёт смены.XML'), '<r/>');
+      const src = await lan().openSource(endpoint(), signal());
+      const entries = await src.list(signal());
+      assert.deepEqual(entries.map((e) => e.name).sort(), ['linkfile.xml', 'Отчёт смены.XML'].sort());
+      for (const e of entries) {
+        assert.equal(e.ref, e.name);
+        assert.ok(e.modifiedAt instanceof Date);
+      }
+    });
+
+    it('open of a file that changed since it was listed is busy (retryable), not delivered', async () => {
+      const file = join(root, 'from-station', 'growing.xml');
+      await mkdir(join(root, 'from-station'));
+      await writeFile(file, '<a>');
+      const src = await lan().openSource(endpoint(), signal());
+      const [entry] = await src.list(signal());
+      await writeFile(file, '<a>more</a>');
+      await rejectsWith(src.open(entry!, signal()), 'busy');
+      const fresh = (await src.list(signal()))[0]!;
+      assert.equal((await readAll(await src.open(fresh, signal()))).toString(), '<a>more</a>');
+    });
+  });
+
+  describe('acknowledge move', () => {
+    it("a name already in the move target gets ' (2)', ' (3)' before the extension", async () => {
+      const name = 'GSMARCHIVE_3 11_05_2023 8_01_02 - 11_05_2023 9_01_02.XML';
+      const done = join(root, 'archive', 'done');
+      await mkdir(done, { recursive: true });
+      await mkdir(join(root, 'in'));
+      await writeFile(join(done, name), 'first');
+      const src = await lan().openSource(
+        endpoint({ remote: 'in', afterReceive: { kind: 'move', to: 'archive/done' } }),
+        signal(),
+      );
+      for (const bytes of ['second', 'third']) {
+        await writeFile(join(root, 'in', name), bytes);
+        const [entry] = await src.list(signal());
+        await src.acknowledge(entry!, signal());
+      }
+      await writeFile(join(root, 'in', 'NOEXT'), 'n1');
+      await writeFile(join(done, 'NOEXT'), 'n0');
+      await src.acknowledge((await src.list(signal()))[0]!, signal());
+
+      assert.deepEqual(await readdir(join(root, 'in')), []);
+      const stem = name.slice(0, -4);
+      assert.equal(await readFile(join(done, name), 'utf8'), 'first', 'never overwritten');
+      assert.equal(await readFile(join(done, `${stem} (2).XML`), 'utf8'), 'second');
+      assert.equal(await readFile(join(done, `${stem} (3).XML`), 'utf8'), 'third');
+      assert.equal(await readFile(join(done, 'NOEXT (2)'), 'utf8'), 'n1');
+    });
+
+    it('creates a missing move target under the root', async () => {
+      await mkdir(join(root, 'in'));
+      await writeFile(join(root, 'in', 'a.xml'), '<a/>');
+      const src = await lan().openSource(
+        endpoint({ remote: 'in', afterReceive: { kind: 'move', to: 'processed/2023' } }),
+        signal(),
+      );
+      await src.acknowledge((await src.list(signal()))[0]!, signal());
+      assert.deepEqual(await readdir(join(root, 'processed', '2023')), ['a.xml']);
+      const steps = await lan().probe(
+        endpoint({ remote: 'in', afterReceive: { kind: 'move', to: 'processed/2023' } }),
+        'in',
+        signal(),
+      );
+      assert.ok(steps.every((s) => s.ok));
+    });
+  });
+
+  describe('failed puts leave nothing behind', () => {
+    const partsAndFinal = async (name: string) =>
+      (await readdir(join(root, 'from-station'))).filter((n) => n.startsWith(name));
+
+    it('a package stream that fails midway', async () => {
+      const sink = await lan().openSink(endpoint(), signal());
+      const pkg: OutgoingPackage = {
+        name: 'broken.xml',
+        size: 2048,
+        sha256: 'x',
+        open: () =>
+          Readable.from(
+            (async function* () {
+              yield Buffer.alloc(1024);
+              throw Object.assign(new Error('read failed'), { code: 'EIO' });
+            })(),
+          ),
+      };
+      const err = await rejectsWith(sink.put(pkg, signal()), 'unavailable');
+      assert.match(err.message, /reading the package/);
+      assert.deepEqual(await partsAndFinal('broken.xml'), []);
+    });
+
+    it('a package shorter than declared is corrupt', async () => {
+      const bytes = Buffer.from('<short/>');
+      const sink = await lan().openSink(endpoint(), signal());
+      await rejectsWith(sink.put({ ...packageOf('short.xml', bytes), size: 100 }, signal()), 'corrupt');
+      assert.deepEqual(await partsAndFinal('short.xml'), []);
+    });
+
+    it('a package whose bytes do not match its SHA-256 is corrupt', async () => {
+      const sink = await lan().openSink(endpoint(), signal());
+      const pkg = { ...packageOf('tampered.xml', Buffer.from('<a/>')), sha256: sha256(Buffer.from('<b/>')) };
+      await rejectsWith(sink.put(pkg, signal()), 'corrupt');
+      assert.deepEqual(await partsAndFinal('tampered.xml'), []);
+    });
+
+    it('an abort or a stall removes the .part', async () => {
+      const sink = await lan().openSink(endpoint({ timeoutMs: 300 }), signal());
+      const stalled = slowPackage('stalled.xml', randomBytes(4096), 1024, null);
+      await rejectsWith(sink.put(stalled.pkg, signal()), 'timeout');
+      const slow = slowPackage('aborted.xml', randomBytes(4096), 1024, 50);
+      const ctl = new AbortController();
+      const putting = sink.put(slow.pkg, ctl.signal);
+      await slow.firstTaken;
+      ctl.abort();
+      await rejectsWith(putting, 'aborted');
+      assert.deepEqual(await readdir(join(root, 'from-station')), []);
+    });
+
+    it('a stale .part from an earlier crash is replaced by the next put', async () => {
+      await mkdir(join(root, 'from-station'));
+      await writeFile(join(root, 'from-station', 'again.xml.part'), 'half of an old attempt, longer than the package');
+      const bytes = Buffer.from('<whole/>');
+      await (await lan().openSink(endpoint(), signal())).put(packageOf('again.xml', bytes), signal());
+      assert.deepEqual(await readdir(join(root, 'from-station')), ['again.xml']);
+      assert.deepEqual(await readFile(join(root, 'from-station', 'again.xml')), bytes);
+    });
+  });
+});

@@ -1,0 +1,558 @@
+// The `lan` transport: a folder under a path the OS opens (UNC share, mapped drive, mounted share,
+// local directory). Owns the file-system rules of the exchange: `.part` then rename, names that can
+// never leave the route's directory, and a deadline on every call that a dead share could hang.
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { IdleWatch, withDeadline } from './deadline.js';
+import { TransportError, errnoCode, fromSystemError, type TransportErrorCode } from './errors.js';
+import type {
+  Endpoint,
+  LanProfile,
+  OutgoingPackage,
+  ProbeStep,
+  PutResult,
+  RemoteEntry,
+  Sink,
+  Source,
+  Transport,
+} from './types.js';
+
+const PART = '.part';
+const HIDDEN_PREFIX = '.sprelay-';
+/** Waits between attempts on a locked file: 5 tries over about 2 s. */
+const LOCKED_BACKOFF_MS = [100, 250, 500, 1000];
+const LOCKED_ERRNOS = new Set(['EBUSY', 'EPERM', 'EACCES']);
+/** Directory fsync is refused on Windows and by some SMB/CIFS mounts; losing it costs durability only. */
+const DIR_FSYNC_TOLERATED = new Set(['EPERM', 'EISDIR', 'EACCES', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
+
+export function createLanTransport(profile: LanProfile): Transport {
+  const root = profile.root;
+
+  /** A signal nobody aborts: cleanup after an abort must still run, under its own deadline. */
+  const cleanupSignal = new AbortController().signal;
+
+  /** Throws 'unavailable' unless the share root is there and is a directory. */
+  async function checkRoot(ms: number, signal: AbortSignal): Promise<void> {
+    let st: Stats;
+    try {
+      st = await withDeadline(`reach ${root}`, ms, signal, () => fsp.stat(root));
+    } catch (err) {
+      const errno = errnoCode(err);
+      if (errno === 'ENOENT' || errno === 'ENOTDIR') {
+        throw new TransportError('unavailable', `share root ${root} is not reachable (${errno})`, { cause: err });
+      }
+      throw fromSystemError(err, `reach ${root}`);
+    }
+    if (!st.isDirectory()) throw new TransportError('unavailable', `share root ${root} is not a directory`);
+  }
+
+  async function rootMissing(ms: number): Promise<boolean> {
+    try {
+      await checkRoot(ms, cleanupSignal);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Maps a failure onto a TransportError. A missing path is the share going away when the root is
+   * gone too; otherwise it is `onMissing` (a missing entry, or a directory removed under us).
+   */
+  async function classify(err: unknown, what: string, ms: number, onMissing: TransportErrorCode) {
+    if (err instanceof TransportError) return err;
+    const errno = errnoCode(err);
+    if (errno === 'ENOENT' || errno === 'ENOTDIR') {
+      const detail = err instanceof Error ? err.message : String(err);
+      if (await rootMissing(ms)) {
+        return new TransportError('unavailable', `${what}: share root ${root} is not reachable`, { cause: err });
+      }
+      return new TransportError(onMissing, `${what}: ${detail}`, { cause: err });
+    }
+    return fromSystemError(err, what);
+  }
+
+  /**
+   * Creates the directory under the root one level at a time, never the root itself: a recursive
+   * mkdir on a share that has just vanished would recreate its path on the local disk.
+   */
+  async function ensureDir(segments: string[], ms: number, signal: AbortSignal): Promise<string> {
+    await checkRoot(ms, signal);
+    const dir = path.join(root, ...segments);
+    if (segments.length === 0) return dir;
+    const existing = await statOrNull(dir, ms, signal);
+    if (existing?.isDirectory()) return dir;
+    let at = root;
+    for (const segment of segments) {
+      at = path.join(at, segment);
+      try {
+        await withDeadline(`create ${at}`, ms, signal, () => fsp.mkdir(at));
+      } catch (err) {
+        if (errnoCode(err) !== 'EEXIST') throw err;
+      }
+    }
+    const st = await statOrNull(dir, ms, signal);
+    if (!st?.isDirectory()) throw new TransportError('unavailable', `${dir} exists but is not a directory`);
+    return dir;
+  }
+
+  async function statOrNull(p: string, ms: number, signal: AbortSignal): Promise<Stats | null> {
+    try {
+      return await withDeadline(`stat ${p}`, ms, signal, () => fsp.stat(p));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return null;
+      throw err;
+    }
+  }
+
+  async function removeQuietly(p: string, ms: number): Promise<void> {
+    try {
+      await withDeadline(`remove ${p}`, ms, cleanupSignal, () => fsp.unlink(p));
+    } catch {
+      // best effort: a `.part` left behind is invisible to readers and overwritten next time
+    }
+  }
+
+  async function fsyncDir(dir: string, ms: number, signal: AbortSignal): Promise<void> {
+    if (process.platform === 'win32') return; // NTFS has no directory fsync; open() of a directory fails
+    try {
+      await withDeadline(`sync ${dir}`, ms, signal, async () => {
+        const handle = await fsp.open(dir, 'r');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      });
+    } catch (err) {
+      const errno = errnoCode(err);
+      if (errno && DIR_FSYNC_TOLERATED.has(errno)) return;
+      throw err;
+    }
+  }
+
+  /**
+   * A rename or unlink, retried briefly while the file is locked: on Windows an antivirus scanner or
+   * a reader holds a new file for a moment (EBUSY/EPERM/EACCES). Still locked after that: 'busy'.
+   */
+  async function whileLocked(what: string, ms: number, signal: AbortSignal, fn: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await withDeadline(what, ms, signal, fn);
+        return;
+      } catch (err) {
+        const errno = errnoCode(err);
+        if (!errno || !LOCKED_ERRNOS.has(errno)) throw err;
+        if (attempt >= LOCKED_BACKOFF_MS.length) {
+          throw new TransportError('busy', `${what}: still locked after ${attempt + 1} attempts (${errno})`, {
+            cause: err,
+          });
+        }
+        await sleep(LOCKED_BACKOFF_MS[attempt]!, signal, what);
+      }
+    }
+  }
+
+  async function readAllHashed(file: string, what: string, ms: number, signal: AbortSignal): Promise<string> {
+    const handle = await withDeadline(what, ms, signal, () => fsp.open(file, 'r'));
+    const hash = createHash('sha256');
+    for await (const chunk of watched(handle.createReadStream(), what, ms, signal)) hash.update(chunk as Buffer);
+    return hash.digest('hex');
+  }
+
+  /** The entries of a directory as a Source lists them. */
+  async function listDir(dir: string, ms: number, signal: AbortSignal): Promise<RemoteEntry[]> {
+    const names = await withDeadline(`list ${dir}`, ms, signal, () => fsp.readdir(dir));
+    const entries: RemoteEntry[] = [];
+    for (const name of names) {
+      if (!isVisible(name)) continue;
+      // stat, not lstat: a symlink to a file is a file, a symlink to a directory is skipped
+      const st = await statOrNull(path.join(dir, name), ms, signal);
+      if (!st?.isFile()) continue;
+      entries.push({ name, size: st.size, modifiedAt: st.mtime, ref: name });
+    }
+    return entries;
+  }
+
+  async function put(ep: Endpoint, segments: string[], pkg: OutgoingPackage, signal: AbortSignal): Promise<PutResult> {
+    const ms = ep.timeoutMs;
+    const name = plainName(pkg.name, 'package name', true);
+    const what = `put ${name}`;
+    const remoteRef = [...segments, name].join('/');
+    let part = '';
+    let renamed = false;
+    try {
+      if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
+      const dir = await ensureDir(segments, ms, signal);
+      const final = path.join(dir, name);
+      const existing = await statOrNull(final, ms, signal);
+      if (existing) {
+        if (!existing.isFile()) throw new TransportError('exists', `${what}: ${remoteRef} exists and is not a file`);
+        if (existing.size === pkg.size) {
+          const sha = await readAllHashed(final, `hash ${remoteRef}`, ms, signal);
+          if (sha === pkg.sha256.toLowerCase()) return { remoteRef, alreadyPresent: true };
+        }
+        if (!ep.overwrite) {
+          throw new TransportError('exists', `${what}: a different ${remoteRef} is already there`);
+        }
+      }
+
+      part = final + PART;
+      await writePart(part, pkg, what, ms, signal);
+      await whileLocked(`${what}: rename ${name}${PART}`, ms, signal, () => fsp.rename(part, final));
+      renamed = true;
+      await fsyncDir(dir, ms, signal);
+      return { remoteRef, alreadyPresent: false };
+    } catch (err) {
+      if (part && !renamed) await removeQuietly(part, ms);
+      throw await classify(err, what, ms, 'unavailable');
+    }
+  }
+
+  /** Streams the package into `part`, fsyncs it and checks that every byte arrived. */
+  async function writePart(part: string, pkg: OutgoingPackage, what: string, ms: number, signal: AbortSignal) {
+    const handle = await withDeadline(`${what}: create ${path.basename(part)}`, ms, signal, () => fsp.open(part, 'w'));
+    let open = true;
+    try {
+      const hash = createHash('sha256');
+      let written = 0;
+      let source: Readable;
+      try {
+        source = pkg.open();
+      } catch (err) {
+        throw localReadError(err, what);
+      }
+      // Our own write loop, each write under a deadline: a write stuck on a dead share must not
+      // hold the caller (a stream pipeline would wait for it to settle before reporting).
+      for await (const chunk of watched(source, what, ms, signal, (err) => localReadError(err, what))) {
+        const buf = chunk as Buffer;
+        hash.update(buf);
+        let at = 0;
+        while (at < buf.length) {
+          const { bytesWritten } = await withDeadline(`${what}: write`, ms, signal, () =>
+            handle.write(buf, at, buf.length - at),
+          );
+          at += bytesWritten;
+        }
+        written += buf.length;
+      }
+      if (written !== pkg.size) {
+        throw new TransportError('corrupt', `${what}: the package gave ${written} bytes, ${pkg.size} expected`);
+      }
+      if (hash.digest('hex') !== pkg.sha256.toLowerCase()) {
+        throw new TransportError('corrupt', `${what}: the package bytes do not match its SHA-256`);
+      }
+      await withDeadline(`${what}: sync`, ms, signal, () => handle.sync());
+      const st = await withDeadline(`${what}: stat`, ms, signal, () => handle.stat());
+      if (st.size !== pkg.size) {
+        throw new TransportError('corrupt', `${what}: ${st.size} bytes on the share, ${pkg.size} written`);
+      }
+      open = false;
+      await withDeadline(`${what}: close`, ms, signal, () => handle.close());
+    } finally {
+      if (open) {
+        try {
+          await withDeadline(`${what}: close`, ms, cleanupSignal, () => handle.close());
+        } catch {
+          // the error that got us here is the one worth reporting
+        }
+      }
+    }
+  }
+
+  function endpointDirs(ep: Endpoint) {
+    const segments = relativeSegments(ep.remote, 'remote');
+    const to = ep.afterReceive.kind === 'move' ? ep.afterReceive.to : null;
+    const moveSegments = to === null ? null : relativeSegments(to, 'move target');
+    // moving into the listed directory would hand the same file back next cycle, forever
+    if (moveSegments && moveSegments.join('/') === segments.join('/')) {
+      throw new TransportError('invalid-name', `move target ${JSON.stringify(to)} is the remote directory itself`);
+    }
+    return { segments, moveSegments };
+  }
+
+  async function openSink(ep: Endpoint, signal: AbortSignal): Promise<Sink> {
+    const { segments } = endpointDirs(ep);
+    try {
+      await ensureDir(segments, ep.timeoutMs, signal);
+    } catch (err) {
+      throw await classify(err, `open ${ep.remote || '.'}`, ep.timeoutMs, 'unavailable');
+    }
+    const sink = {
+      put: (pkg: OutgoingPackage, sig: AbortSignal) => put(ep, segments, pkg, sig),
+      close: () => Promise.resolve(),
+    } satisfies Sink;
+    return sink;
+  }
+
+  async function openSource(ep: Endpoint, signal: AbortSignal): Promise<Source> {
+    const { segments, moveSegments } = endpointDirs(ep);
+    const ms = ep.timeoutMs;
+    const label = segments.join('/') || '.';
+    try {
+      await ensureDir(segments, ms, signal);
+    } catch (err) {
+      throw await classify(err, `open ${label}`, ms, 'unavailable');
+    }
+    const dirOf = () => path.join(root, ...segments);
+
+    const source = {
+      async list(sig: AbortSignal): Promise<RemoteEntry[]> {
+        try {
+          return await listDir(await ensureDir(segments, ms, sig), ms, sig);
+        } catch (err) {
+          throw await classify(err, `list ${label}`, ms, 'unavailable');
+        }
+      },
+
+      async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
+        const name = plainName(entry.ref, 'entry');
+        const what = `read ${[...segments, name].join('/')}`;
+        try {
+          const file = path.join(dirOf(), name);
+          const handle = await withDeadline(what, ms, sig, () => fsp.open(file, 'r'));
+          let st: Stats;
+          try {
+            st = await withDeadline(what, ms, sig, () => handle.stat());
+          } catch (err) {
+            void handle.close().catch(() => undefined);
+            throw err;
+          }
+          if (!st.isFile() || st.size !== entry.size) {
+            void handle.close().catch(() => undefined);
+            if (!st.isFile()) throw new TransportError('not-found', `${what}: not a file`);
+            throw new TransportError(
+              'busy',
+              `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`,
+            );
+          }
+          const file$ = handle.createReadStream();
+          const counted = exactLength(entry.size, what);
+          file$.on('error', (err) => counted.destroy(fromSystemError(err, what)));
+          counted.on('close', () => file$.destroy());
+          const stream = watched(file$.pipe(counted), what, ms, sig);
+          // The reader gets the error through its pipeline / for-await as usual; this listener only
+          // keeps a reader that has not attached one yet from turning a dead share into a crash.
+          stream.on('error', () => undefined);
+          return stream;
+        } catch (err) {
+          throw await classify(err, what, ms, 'not-found');
+        }
+      },
+
+      async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
+        const name = plainName(entry.ref, 'entry');
+        const what = `acknowledge ${[...segments, name].join('/')}`;
+        const file = path.join(dirOf(), name);
+        try {
+          if (moveSegments) {
+            const target = await ensureDir(moveSegments, ms, sig);
+            const free = await freeName(target, name, ms, sig);
+            await whileLocked(`${what}: move`, ms, sig, () => fsp.rename(file, path.join(target, free)));
+            await fsyncDir(target, ms, sig);
+          } else {
+            await whileLocked(what, ms, sig, () => fsp.unlink(file));
+          }
+        } catch (err) {
+          // gone already (a repeat, or someone else took it): done, as long as the share is there
+          if (errnoCode(err) === 'ENOENT' && !(await rootMissing(ms)) && !(await statOrNull(file, ms, sig))) return;
+          throw await classify(err, what, ms, 'unavailable');
+        }
+      },
+
+      close: () => Promise.resolve(),
+    } satisfies Source;
+    return source;
+  }
+
+  /** `NAME.ext`, else `NAME (2).ext`, `NAME (3).ext`...: a move never replaces what is there. */
+  async function freeName(dir: string, name: string, ms: number, signal: AbortSignal): Promise<string> {
+    const ext = path.extname(name);
+    const stem = name.slice(0, name.length - ext.length);
+    for (let n = 1; ; n++) {
+      const candidate = n === 1 ? name : `${stem} (${n})${ext}`;
+      const st = await withDeadline(`stat ${candidate}`, ms, signal, () => fsp.lstat(path.join(dir, candidate))).catch(
+        (err: unknown) => {
+          if (errnoCode(err) === 'ENOENT') return null;
+          throw err;
+        },
+      );
+      if (!st) return candidate;
+    }
+  }
+
+  async function probe(ep: Endpoint, direction: 'in' | 'out', signal: AbortSignal): Promise<ProbeStep[]> {
+    const ms = ep.timeoutMs;
+    const steps: ProbeStep[] = [];
+    const step = async (name: string, fn: () => Promise<string | undefined>): Promise<boolean> => {
+      try {
+        const detail = await fn();
+        steps.push(detail === undefined ? { step: name, ok: true } : { step: name, ok: true, detail });
+        return true;
+      } catch (err) {
+        const e = await classify(err, name, ms, 'unavailable');
+        steps.push({ step: name, ok: false, detail: e.message, code: e.code });
+        return false;
+      }
+    };
+
+    let dir = '';
+    const probeName = `${HIDDEN_PREFIX}probe-${randomBytes(6).toString('hex')}${PART}`;
+    if (
+      !(await step('root reachable', async () => {
+        await checkRoot(ms, signal);
+        return root;
+      }))
+    ) {
+      return steps;
+    }
+    if (
+      !(await step('list remote', async () => {
+        const segments = relativeSegments(ep.remote, 'remote');
+        dir = await ensureDir(segments, ms, signal);
+        const entries = await listDir(dir, ms, signal);
+        return `${entries.length} file(s) in ${segments.join('/') || '.'}`;
+      }))
+    ) {
+      return steps;
+    }
+    const probeFile = path.join(dir, probeName);
+    const written = await step('write probe file', async () => {
+      await withDeadline('write probe file', ms, signal, async () => {
+        const handle = await fsp.open(probeFile, 'wx');
+        try {
+          await handle.writeFile('sprelay probe\n');
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      });
+      return probeName;
+    });
+    if (!written) {
+      await removeQuietly(probeFile, ms);
+      return steps;
+    }
+    const removed = await step('remove probe file', async () => {
+      await withDeadline('remove probe file', ms, signal, () => fsp.unlink(probeFile));
+      return undefined;
+    });
+    if (!removed) await removeQuietly(probeFile, ms);
+    if (removed && direction === 'in' && ep.afterReceive.kind === 'move') {
+      const to = ep.afterReceive.to;
+      await step('move target reachable', async () => {
+        const { moveSegments } = endpointDirs(ep);
+        await ensureDir(moveSegments ?? [], ms, signal);
+        return to;
+      });
+    }
+    return steps;
+  }
+
+  return { kind: 'lan', openSink, openSource, probe } satisfies Transport;
+}
+
+// ---- names -------------------------------------------------------------------------------------
+
+/** A name listing shows: not a transfer in progress, not one of our own probe files. */
+function isVisible(name: string): boolean {
+  const lower = name.toLowerCase();
+  return !lower.endsWith(PART) && !lower.startsWith(HIDDEN_PREFIX);
+}
+
+/**
+ * A single path component that cannot leave its directory: no separators of either OS, not `.` or
+ * `..`, no NUL, and on Windows no `:` (drive letters, alternate data streams).
+ */
+function plainName(name: string, what: string, forWriting = false): string {
+  const bad =
+    name === '' ||
+    name === '.' ||
+    name === '..' ||
+    name.includes('/') ||
+    name.includes('\0') ||
+    // `\` and `:` are ordinary characters in a Linux file name, so an entry listed there may carry
+    // them and must still be readable (the pipeline quarantines it); they only lead elsewhere on
+    // Windows. We never create a name with `\` anywhere.
+    ((forWriting || process.platform === 'win32') && name.includes('\\')) ||
+    (process.platform === 'win32' && name.includes(':'));
+  if (bad) throw new TransportError('invalid-name', `${what} ${JSON.stringify(name)} refused: not a plain file name`);
+  return name;
+}
+
+/** `remote` / `move:` directory relative to the profile root, as path segments ('' and '.' = root). */
+function relativeSegments(rel: string, what: string): string[] {
+  if (path.posix.isAbsolute(rel) || path.win32.isAbsolute(rel) || /^[a-zA-Z]:/.test(rel)) {
+    throw new TransportError(
+      'invalid-name',
+      `${what} ${JSON.stringify(rel)} refused: must be relative to the share root`,
+    );
+  }
+  const segments = rel.split(/[/\\]+/).filter((s) => s !== '' && s !== '.');
+  for (const s of segments) {
+    if (s === '..') {
+      throw new TransportError('invalid-name', `${what} ${JSON.stringify(rel)} refused: '..' leaves the share root`);
+    }
+    plainName(s, what);
+  }
+  return segments;
+}
+
+// ---- streams -----------------------------------------------------------------------------------
+
+/**
+ * `source` through an IdleWatch. Errors of the source reach the reader as TransportErrors; when
+ * the reader stops (or the watch fires) the source is destroyed, so no file handle is left open.
+ */
+function watched(
+  source: Readable,
+  what: string,
+  ms: number,
+  signal: AbortSignal,
+  mapError: (err: unknown) => TransportError = (err) => fromSystemError(err, what),
+): Readable {
+  const watch = new IdleWatch(what, ms, signal);
+  source.on('error', (err) => watch.destroy(mapError(err)));
+  watch.on('close', () => source.destroy());
+  source.pipe(watch);
+  return watch;
+}
+
+/** Passes exactly `expected` bytes or fails: a file that changes while read is not delivered. */
+function exactLength(expected: number, what: string): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > expected) cb(new TransportError('busy', `${what}: the file grew while being read`));
+      else cb(null, chunk);
+    },
+    flush(cb) {
+      if (seen !== expected) cb(new TransportError('busy', `${what}: ${seen} bytes read, ${expected} listed`));
+      else cb();
+    },
+  });
+}
+
+/** The package's own stream failed: that is our local disk, not the share. */
+function localReadError(err: unknown, what: string): TransportError {
+  if (err instanceof TransportError) return err;
+  return fromSystemError(err, `${what}: reading the package`);
+}
+
+function sleep(ms: number, signal: AbortSignal, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new TransportError('aborted', `${what}: aborted`));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new TransportError('aborted', `${what}: aborted`));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
