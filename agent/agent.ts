@@ -38,7 +38,11 @@ export class Agent {
     this.scrub = makeScrubber(config.secrets);
     this.log =
       opts.log ??
-      createLogger({ level: config.log.level, ...(config.log.file ? { file: config.log.file } : {}), quiet: opts.quiet ?? false });
+      createLogger({
+        level: config.log.level,
+        ...(config.log.file ? { file: config.log.file } : {}),
+        quiet: opts.quiet ?? false,
+      });
     this.now = opts.now ?? Date.now;
     this.ledger = Ledger.open(join(config.dataDir, 'ledger.sqlite'), { now: this.now });
     this.spool = new Spool(config.dataDir);
@@ -56,7 +60,10 @@ export class Agent {
 
   route(name: string): RouteConfig {
     const r = this.config.routes.find((x) => x.name === name);
-    if (!r) throw new Error(`no route named ${JSON.stringify(name)} (routes: ${this.config.routes.map((x) => x.name).join(', ')})`);
+    if (!r)
+      throw new Error(
+        `no route named ${JSON.stringify(name)} (routes: ${this.config.routes.map((x) => x.name).join(', ')})`,
+      );
     return r;
   }
 

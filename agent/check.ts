@@ -42,6 +42,9 @@ export async function checkRoute(route: RouteConfig, scrub: Scrub, signal: Abort
 
 export function checkText(c: RouteCheck): string {
   const lines = [`route ${c.route}: ${c.ok ? 'ok' : 'FAILED'}`];
-  for (const s of c.steps) lines.push(`  ${s.ok ? 'ok  ' : 'FAIL'} ${s.step}${s.detail ? ` — ${s.detail}` : ''}${s.code ? ` [${s.code}]` : ''}`);
+  for (const s of c.steps)
+    lines.push(
+      `  ${s.ok ? 'ok  ' : 'FAIL'} ${s.step}${s.detail ? ` — ${s.detail}` : ''}${s.code ? ` [${s.code}]` : ''}`,
+    );
   return lines.join('\n');
 }

@@ -35,7 +35,11 @@ interface Io {
 
 function parseIso(text: string): number {
   const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new Exit(EXIT.fatal, `--since: not a date/time: ${JSON.stringify(text)} (use ISO, e.g. 2026-11-01 or 2026-11-01T08:00)`);
+  if (Number.isNaN(t))
+    throw new Exit(
+      EXIT.fatal,
+      `--since: not a date/time: ${JSON.stringify(text)} (use ISO, e.g. 2026-11-01 or 2026-11-01T08:00)`,
+    );
   return t;
 }
 
@@ -75,12 +79,16 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       writeFileSync(file, configTemplate(folder));
       const cfg = loadConfig(file, io.env);
       for (const dirToMake of foldersOf(cfg)) mkdirSync(dirToMake, { recursive: true });
-      io.out(`wrote ${file}\ncreated ${foldersOf(cfg).join(', ')}\nnext: edit it, then run "sprelay check" and "sprelay once"`);
+      io.out(
+        `wrote ${file}\ncreated ${foldersOf(cfg).join(', ')}\nnext: edit it, then run "sprelay check" and "sprelay once"`,
+      );
     });
 
   program
     .command('check')
-    .description('validate the config, then for each route connect, log in, list and write-probe the remote (exit 1 if anything fails)')
+    .description(
+      'validate the config, then for each route connect, log in, list and write-probe the remote (exit 1 if anything fails)',
+    )
     .option('-r, --route <name>', 'only this route')
     .action(async (opts: { route?: string }) => {
       const cfg = config();
@@ -97,7 +105,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
 
   program
     .command('run')
-    .description('run as a daemon: every route on its schedule (one cycle of each at start); Ctrl+C / SIGTERM finish the current file, then exit')
+    .description(
+      'run as a daemon: every route on its schedule (one cycle of each at start); Ctrl+C / SIGTERM finish the current file, then exit',
+    )
     .action(async () =>
       withAgent(async (agent) => {
         const scheduler = new Scheduler(agent);
@@ -122,7 +132,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
 
   program
     .command('once')
-    .description('one cycle of the routes, then exit (for Windows Task Scheduler): exit 0 ok, 2 some package failed, 1 fatal')
+    .description(
+      'one cycle of the routes, then exit (for Windows Task Scheduler): exit 0 ok, 2 some package failed, 1 fatal',
+    )
     .addOption(new Option('-r, --route <name...>', 'only these routes (repeatable)'))
     .action(async (opts: { route?: string[] }) =>
       withAgent(async (agent) => {
@@ -142,7 +154,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
 
   program
     .command('status')
-    .description('per route: packages by state, last run, last success, last error; then the failed/dead/quarantined packages')
+    .description(
+      'per route: packages by state, last run, last success, last error; then the failed/dead/quarantined packages',
+    )
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) =>
       withAgent((agent) => {
@@ -154,13 +168,17 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   program
     .command('list')
     .description('ledger rows, oldest first')
-    .option('-s, --state <state>', 'only this state (queued, sent, failed, dead, duplicate, delivered, waiting, quarantined)')
+    .option(
+      '-s, --state <state>',
+      'only this state (queued, sent, failed, dead, duplicate, delivered, waiting, quarantined)',
+    )
     .option('-r, --route <name>', 'only this route')
     .option('--since <iso>', 'only rows changed since this date/time')
     .option('--json', 'machine-readable output')
     .action(async (opts: { state?: string; route?: string; since?: string; json?: boolean }) =>
       withAgent((agent) => {
-        if (opts.state && !isPackageState(opts.state)) throw new Exit(EXIT.fatal, `--state: unknown state ${JSON.stringify(opts.state)}`);
+        if (opts.state && !isPackageState(opts.state))
+          throw new Exit(EXIT.fatal, `--state: unknown state ${JSON.stringify(opts.state)}`);
         const rows = list(agent.ledger, {
           ...(opts.state && isPackageState(opts.state) ? { states: [opts.state] } : {}),
           ...(opts.route ? { route: opts.route } : {}),
@@ -189,7 +207,11 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
           agent.ledger,
           agent.spool,
           opts.failed
-            ? { failed: true, ...(opts.route ? { route: opts.route } : {}), ...(opts.since ? { since: parseIso(opts.since) } : {}) }
+            ? {
+                failed: true,
+                ...(opts.route ? { route: opts.route } : {}),
+                ...(opts.since ? { since: parseIso(opts.since) } : {}),
+              }
             : { ids: numeric },
         );
         for (const r of outcome.requeued) io.out(`#${r.id} ${r.route} "${r.name}": queued for the next cycle`);
@@ -201,7 +223,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
 
   program
     .command('purge')
-    .description('delete ledger rows of finished packages (sent, duplicate, delivered, quarantined) and their archive/quarantine files past retention')
+    .description(
+      'delete ledger rows of finished packages (sent, duplicate, delivered, quarantined) and their archive/quarantine files past retention',
+    )
     .requiredOption('--older-than <duration>', 'retention, e.g. 30d')
     .action(async (opts: { olderThan: string }) =>
       withAgent(async (agent) => {

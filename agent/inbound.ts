@@ -140,7 +140,8 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     got = await writeDurably(stream, temp, { maxBytes: route.maxSize, signal: ctx.abort });
   } catch (err) {
     await fsp.rm(temp, { force: true });
-    if (err instanceof TooLargeError) return refuseInPlace(ctx, entry, overSize(entry.size, route.maxSize, true), result);
+    if (err instanceof TooLargeError)
+      return refuseInPlace(ctx, entry, overSize(entry.size, route.maxSize, true), result);
     if (err instanceof TransportError && err.scope === 'package') {
       log.warn({ route: route.name, file: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
       return;
@@ -153,7 +154,10 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
   crashPoint('in:after-download');
   if (got.size !== entry.size) {
     await fsp.rm(temp, { force: true });
-    log.warn({ route: route.name, file: entry.name }, `size changed during download (${entry.size} -> ${got.size}); tried again next cycle`);
+    log.warn(
+      { route: route.name, file: entry.name },
+      `size changed during download (${entry.size} -> ${got.size}); tried again next cycle`,
+    );
     return;
   }
 
@@ -170,12 +174,25 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
       return;
     }
     const dup = ledger.insert(
-      { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'duplicate', duplicateOf: original.id, remoteRef: entry.ref, origin: entry.origin ?? null },
+      {
+        route: route.name,
+        direction: 'in',
+        name: entry.name,
+        size: got.size,
+        sha256: got.sha256,
+        state: 'duplicate',
+        duplicateOf: original.id,
+        remoteRef: entry.ref,
+        origin: entry.origin ?? null,
+      },
       'duplicate',
       `same name and bytes as package ${original.id}; not written again`,
     );
     result.duplicates++;
-    log.info({ route: route.name, id: dup.id, file: entry.name }, `duplicate of package ${original.id}, not written again`);
+    log.info(
+      { route: route.name, id: dup.id, file: entry.name },
+      `duplicate of package ${original.id}, not written again`,
+    );
     await acknowledge(ctx, source, entry, dup);
     return;
   }
@@ -187,7 +204,16 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     const there = await hashFile(final);
     if (there.sha256 === got.sha256) {
       const row = ledger.insert(
-        { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'duplicate', remoteRef: entry.ref, origin: entry.origin ?? null },
+        {
+          route: route.name,
+          direction: 'in',
+          name: entry.name,
+          size: got.size,
+          sha256: got.sha256,
+          state: 'duplicate',
+          remoteRef: entry.ref,
+          origin: entry.origin ?? null,
+        },
         'duplicate',
         'an identical file is already in the inbox; not written again',
       );
@@ -204,14 +230,29 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
   const row = waitingRow
     ? ledger.update(waitingRow.id, { state: 'delivered', pendingPath: tempName, remoteRef: entry.ref }, 'receiving')
     : ledger.insert(
-        { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'delivered', pendingPath: tempName, remoteRef: entry.ref, origin: entry.origin ?? null },
+        {
+          route: route.name,
+          direction: 'in',
+          name: entry.name,
+          size: got.size,
+          sha256: got.sha256,
+          state: 'delivered',
+          pendingPath: tempName,
+          remoteRef: entry.ref,
+          origin: entry.origin ?? null,
+        },
         'receiving',
         `from ${entry.ref}`,
       );
   crashPoint('in:after-ledger-delivered');
   if (!(await renameNoReplace(temp, final))) {
     await fsp.rm(temp, { force: true });
-    ledger.update(row.id, { state: 'waiting', pendingPath: null }, 'waiting', 'a file of that name appeared in the inbox');
+    ledger.update(
+      row.id,
+      { state: 'waiting', pendingPath: null },
+      'waiting',
+      'a file of that name appeared in the inbox',
+    );
     result.waiting++;
     return;
   }
@@ -229,10 +270,22 @@ function overSize(size: number, max: number, measured = false): string {
 
 function isLocalDiskError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'EIO';
+  return (
+    code === 'ENOSPC' ||
+    code === 'EDQUOT' ||
+    code === 'EACCES' ||
+    code === 'EPERM' ||
+    code === 'EROFS' ||
+    code === 'EIO'
+  );
 }
 
-async function whyRejected(ctx: RouteContext, entry: RemoteEntry, temp: string, sha256: string): Promise<string | null> {
+async function whyRejected(
+  ctx: RouteContext,
+  entry: RemoteEntry,
+  temp: string,
+  sha256: string,
+): Promise<string | null> {
   const badName = checkName(entry.name);
   if (badName) return `unsafe file name: ${badName}`;
   if (entry.expectedSha256 && entry.expectedSha256.toLowerCase() !== sha256) {
@@ -243,13 +296,27 @@ async function whyRejected(ctx: RouteContext, entry: RemoteEntry, temp: string, 
   return null;
 }
 
-function markWaiting(ctx: RouteContext, entry: RemoteEntry, got: { size: number; sha256: string }, existing: PackageRow | undefined): void {
+function markWaiting(
+  ctx: RouteContext,
+  entry: RemoteEntry,
+  got: { size: number; sha256: string },
+  existing: PackageRow | undefined,
+): void {
   const { route, ledger, log } = ctx;
   if (existing) {
     ledger.update(existing.id, { remoteRef: entry.ref });
   } else {
     ledger.insert(
-      { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'waiting', remoteRef: entry.ref, origin: entry.origin ?? null },
+      {
+        route: route.name,
+        direction: 'in',
+        name: entry.name,
+        size: got.size,
+        sha256: got.sha256,
+        state: 'waiting',
+        remoteRef: entry.ref,
+        origin: entry.origin ?? null,
+      },
       'waiting',
       'a not yet imported file of that name is in the inbox; left on the remote',
     );
@@ -265,7 +332,16 @@ function refuseInPlace(ctx: RouteContext, entry: RemoteEntry, reason: string, re
     .some((r) => r.sha256 === null && r.remoteRef === entry.ref && r.name === entry.name && r.size === entry.size);
   if (known) return;
   const row = ledger.insert(
-    { route: route.name, direction: 'in', name: entry.name, size: entry.size, state: 'quarantined', lastError: reason, remoteRef: entry.ref, origin: entry.origin ?? null },
+    {
+      route: route.name,
+      direction: 'in',
+      name: entry.name,
+      size: entry.size,
+      state: 'quarantined',
+      lastError: reason,
+      remoteRef: entry.ref,
+      origin: entry.origin ?? null,
+    },
     'quarantined',
     reason,
   );
@@ -291,7 +367,18 @@ async function quarantine(
   }
   const rel = await spool.quarantine(route.name, temp, entry.name, ctx.now());
   const row = ledger.insert(
-    { route: route.name, direction: 'in', name: entry.name, size: got.size, sha256: got.sha256, state: 'quarantined', lastError: reason, storedPath: rel, remoteRef: entry.ref, origin: entry.origin ?? null },
+    {
+      route: route.name,
+      direction: 'in',
+      name: entry.name,
+      size: got.size,
+      sha256: got.sha256,
+      state: 'quarantined',
+      lastError: reason,
+      storedPath: rel,
+      remoteRef: entry.ref,
+      origin: entry.origin ?? null,
+    },
     'quarantined',
     reason,
   );
@@ -305,7 +392,10 @@ async function acknowledge(ctx: RouteContext, source: Source, entry: RemoteEntry
     await source.acknowledge(entry, ctx.abort);
   } catch (err) {
     if (err instanceof TransportError && err.scope === 'package') {
-      ctx.log.warn({ route: ctx.route.name, id: row.id, file: entry.name }, `could not acknowledge on the remote: ${ctx.scrub(err.message)}`);
+      ctx.log.warn(
+        { route: ctx.route.name, id: row.id, file: entry.name },
+        `could not acknowledge on the remote: ${ctx.scrub(err.message)}`,
+      );
       return;
     }
     throw new RouteStop(`acknowledging ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);

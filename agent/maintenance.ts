@@ -51,7 +51,12 @@ export async function resend(
       continue;
     }
     out.requeued.push(
-      ledger.update(row.id, { state: 'queued', attempts: 0, nextAttemptAt: null, lastError: null, storedPath: found }, 'resend', 'queued again by resend'),
+      ledger.update(
+        row.id,
+        { state: 'queued', attempts: 0, nextAttemptAt: null, lastError: null, storedPath: found },
+        'resend',
+        'queued again by resend',
+      ),
     );
   }
   return out;
@@ -63,7 +68,8 @@ export async function purge(ledger: Ledger, spool: Spool, before: number): Promi
   let files = 0;
   for (const r of rows) {
     const rels = new Set<string>();
-    if (r.storedPath && (r.storedPath.startsWith('archive/') || r.storedPath.startsWith('quarantine/'))) rels.add(r.storedPath);
+    if (r.storedPath && (r.storedPath.startsWith('archive/') || r.storedPath.startsWith('quarantine/')))
+      rels.add(r.storedPath);
     if (r.direction === 'out') rels.add(spool.archivePath(r.route, r.id, r.name, r.createdAt));
     for (const rel of rels) {
       try {

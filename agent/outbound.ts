@@ -249,7 +249,12 @@ async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: C
     }
     const verdict = judgeFailure(route.retry, attempts, te ? te.retryable : true, ctx.now());
     if (verdict.kind === 'dead') {
-      ledger.update(row.id, { state: 'dead', attempts, lastError: message, nextAttemptAt: null }, 'dead', `${verdict.why}: ${message}`);
+      ledger.update(
+        row.id,
+        { state: 'dead', attempts, lastError: message, nextAttemptAt: null },
+        'dead',
+        `${verdict.why}: ${message}`,
+      );
       result.dead++;
       log.error({ route: route.name, id: row.id, file: row.name }, `dead (${verdict.why}): ${message}`);
     } else {
@@ -292,6 +297,9 @@ async function afterSend(ctx: RouteContext, row: PackageRow, stored: string): Pr
     }
   } catch (err) {
     // The package is sent; a spool file left behind costs disk, not correctness.
-    log.warn({ route: route.name, id: row.id, file: row.name }, `sent, but could not ${route.afterSend} the spool copy: ${errorText(err)}`);
+    log.warn(
+      { route: route.name, id: row.id, file: row.name },
+      `sent, but could not ${route.afterSend} the spool copy: ${errorText(err)}`,
+    );
   }
 }

@@ -97,7 +97,8 @@ export function statusText(v: StatusView): string {
   }
   if (v.problems.length) {
     lines.push(`problems (${v.problems.length}):`);
-    for (const p of v.problems) lines.push(`  #${p.id} ${p.route} ${p.state} "${p.name}" attempts ${p.attempts}: ${p.lastError ?? ''}`);
+    for (const p of v.problems)
+      lines.push(`  #${p.id} ${p.route} ${p.state} "${p.name}" attempts ${p.attempts}: ${p.lastError ?? ''}`);
     lines.push('  (resend failed/dead ones with: sprelay resend --failed)');
   } else {
     lines.push('no problems');
@@ -108,6 +109,9 @@ export function statusText(v: StatusView): string {
 export function listText(rows: PackageView[]): string {
   if (rows.length === 0) return 'no packages';
   return rows
-    .map((p) => `#${p.id}\t${p.updatedAt}\t${p.route}\t${p.direction}\t${p.state}\t${p.size}\t${p.name}${p.lastError ? `\t${p.lastError}` : ''}`)
+    .map(
+      (p) =>
+        `#${p.id}\t${p.updatedAt}\t${p.route}\t${p.direction}\t${p.state}\t${p.size}\t${p.name}${p.lastError ? `\t${p.lastError}` : ''}`,
+    )
     .join('\n');
 }

@@ -10,9 +10,7 @@ export function backoffDelay(policy: RetryPolicy, attempts: number, random: () =
   return Math.round(half + random() * half);
 }
 
-export type FailureVerdict =
-  | { kind: 'retry'; nextAttemptAt: number }
-  | { kind: 'dead'; why: string };
+export type FailureVerdict = { kind: 'retry'; nextAttemptAt: number } | { kind: 'dead'; why: string };
 
 /**
  * `retryable` errors are tried again until maxAttempts; permanent ones about the package itself

@@ -16,7 +16,10 @@ export class Scheduler {
     for (const route of this.agent.config.routes) {
       const task = cron.schedule(route.schedule, () => this.tick(route.name), { name: `sprelay:${route.name}` });
       this.tasks.push(task);
-      this.agent.log.info({ route: route.name }, `scheduled "${route.schedule}" (${route.direction}, profile ${route.profileName})`);
+      this.agent.log.info(
+        { route: route.name },
+        `scheduled "${route.schedule}" (${route.direction}, profile ${route.profileName})`,
+      );
       if (opts.runAtStart ?? true) this.tick(route.name);
     }
   }

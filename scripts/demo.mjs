@@ -117,7 +117,10 @@ writeFileSync(
     cp1251(cds([[1, 'Бензин А-95', 1520.5]]).replace(/^<\?xml[^>]*\?>/, '')),
   ]),
 );
-writeFileSync(join(outbox, 'GOODS_SALES 11_05_2023.zip'), zipOf('GOODS_SALES.XML', Buffer.from(cds([[7, 'Coffee', 2]]))));
+writeFileSync(
+  join(outbox, 'GOODS_SALES 11_05_2023.zip'),
+  zipOf('GOODS_SALES.XML', Buffer.from(cds([[7, 'Coffee', 2]]))),
+);
 
 // ---- one cycle -----------------------------------------------------------------------------------
 const sprelay = (...args) => {
@@ -137,4 +140,6 @@ sprelay('once', '--route', 'export');
 sprelay('once', '--route', 'import');
 console.log(`\ninbox now holds: ${readdirSync(join(demo, 'inbox')).join(' | ')}`);
 sprelay('status');
-console.log(`\nTry: node bin/sprelay.js --config demo/sprelay.yaml list   (or: npx sprelay --config demo/sprelay.yaml list)`);
+console.log(
+  `\nTry: node bin/sprelay.js --config demo/sprelay.yaml list   (or: npx sprelay --config demo/sprelay.yaml list)`,
+);

@@ -226,10 +226,12 @@ export class Ledger {
       );
     }
     for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.pragma(`user_version = ${v + 1}`);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          this.db.exec(MIGRATIONS[v]!);
+          this.db.pragma(`user_version = ${v + 1}`);
+        })
+        .immediate();
     }
   }
 
@@ -300,7 +302,9 @@ export class Ledger {
   }
 
   private addEvent(id: number, event: string, detail: string | null, at: number): void {
-    this.db.prepare('INSERT INTO events (package_id, at, event, detail) VALUES (?, ?, ?, ?)').run(id, at, event, detail);
+    this.db
+      .prepare('INSERT INTO events (package_id, at, event, detail) VALUES (?, ?, ?, ?)')
+      .run(id, at, event, detail);
   }
 
   get(id: number): PackageRow | undefined {
@@ -309,7 +313,9 @@ export class Ledger {
   }
 
   events(id: number): PackageEvent[] {
-    return this.db.prepare('SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id').all(id) as PackageEvent[];
+    return this.db
+      .prepare('SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id')
+      .all(id) as PackageEvent[];
   }
 
   /**
@@ -384,7 +390,9 @@ export class Ledger {
   }
 
   countsByState(route: string): Partial<Record<PackageState, number>> {
-    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM packages WHERE route = ? GROUP BY state').all(route) as {
+    const rows = this.db
+      .prepare('SELECT state, COUNT(*) AS n FROM packages WHERE route = ? GROUP BY state')
+      .all(route) as {
       state: PackageState;
       n: number;
     }[];

@@ -40,8 +40,14 @@ describe('outbound then inbound over lan', () => {
       for (const [n, b] of files) assert.equal(sha256(read(st.inbox, n)), sha256(b), n);
       assert.deepEqual(filesIn(st.exchange), [], 'acknowledged (deleted) on the office share');
       const rows = agent.ledger.list();
-      assert.deepEqual(rows.filter((r) => r.direction === 'out').map((r) => r.state), ['sent', 'sent', 'sent']);
-      assert.deepEqual(rows.filter((r) => r.direction === 'in').map((r) => r.state), ['delivered', 'delivered', 'delivered']);
+      assert.deepEqual(
+        rows.filter((r) => r.direction === 'out').map((r) => r.state),
+        ['sent', 'sent', 'sent'],
+      );
+      assert.deepEqual(
+        rows.filter((r) => r.direction === 'in').map((r) => r.state),
+        ['delivered', 'delivered', 'delivered'],
+      );
       assert.ok(rows.every((r) => r.direction === 'out' || r.ackedAt !== null));
       // afterSend: archive keeps the bytes under data/archive
       const sent = rows.find((r) => r.name === SERVIO && r.direction === 'out')!;
@@ -70,7 +76,10 @@ describe('outbound then inbound over lan', () => {
       assert.deepEqual(filesIn(st.exchange), [], 'not sent again');
       assert.deepEqual(filesIn(st.outbox), [], 'removed from the outbox');
       const rows = agent.ledger.list({ route: 'export' });
-      assert.deepEqual(rows.map((x) => x.state), ['sent', 'duplicate']);
+      assert.deepEqual(
+        rows.map((x) => x.state),
+        ['sent', 'duplicate'],
+      );
       assert.equal(rows[1]!.duplicateOf, rows[0]!.id);
       // same bytes under another name is another package
       writeFileSync(join(st.outbox, 'other name.xml'), cdsXml('a'));
@@ -90,7 +99,10 @@ describe('outbound then inbound over lan', () => {
       await agent.runOnce(['export']);
       assert.equal(agent.ledger.list()[0]!.storedPath, null);
       assert.equal(existsSync(join(st.data, 'archive')), false);
-      assert.deepEqual(filesIn(join(st.data, 'spool', 'export')).filter((n) => n !== '.tmp'), []);
+      assert.deepEqual(
+        filesIn(join(st.data, 'spool', 'export')).filter((n) => n !== '.tmp'),
+        [],
+      );
     } finally {
       agent.close();
     }
@@ -149,7 +161,10 @@ describe('inbound rules', () => {
       assert.equal(r3!.delivered, 1);
       assert.equal(sha256(read(st.inbox, 'PRICES.XML')), sha256(cdsXml('new')));
       assert.deepEqual(filesIn(st.exchange), []);
-      assert.deepEqual(agent.ledger.list({ route: 'import' }).map((x) => x.state), ['delivered']);
+      assert.deepEqual(
+        agent.ledger.list({ route: 'import' }).map((x) => x.state),
+        ['delivered'],
+      );
     } finally {
       agent.close();
     }
@@ -304,7 +319,10 @@ describe('retry, dead and resend', () => {
       // resend revives it; the sink works now
       const { resend } = await import('../agent/maintenance.js');
       const outcome = await resend(agent.ledger, agent.spool, { failed: true });
-      assert.deepEqual(outcome.requeued.map((x) => x.id), [row.id]);
+      assert.deepEqual(
+        outcome.requeued.map((x) => x.id),
+        [row.id],
+      );
       const [r4] = await agent.runOnce(['export']);
       assert.equal(r4!.sent, 1);
       assert.equal(sha256(read(st.exchange, 'a.xml')), sha256(cdsXml('a')));
@@ -343,7 +361,13 @@ describe('retry, dead and resend', () => {
       assert.match(r!.error!, /injected failure 1/);
       assert.equal(flaky.calls(), 1, 'the route stops at the first refused login');
       const rows = agent.ledger.list();
-      assert.deepEqual(rows.map((x) => [x.state, x.attempts]), [['queued', 0], ['queued', 0]]);
+      assert.deepEqual(
+        rows.map((x) => [x.state, x.attempts]),
+        [
+          ['queued', 0],
+          ['queued', 0],
+        ],
+      );
       assert.match(agent.ledger.routeRun('export').lastError!, /injected failure 1/);
     } finally {
       agent.close();

@@ -93,5 +93,7 @@ export function fromSystemError(err: unknown, what: string): TransportError {
 }
 
 export function isAbortError(err: unknown): boolean {
-  return !!err && typeof err === 'object' && 'name' in err && (err.name === 'AbortError' || err.name === 'TimeoutError');
+  return (
+    !!err && typeof err === 'object' && 'name' in err && (err.name === 'AbortError' || err.name === 'TimeoutError')
+  );
 }

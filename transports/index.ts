@@ -12,6 +12,9 @@ export function createTransport(profile: ProfileOptions): Transport {
     case 'ftp':
     case 'sftp':
     case 'email':
-      throw new TransportError('unsupported', `the ${profile.type} transport is not available in this version of sprelay`);
+      throw new TransportError(
+        'unsupported',
+        `the ${profile.type} transport is not available in this version of sprelay`,
+      );
   }
 }

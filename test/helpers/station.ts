@@ -74,7 +74,8 @@ ${opts.in ?? ''}
   return {
     ...s,
     config,
-    agent: (o) => new Agent(config, { log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }), ...o }),
+    agent: (o) =>
+      new Agent(config, { log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }), ...o }),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
