@@ -54,7 +54,8 @@ describe('sprelay CLI', () => {
   it('--help names every command, and each command explains itself', async () => {
     const r = await cli(['--help']);
     assert.equal(r.code, 0);
-    for (const c of ['init', 'check', 'run', 'once', 'status', 'list', 'resend', 'purge']) assert.match(r.out, new RegExp(`\\b${c}\\b`));
+    for (const c of ['init', 'check', 'run', 'once', 'status', 'list', 'resend', 'purge'])
+      assert.match(r.out, new RegExp(`\\b${c}\\b`));
     const once = await cli(['once', '--help']);
     assert.equal(once.code, 0);
     assert.match(once.out, /Task Scheduler/);
@@ -74,7 +75,13 @@ describe('sprelay CLI', () => {
     assert.equal(r.code, 0, r.err);
     const file = join(dir, 'sprelay.yaml');
     assert.ok(existsSync(file));
-    for (const d of ['outbox', 'inbox', 'data', join('office-share', 'from-station'), join('office-share', 'to-station')]) {
+    for (const d of [
+      'outbox',
+      'inbox',
+      'data',
+      join('office-share', 'from-station'),
+      join('office-share', 'to-station'),
+    ]) {
       assert.ok(existsSync(join(dir, d)), `${d} created`);
     }
     const again = await cli(['init', dir]);
@@ -108,7 +115,10 @@ describe('sprelay CLI', () => {
     const problems = await cli(['--config', st.configFile, 'once', '--route', 'export']);
     assert.equal(problems.code, 2);
     assert.match(problems.err, /refused in outbox 1/);
-    writeFileSync(st.configFile, readFileSync(st.configFile, 'utf8').replace('schedule: "* * * * *"', 'schedule: "every minute"'));
+    writeFileSync(
+      st.configFile,
+      readFileSync(st.configFile, 'utf8').replace('schedule: "* * * * *"', 'schedule: "every minute"'),
+    );
     const fatal = await cli(['--config', st.configFile, 'once']);
     assert.equal(fatal.code, 1);
     assert.match(fatal.err, /routes\[0\]\.schedule/);
@@ -199,7 +209,10 @@ describe('sprelay CLI', () => {
     writeFileSync(join(st.outbox, 'old.xml'), cdsXml('old'));
     await agent.runOnce(['export']);
     const archived = agent.ledger.list()[0]!.storedPath!;
-    agent.ledger.insert({ route: 'export', direction: 'out', name: 'pending.xml', size: 1, sha256: 'x', state: 'failed' }, 'queued');
+    agent.ledger.insert(
+      { route: 'export', direction: 'out', name: 'pending.xml', size: 1, sha256: 'x', state: 'failed' },
+      'queued',
+    );
     agent.close();
     assert.ok(existsSync(join(st.data, archived)));
     const r = await cli(['--config', st.configFile, 'purge', '--older-than', '30d']);
@@ -222,7 +235,9 @@ describe('sprelay CLI', () => {
     const once = spawnSync(process.execPath, [BIN, '--config', st.configFile, 'once'], { encoding: 'utf8' });
     assert.equal(once.status, 0, once.stderr);
     assert.match(once.stderr, /route export \(out\): taken 1, sent 1/);
-    const status = spawnSync(process.execPath, [BIN, '--config', st.configFile, 'status', '--json'], { encoding: 'utf8' });
+    const status = spawnSync(process.execPath, [BIN, '--config', st.configFile, 'status', '--json'], {
+      encoding: 'utf8',
+    });
     assert.equal(status.status, 0);
     assert.equal(JSON.parse(status.stdout).routes.length, 2, 'stdout is pure JSON; logs go to stderr');
   });
@@ -232,7 +247,9 @@ describe('sprelay CLI', () => {
     st = makeStation();
     writeFileSync(join(st.exchange, 'a.xml'), cdsXml('theirs'));
     writeFileSync(join(st.outbox, 'a.xml'), cdsXml('ours'));
-    const first = spawnSync(process.execPath, [BIN, '--config', st.configFile, 'once', '--route', 'export'], { encoding: 'utf8' });
+    const first = spawnSync(process.execPath, [BIN, '--config', st.configFile, 'once', '--route', 'export'], {
+      encoding: 'utf8',
+    });
     assert.equal(first.status, 2, 'dead: a different a.xml is at the office');
     rmSync(join(st.exchange, 'a.xml'));
     const r = spawnSync('sh', [join(ROOT, 'scripts', 'resend-failed.sh'), st.configFile], { encoding: 'utf8' });

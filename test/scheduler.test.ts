@@ -85,7 +85,10 @@ describe('single flight', () => {
 describe('sprelay run', () => {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     it(`works both routes on their schedules and exits 0 on ${sig}`, { timeout: 60_000 }, async () => {
-      assert.ok(existsSync(join(ROOT, 'dist', 'agent', 'cli.js')), 'dist/ is missing: run npm run build (npm test does)');
+      assert.ok(
+        existsSync(join(ROOT, 'dist', 'agent', 'cli.js')),
+        'dist/ is missing: run npm run build (npm test does)',
+      );
       st = makeStation();
       // every second (6 fields, seconds first)
       const { readFileSync } = await import('node:fs');
@@ -93,7 +96,9 @@ describe('sprelay run', () => {
         st.configFile,
         readFileSync(st.configFile, 'utf8').replaceAll('schedule: "* * * * *"', 'schedule: "*/1 * * * * *"'),
       );
-      const child = spawn(process.execPath, [BIN, '--config', st.configFile, 'run'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [BIN, '--config', st.configFile, 'run'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
