@@ -62,7 +62,12 @@ async function heldByAnotherProgram(path: string): Promise<boolean> {
     return false;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EBUSY' || code === 'EPERM' || code === 'EACCES') return true;
+    if (code === 'EBUSY') return true;
+    if (code === 'EPERM' || code === 'EACCES') {
+      // a read-only file also refuses 'r+': that is not a writer holding it
+      const st = await fsp.stat(path);
+      return (st.mode & 0o200) !== 0;
+    }
     throw err;
   }
 }
