@@ -9,7 +9,7 @@ import { runOutbound } from './outbound.js';
 import { emptyResult, type CycleResult, type RouteContext, type StopToken } from './route-context.js';
 import { errorText, makeScrubber, type Scrub } from './secrets.js';
 import { Ledger } from '../store/ledger.js';
-import { RouteLock } from '../store/lock.js';
+import { RouteBusyError, RouteLock } from '../store/lock.js';
 import { Spool } from '../store/spool.js';
 import { createTransport } from '../transports/index.js';
 import type { Transport } from '../transports/types.js';
@@ -107,8 +107,17 @@ export class Agent {
       lock = await RouteLock.acquire(this.config.dataDir, route.name);
     } catch (err) {
       const result = emptyResult(route);
-      result.error = errorText(err);
-      this.log.warn({ route: route.name }, `${result.error}; skipped this cycle`);
+      if (err instanceof RouteBusyError) {
+        // another process is doing this route's work: not an error of the route
+        result.error = err.message;
+        this.log.warn({ route: route.name }, `${result.error}; skipped this cycle`);
+        return result;
+      }
+      result.error = this.scrub(
+        `cannot take the route lock in ${join(this.config.dataDir, 'locks')}: ${errorText(err)}`,
+      );
+      this.log.error({ route: route.name }, result.error);
+      this.recordRun(route.name, started, false, result.error);
       return result;
     }
     let result: CycleResult;
@@ -134,9 +143,18 @@ export class Agent {
       await lock.release();
     }
     const ok = result.error === null && result.failed === 0 && result.dead === 0;
-    this.ledger.recordRun(route.name, { at: started, ok, error: result.error });
+    this.recordRun(route.name, started, ok, result.error);
     this.log.debug({ route: route.name }, `cycle done ${JSON.stringify(result)}`);
     return result;
+  }
+
+  private recordRun(route: string, at: number, ok: boolean, error: string | null): void {
+    try {
+      this.ledger.recordRun(route, { at, ok, error });
+    } catch (err) {
+      // a full disk can refuse even this; the cycle's result still reaches the caller
+      this.log.error({ route }, `could not record the run in the ledger: ${errorText(err)}`);
+    }
   }
 
   /** One cycle of the named routes (all when none named), in parallel. */

@@ -280,20 +280,34 @@ function isLocalDiskError(err: unknown): boolean {
   );
 }
 
+interface Rejection {
+  reason: string;
+  /**
+   * The content was judged (not well-formed XML, not a zip): it may be a file the office is still
+   * writing in place. Such a package is kept in quarantine but left on the remote until a later
+   * cycle finds the very same bytes again, so a writer that paused longer than `settle` does not
+   * lose its file to our acknowledgement (delete).
+   */
+  content: boolean;
+}
+
 async function whyRejected(
   ctx: RouteContext,
   entry: RemoteEntry,
   temp: string,
   sha256: string,
-): Promise<string | null> {
+): Promise<Rejection | null> {
   const badName = checkName(entry.name);
-  if (badName) return `unsafe file name: ${badName}`;
+  if (badName) return { reason: `unsafe file name: ${badName}`, content: false };
   if (entry.expectedSha256 && entry.expectedSha256.toLowerCase() !== sha256) {
-    return `corrupt: SHA-256 ${sha256} differs from the declared ${entry.expectedSha256}`;
+    return { reason: `corrupt: SHA-256 ${sha256} differs from the declared ${entry.expectedSha256}`, content: false };
   }
-  if (isXmlName(entry.name)) return checkXmlFile(temp, ctx.abort);
-  if (isZipName(entry.name)) return checkZipFile(temp);
-  return null;
+  const bad = isXmlName(entry.name)
+    ? await checkXmlFile(temp, ctx.abort)
+    : isZipName(entry.name)
+      ? await checkZipFile(temp)
+      : null;
+  return bad ? { reason: bad, content: true } : null;
 }
 
 function markWaiting(
@@ -355,12 +369,14 @@ async function quarantine(
   entry: RemoteEntry,
   temp: string,
   got: { size: number; sha256: string },
-  reason: string,
+  rejection: Rejection,
   result: CycleResult,
 ): Promise<void> {
   const { route, ledger, spool, log } = ctx;
+  const { reason } = rejection;
   const known = ledger.findOriginal(route.name, entry.name, got.sha256, ['quarantined']);
   if (known) {
+    // seen before with these very bytes: they are final, the remote copy can go
     await fsp.rm(temp, { force: true });
     if (known.ackedAt === null) await acknowledge(ctx, source, entry, known);
     return;
@@ -384,7 +400,7 @@ async function quarantine(
   );
   result.quarantined++;
   log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
-  await acknowledge(ctx, source, entry, row);
+  if (!rejection.content) await acknowledge(ctx, source, entry, row);
 }
 
 async function acknowledge(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {

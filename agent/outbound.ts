@@ -15,7 +15,7 @@ import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } 
 import { fsyncDir, unlinkRetrying } from '../store/files.js';
 import type { PackageRow } from '../store/ledger.js';
 import { TransportError } from '../transports/errors.js';
-import type { Sink } from '../transports/types.js';
+import type { PutResult, Sink } from '../transports/types.js';
 
 interface Seen {
   name: string;
@@ -26,9 +26,16 @@ interface Seen {
 
 export async function runOutbound(ctx: RouteContext): Promise<CycleResult> {
   const result = emptyResult(ctx.route);
-  await ctx.spool.prepare(ctx.route.name);
-  await takeFromOutbox(ctx, result);
-  if (!ctx.stop.requested) await sendDue(ctx, result);
+  try {
+    await ctx.spool.prepare(ctx.route.name);
+    await takeFromOutbox(ctx, result);
+    if (!ctx.stop.requested) await sendDue(ctx, result);
+  } catch (err) {
+    // keep what this cycle did (counts) and say what stopped it
+    const message = ctx.scrub(errorText(err));
+    result.error = result.error ? `${result.error}; ${message}` : message;
+    ctx.log.error({ route: ctx.route.name }, `cycle stopped: ${message}`);
+  }
   return result;
 }
 
@@ -156,19 +163,26 @@ async function takeOne(ctx: RouteContext, f: Seen, result: CycleResult): Promise
   const rel = spool.spoolPath(route.name, f.name, copy.sha256);
   await spool.commit(copy.temp, rel);
   crashPoint('out:after-spool-rename');
-  const row = ledger.insert(
-    {
-      route: route.name,
-      direction: 'out',
-      name: f.name,
-      size: copy.size,
-      sha256: copy.sha256,
-      state: 'queued',
-      storedPath: rel,
-    },
-    'queued',
-    `taken from ${route.local}`,
-  );
+  let row: PackageRow;
+  try {
+    row = ledger.insert(
+      {
+        route: route.name,
+        direction: 'out',
+        name: f.name,
+        size: copy.size,
+        sha256: copy.sha256,
+        state: 'queued',
+        storedPath: rel,
+      },
+      'queued',
+      `taken from ${route.local}`,
+    );
+  } catch (err) {
+    // the ledger refused (disk full): the outbox copy is still there, drop the spool copy
+    await spool.remove(rel).catch(() => undefined);
+    throw err;
+  }
   crashPoint('out:after-ledger-queued');
   await removeFromOutbox(ctx, f);
   result.taken++;
@@ -221,63 +235,78 @@ async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: C
     return true;
   }
   const attempts = row.attempts + 1;
+  let put: PutResult;
   try {
-    const put = await sink.put(
+    put = await sink.put(
       { name: row.name, size: row.size, sha256: row.sha256!, open: () => createReadStream(spool.abs(stored)) },
       ctx.abort,
     );
-    crashPoint('out:after-put');
+  } catch (err) {
+    return recordFailure(ctx, row, attempts, err, result);
+  }
+  // Outside the try above: a ledger that cannot write (disk full) must not be taken for a failed
+  // put. It aborts the cycle; the row stays queued and the next put finds the identical file.
+  crashPoint('out:after-put');
+  ledger.update(
+    row.id,
+    { state: 'sent', attempts, remoteRef: put.remoteRef, lastError: null, nextAttemptAt: null, storedPath: stored },
+    'sent',
+    put.alreadyPresent ? `identical file already at ${put.remoteRef}; nothing written` : `to ${put.remoteRef}`,
+  );
+  crashPoint('out:after-sent-commit');
+  result.sent++;
+  log.info(
+    { route: route.name, id: row.id, file: row.name, remote: put.remoteRef },
+    put.alreadyPresent ? 'sent (identical file was already there)' : 'sent',
+  );
+  await afterSend(ctx, row, stored);
+  return true;
+}
+
+/** A failed put: retry later, dead, or stop the route (false) when the connection is the problem. */
+function recordFailure(
+  ctx: RouteContext,
+  row: PackageRow,
+  attempts: number,
+  err: unknown,
+  result: CycleResult,
+): boolean {
+  const { route, ledger, log } = ctx;
+  const te = err instanceof TransportError ? err : null;
+  const message = ctx.scrub(errorText(err));
+  // A refused login or certificate is nobody's fault but the config's: the package keeps its
+  // place and its attempt count, and the route reports the error until someone fixes it.
+  if (te && te.scope === 'connection' && !te.retryable) {
+    ledger.update(row.id, { lastError: message }, 'error', message);
+    result.error = message;
+    log.error({ route: route.name, id: row.id, file: row.name }, `not sent: ${message}`);
+    return false;
+  }
+  const verdict = judgeFailure(route.retry, attempts, te ? te.retryable : true, ctx.now());
+  if (verdict.kind === 'dead') {
     ledger.update(
       row.id,
-      { state: 'sent', attempts, remoteRef: put.remoteRef, lastError: null, nextAttemptAt: null, storedPath: stored },
-      'sent',
-      put.alreadyPresent ? `identical file already at ${put.remoteRef}; nothing written` : `to ${put.remoteRef}`,
+      { state: 'dead', attempts, lastError: message, nextAttemptAt: null },
+      'dead',
+      `${verdict.why}: ${message}`,
     );
-    crashPoint('out:after-sent-commit');
-    result.sent++;
-    log.info(
-      { route: route.name, id: row.id, file: row.name, remote: put.remoteRef },
-      put.alreadyPresent ? 'sent (identical file was already there)' : 'sent',
+    result.dead++;
+    log.error({ route: route.name, id: row.id, file: row.name }, `dead (${verdict.why}): ${message}`);
+  } else {
+    ledger.update(
+      row.id,
+      { state: 'failed', attempts, lastError: message, nextAttemptAt: verdict.nextAttemptAt },
+      'failed',
+      `${message}; next attempt at ${new Date(verdict.nextAttemptAt).toISOString()}`,
     );
-    await afterSend(ctx, row, stored);
-    return true;
-  } catch (err) {
-    const te = err instanceof TransportError ? err : null;
-    const message = ctx.scrub(errorText(err));
-    // A refused login or certificate is nobody's fault but the config's: the package keeps its
-    // place and its attempt count, and the route reports the error until someone fixes it.
-    if (te && te.scope === 'connection' && !te.retryable) {
-      ledger.update(row.id, { lastError: message }, 'error', message);
-      result.error = message;
-      log.error({ route: route.name, id: row.id, file: row.name }, `not sent: ${message}`);
-      return false;
-    }
-    const verdict = judgeFailure(route.retry, attempts, te ? te.retryable : true, ctx.now());
-    if (verdict.kind === 'dead') {
-      ledger.update(
-        row.id,
-        { state: 'dead', attempts, lastError: message, nextAttemptAt: null },
-        'dead',
-        `${verdict.why}: ${message}`,
-      );
-      result.dead++;
-      log.error({ route: route.name, id: row.id, file: row.name }, `dead (${verdict.why}): ${message}`);
-    } else {
-      ledger.update(
-        row.id,
-        { state: 'failed', attempts, lastError: message, nextAttemptAt: verdict.nextAttemptAt },
-        'failed',
-        `${message}; next attempt at ${new Date(verdict.nextAttemptAt).toISOString()}`,
-      );
-      result.failed++;
-      log.warn(
-        { route: route.name, id: row.id, file: row.name, attempts },
-        `failed: ${message}; next attempt ${new Date(verdict.nextAttemptAt).toISOString()}`,
-      );
-    }
-    if (te?.scope === 'connection') result.error = message;
-    return te?.scope !== 'connection';
+    result.failed++;
+    log.warn(
+      { route: route.name, id: row.id, file: row.name, attempts },
+      `failed: ${message}; next attempt ${new Date(verdict.nextAttemptAt).toISOString()}`,
+    );
   }
+  if (te?.scope === 'connection') result.error = message;
+  return te?.scope !== 'connection';
 }
 
 /** Where the bytes of an outbound package are now: its stored path, or its archive path. */

@@ -34,7 +34,14 @@ export class RouteLock {
     for (let i = 0; i < 3; i++) {
       try {
         const fh = await fsp.open(path, 'wx');
-        await fh.writeFile(`${process.pid}\n`);
+        try {
+          await fh.writeFile(`${process.pid}\n`);
+        } catch (err) {
+          // a full disk: leave no open handle and no empty lock file behind
+          await fh.close().catch(() => undefined);
+          await fsp.rm(path, { force: true }).catch(() => undefined);
+          throw err;
+        }
         await fh.close();
         return new RouteLock(path);
       } catch (err) {

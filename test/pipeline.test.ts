@@ -202,6 +202,25 @@ describe('inbound rules', () => {
     }
   });
 
+  it('a remote file caught mid-write (not well-formed) is kept in quarantine but left for its writer to finish', async () => {
+    st = makeStation();
+    const agent = st.agent();
+    try {
+      const whole = cdsXml('whole', 50);
+      writeFileSync(join(st.exchange, 'SLOW.XML'), whole.subarray(0, 120));
+      const [r] = await agent.runOnce(['import']);
+      assert.equal(r!.quarantined, 1);
+      assert.deepEqual(filesIn(st.exchange), ['SLOW.XML'], 'not acknowledged: the writer may go on');
+      writeFileSync(join(st.exchange, 'SLOW.XML'), whole); // the office's writer finishes
+      const [r2] = await agent.runOnce(['import']);
+      assert.equal(r2!.delivered, 1);
+      assert.equal(sha256(read(st.inbox, 'SLOW.XML')), sha256(whole));
+      assert.deepEqual(filesIn(st.exchange), []);
+    } finally {
+      agent.close();
+    }
+  });
+
   it('quarantines hostile names and XML, writing nothing outside the inbox', async () => {
     st = makeStation({ in: '    maxSize: 64KB' });
     const hostile: Record<string, Buffer | string> = {
@@ -244,10 +263,18 @@ describe('inbound rules', () => {
       const kept = q.filter((x) => x.storedPath);
       assert.equal(kept.length, Object.keys(hostile).length);
       for (const row of kept) assert.ok(row.storedPath!.startsWith('quarantine/import/'));
-      assert.deepEqual(filesIn(st.exchange), ['huge.xml'], 'oversize left on the remote, the rest acknowledged');
-      // a second cycle records the oversize file once, not again
+      // bad names are acknowledged at once; bad content waits one cycle on the remote (it may be a
+      // file still being written in place) and goes when the same bytes are found again
+      assert.deepEqual(
+        filesIn(st.exchange),
+        ['broken.xml', 'fake.zip', 'huge.xml', 'laughs.xml', 'xxe.xml'],
+        'oversize and bad content left on the remote, bad names acknowledged',
+      );
+      // a second cycle records nothing again, and acknowledges the unchanged bad content
       const [r2] = await agent.runOnce(['import']);
       assert.equal(r2!.quarantined, 0);
+      assert.deepEqual(filesIn(st.exchange), ['huge.xml'], 'only the oversize file stays on the remote');
+      assert.equal(agent.ledger.list({ states: ['quarantined'] }).length, Object.keys(hostile).length + 1);
     } finally {
       agent.close();
     }

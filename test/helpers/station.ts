@@ -47,7 +47,7 @@ export function makeStation(opts: StationOptions = {}): Station {
   for (const d of [s.outbox, s.exchange, s.inbox, s.data]) mkdirSync(d, { recursive: true });
   const yaml = `station: TEST-001
 dataDir: ./data
-settle: 100ms
+${/^settle:/m.test(opts.top ?? '') ? '' : 'settle: 100ms'}
 ${opts.top ?? ''}
 profiles:
   office:
