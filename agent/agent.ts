@@ -104,7 +104,7 @@ export class Agent {
     const started = this.now();
     let lock: RouteLock;
     try {
-      lock = await RouteLock.acquire(this.config.dataDir, route.name);
+      lock = RouteLock.acquire(this.ledger, route.name);
     } catch (err) {
       const result = emptyResult(route);
       if (err instanceof RouteBusyError) {
@@ -113,9 +113,7 @@ export class Agent {
         this.log.warn({ route: route.name }, `${result.error}; skipped this cycle`);
         return result;
       }
-      result.error = this.scrub(
-        `cannot take the route lock in ${join(this.config.dataDir, 'locks')}: ${errorText(err)}`,
-      );
+      result.error = this.scrub(`cannot take the route lock in the ledger: ${errorText(err)}`);
       this.log.error({ route: route.name }, result.error);
       this.recordRun(route.name, started, false, result.error);
       return result;
@@ -140,12 +138,21 @@ export class Agent {
       result.error = this.scrub(errorText(err));
       this.log.error({ route: route.name }, `cycle failed: ${result.error}`);
     } finally {
-      await lock.release();
+      this.releaseLock(lock, route.name);
     }
     const ok = result.error === null && result.failed === 0 && result.dead === 0;
     this.recordRun(route.name, started, ok, result.error);
     this.log.debug({ route: route.name }, `cycle done ${JSON.stringify(result)}`);
     return result;
+  }
+
+  private releaseLock(lock: RouteLock, route: string): void {
+    try {
+      lock.release();
+    } catch (err) {
+      // a ledger that cannot write keeps the row; the next cycle of this process takes it again
+      this.log.error({ route }, `could not release the route lock: ${errorText(err)}`);
+    }
   }
 
   private recordRun(route: string, at: number, ok: boolean, error: string | null): void {

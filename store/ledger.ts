@@ -139,7 +139,20 @@ const MIGRATIONS: string[] = [
      last_success_at INTEGER,
      last_error TEXT
    );`,
+  // 2: who works a route right now (one process per route: `run` and a Task Scheduler `once`)
+  `CREATE TABLE route_locks (
+     route TEXT PRIMARY KEY,
+     pid INTEGER NOT NULL,
+     boot INTEGER NOT NULL,
+     acquired_at INTEGER NOT NULL
+   );`,
 ];
+
+export interface LockHolder {
+  pid: number;
+  /** When the holder's machine booted (ms): a pid from before a reboot is nobody. */
+  boot: number;
+}
 
 const COLUMNS: Record<keyof PackagePatch, string> = {
   state: 'state',
@@ -422,6 +435,28 @@ export class Ledger {
       lastSuccessAt: r?.last_success_at ?? null,
       lastError: r?.last_error ?? null,
     };
+  }
+
+  /**
+   * Takes the route for `me` unless a live holder has it. One transaction (BEGIN IMMEDIATE), so
+   * two processes can never both take it; a holder that `isGone` (killed, rebooted) is replaced.
+   */
+  lockRoute(route: string, me: LockHolder, isGone: (h: LockHolder) => boolean): LockHolder | null {
+    return this.transaction(() => {
+      const h = this.db.prepare('SELECT pid, boot FROM route_locks WHERE route = ?').get(route) as
+        LockHolder | undefined;
+      if (h && !(h.pid === me.pid && h.boot === me.boot) && !isGone(h)) return h;
+      this.db
+        .prepare('INSERT OR REPLACE INTO route_locks (route, pid, boot, acquired_at) VALUES (?, ?, ?, ?)')
+        .run(route, me.pid, me.boot, this.now());
+      return null;
+    });
+  }
+
+  unlockRoute(route: string, me: LockHolder): void {
+    this.transaction(() => {
+      this.db.prepare('DELETE FROM route_locks WHERE route = ? AND pid = ? AND boot = ?').run(route, me.pid, me.boot);
+    });
   }
 
   /** Rows in a final state last touched before `before`; pending work is never purged. */

@@ -1,8 +1,9 @@
 // One holder per route across processes: `sprelay run` and a `sprelay once` started by Task
-// Scheduler must never work the same route at the same time. A lock file names its holder's pid;
-// a lock whose holder is gone (kill -9, power loss) is taken over.
-import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+// Scheduler must never work the same route at the same time. The lock lives in the ledger, so
+// taking it is one SQLite transaction (no window in which two processes both see it free, which
+// a lock file cannot promise), and a holder that died (kill -9, power loss) is taken over.
+import { uptime } from 'node:os';
+import type { Ledger, LockHolder } from './ledger.js';
 
 export class RouteBusyError extends Error {
   constructor(
@@ -14,8 +15,12 @@ export class RouteBusyError extends Error {
   }
 }
 
+/** Boot time to the minute: uptime drifts by milliseconds between calls. */
+function bootTime(): number {
+  return Math.round((Date.now() - uptime() * 1000) / 60_000) * 60_000;
+}
+
 function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
     return true;
@@ -24,38 +29,31 @@ function alive(pid: number): boolean {
   }
 }
 
-export class RouteLock {
-  private constructor(private readonly path: string) {}
+/** The holder is gone: its process died, or it ran before this machine last booted. */
+export function holderGone(h: LockHolder, boot = bootTime()): boolean {
+  return Math.abs(h.boot - boot) > 120_000 || !alive(h.pid);
+}
 
-  static async acquire(dataDir: string, route: string): Promise<RouteLock> {
-    const dir = join(dataDir, 'locks');
-    await fsp.mkdir(dir, { recursive: true });
-    const path = join(dir, `${route}.lock`);
-    for (let i = 0; i < 3; i++) {
-      try {
-        const fh = await fsp.open(path, 'wx');
-        try {
-          await fh.writeFile(`${process.pid}\n`);
-        } catch (err) {
-          // a full disk: leave no open handle and no empty lock file behind
-          await fh.close().catch(() => undefined);
-          await fsp.rm(path, { force: true }).catch(() => undefined);
-          throw err;
-        }
-        await fh.close();
-        return new RouteLock(path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const holder = Number.parseInt(await fsp.readFile(path, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(holder) && holder > 0 && alive(holder)) throw new RouteBusyError(route, holder);
-      // stale (holder died) or half-written: take it over
-      await fsp.rm(path, { force: true });
-    }
-    throw new RouteBusyError(route, -1);
+export class RouteLock {
+  private constructor(
+    private readonly ledger: Ledger,
+    private readonly route: string,
+    private readonly me: LockHolder,
+  ) {}
+
+  static acquire(ledger: Ledger, route: string): RouteLock {
+    const me = { pid: process.pid, boot: bootTime() };
+    const holder = ledger.lockRoute(route, me, (h) => holderGone(h, me.boot));
+    if (holder) throw new RouteBusyError(route, holder.pid);
+    return new RouteLock(ledger, route, me);
   }
 
-  async release(): Promise<void> {
-    await fsp.rm(this.path, { force: true });
+  release(): void {
+    this.ledger.unlockRoute(this.route, this.me);
+  }
+
+  /** This process's identity as a lock holder (tests use it to play another process). */
+  static holder(pid: number): LockHolder {
+    return { pid, boot: bootTime() };
   }
 }

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
 import type { Agent } from '../agent/agent.js';
 
-const NO_SPACE = /ENOSPC|no space/i;
+const NO_SPACE = /ENOSPC|no space|disk is full/i;
 
 // ---- tmpfs -------------------------------------------------------------------------------------
 

@@ -25,13 +25,13 @@ describe('ledger', () => {
     const db = new Database(path);
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-      assert.equal(db.pragma('user_version', { simple: true }), 1);
+      assert.equal(db.pragma('user_version', { simple: true }), 2);
     } finally {
       db.close();
     }
     const again = Ledger.open(path);
     try {
-      assert.equal(again.schemaVersion, 1);
+      assert.equal(again.schemaVersion, 2);
       assert.equal(again.integrityCheck(), 'ok');
       // synchronous is per connection: check the ledger's own
       assert.equal((again as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true }), 2);

@@ -2,7 +2,7 @@
 // processes), and `sprelay run` works its routes on cron and stops cleanly on SIGTERM/SIGINT.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './help
 import { createLanTransport } from '../transports/lan.js';
 import type { LanProfile, Transport } from '../transports/types.js';
 import type { RouteConfig } from '../agent/config.js';
+import { RouteLock, holderGone } from '../store/lock.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'sprelay.js');
@@ -63,8 +64,11 @@ describe('single flight', () => {
     const agent = st.agent();
     const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
-      mkdirSync(join(st.data, 'locks'), { recursive: true });
-      writeFileSync(join(st.data, 'locks', 'export.lock'), `${other.pid}\n`);
+      // the other process holds the route (as its RouteLock.acquire would have recorded it)
+      assert.equal(
+        agent.ledger.lockRoute('export', RouteLock.holder(other.pid!), () => false),
+        null,
+      );
       writeFileSync(join(st.outbox, 'a.xml'), cdsXml('a'));
       const [busy] = await agent.runOnce(['export']);
       assert.match(busy!.error!, /another sprelay process \(pid \d+\)/);
@@ -74,11 +78,23 @@ describe('single flight', () => {
       const [taken] = await agent.runOnce(['export']);
       assert.equal(taken!.error, null);
       assert.equal(taken!.sent, 1);
-      assert.equal(existsSync(join(st.data, 'locks', 'export.lock')), false, 'lock released after the cycle');
+      assert.equal(
+        agent.ledger.lockRoute('export', RouteLock.holder(999_999_999), () => false),
+        null,
+        'lock released after the cycle: anyone can take it',
+      );
     } finally {
       other.kill('SIGKILL');
       agent.close();
     }
+  });
+});
+
+describe('route lock holders', () => {
+  it('a holder is gone when its process died or it ran before the last boot', () => {
+    assert.equal(holderGone(RouteLock.holder(process.pid)), false);
+    assert.equal(holderGone({ pid: process.pid, boot: RouteLock.holder(1).boot - 3_600_000 }), true, 'before reboot');
+    assert.equal(holderGone(RouteLock.holder(2 ** 22 + 12345)), true, 'no such process');
   });
 });
 

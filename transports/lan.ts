@@ -190,11 +190,19 @@ export function createLanTransport(profile: LanProfile): Transport {
       const existing = await statOrNull(final, ms, signal);
       if (existing) {
         if (!existing.isFile()) throw new TransportError('exists', `${what}: ${remoteRef} exists and is not a file`);
+        let sha: string | null = null;
         if (existing.size === pkg.size) {
-          const sha = await readAllHashed(final, `hash ${remoteRef}`, ms, signal);
+          try {
+            sha = await readAllHashed(final, `hash ${remoteRef}`, ms, signal);
+          } catch (err) {
+            // taken away by its reader while we looked (the office imported it): write ours
+            if (errnoCode(err) !== 'ENOENT') throw err;
+            sha = null;
+          }
           if (sha === pkg.sha256.toLowerCase()) return { remoteRef, alreadyPresent: true };
         }
-        if (!ep.overwrite) {
+        const stillThere = sha !== null || existing.size !== pkg.size;
+        if (stillThere && !ep.overwrite) {
           throw new TransportError('exists', `${what}: a different ${remoteRef} is already there`);
         }
       }

@@ -1,0 +1,536 @@
+// Guarantees 2 and 3 under kill -9: the agent runs as a real child process (`node bin/sprelay.js`
+// from dist/) and is SIGKILLed, first at random instants while `sprelay run` works a stream of
+// packages the station keeps dropping into the outbox, then at every named crash point of
+// agent/crash-points.ts. Afterwards plain `once` cycles must bring every package into the inbox
+// exactly once, byte-identical, with a ledger that says so. Between kills a simulated SERVIO import
+// takes what arrived out of the inbox, so a second delivery of a package cannot hide behind the
+// first copy still being there (the inbox never overwrites).
+//
+// Reproduce a failure with SPRELAY_CRASH_SEED=<seed printed in the diagnostics>.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { killAll, liveChildren, REPO_ROOT, requireBuild, runAgent, startAgent } from './helpers/child.js';
+
+// ---- sizes of the run ---------------------------------------------------------------------------
+
+const PACKAGES = 300;
+const RANDOM_KILLS = 36;
+const PER_POINT = 4; // fresh packages dropped before each named crash point
+const KILL_MIN_MS = 100;
+const KILL_MAX_MS = 1500;
+const FINISH_ROUNDS = 10;
+
+// ---- seeded PRNG --------------------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const envSeed = process.env.SPRELAY_CRASH_SEED;
+const SEED = envSeed && /^\d+$/.test(envSeed) ? Number(envSeed) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+const rng = mulberry32(SEED);
+const int = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
+
+// ---- packages -------------------------------------------------------------------------------------
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface Pkg {
+  name: string;
+  bytes: Buffer;
+  sha: string;
+}
+
+/** A Cyrillic string in windows-1251 (А..я = 0xC0..0xFF, Ё 0xA8, ё 0xB8), ASCII as is. */
+function cp1251(s: string): Buffer {
+  const out: number[] = [];
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (c < 0x80) out.push(c);
+    else if (c >= 0x410 && c <= 0x44f) out.push(c - 0x410 + 0xc0);
+    else if (c === 0x401) out.push(0xa8);
+    else if (c === 0x451) out.push(0xb8);
+    else out.push(0x3f);
+  }
+  return Buffer.from(out);
+}
+
+const WORDS = ['АИ-95', 'ДТ', 'Смена', 'Колонка', 'Резервуар', 'Оператор Ёлкин', 'Talon', 'Cash', 'Card'];
+
+/** ClientDataSet XML of about `size` bytes (an empty table when size is 0). */
+function cdsXml(tag: string, size: number, encoding: 'utf-8' | 'utf-8-bom' | 'windows-1251'): Buffer {
+  const head =
+    encoding === 'windows-1251'
+      ? '<?xml version="1.0" encoding="windows-1251" standalone="yes"?>'
+      : '<?xml version="1.0" standalone="yes"?>';
+  const meta =
+    '<DATAPACKET Version="2.0"><METADATA><FIELDS><FIELD attrname="ID" fieldtype="i4"/>' +
+    '<FIELD attrname="NOTE" fieldtype="string" WIDTH="80"/><FIELD attrname="SUMMA" fieldtype="fixed" DECIMALS="2" WIDTH="16"/>' +
+    '</FIELDS><PARAMS/></METADATA><ROWDATA>';
+  const tail = '</ROWDATA></DATAPACKET>';
+  const rows: string[] = [];
+  let len = head.length + meta.length + tail.length;
+  for (let i = 1; len < size; i++) {
+    const row = `<ROW ID="${i}" NOTE="${tag} ${pick(WORDS)} ${int(0, 99999)}" SUMMA="${int(0, 999999) / 100}"/>`;
+    rows.push(row);
+    len += row.length * 1.6; // Cyrillic takes 2 bytes in UTF-8: a rough size is all that is needed
+  }
+  const text = head + meta + rows.join('') + tail;
+  if (encoding === 'windows-1251') return cp1251(text);
+  const utf8 = Buffer.from(text, 'utf8');
+  return encoding === 'utf-8-bom' ? Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8]) : utf8;
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(b: Buffer): number {
+  let c = 0xffffffff;
+  for (const x of b) c = CRC_TABLE[(c ^ x) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** An archive with no entries: the end-of-central-directory record alone. */
+const EMPTY_ZIP = Buffer.concat([Buffer.from('PK\x05\x06', 'binary'), Buffer.alloc(18)]);
+
+/** A zip with one stored (uncompressed) entry. */
+function storedZip(entry: string, data: Buffer): Buffer {
+  const name = Buffer.from(entry, 'utf8');
+  const crc = crc32(data);
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt16LE(20, 4);
+  local.writeUInt16LE(0x0800, 6); // UTF-8 name
+  local.writeUInt32LE(crc, 14);
+  local.writeUInt32LE(data.length, 18);
+  local.writeUInt32LE(data.length, 22);
+  local.writeUInt16LE(name.length, 26);
+  const central = Buffer.alloc(46);
+  central.writeUInt32LE(0x02014b50, 0);
+  central.writeUInt16LE(20, 4);
+  central.writeUInt16LE(20, 6);
+  central.writeUInt16LE(0x0800, 8);
+  central.writeUInt32LE(crc, 16);
+  central.writeUInt32LE(data.length, 20);
+  central.writeUInt32LE(data.length, 24);
+  central.writeUInt16LE(name.length, 28);
+  const cdOffset = local.length + name.length + data.length;
+  const cdSize = central.length + name.length;
+  const eocd = Buffer.alloc(22);
+  eocd.writeUInt32LE(0x06054b50, 0);
+  eocd.writeUInt16LE(1, 8);
+  eocd.writeUInt16LE(1, 10);
+  eocd.writeUInt32LE(cdSize, 12);
+  eocd.writeUInt32LE(cdOffset, 16);
+  return Buffer.concat([local, name, data, central, name, eocd]);
+}
+
+function randomSize(): number {
+  const r = rng();
+  if (r < 0.1) return 0; // empty table: byte-identical across names
+  if (r < 0.7) return int(200, 20_000);
+  if (r < 0.95) return int(20_000, 100_000);
+  return int(100_000, 300_000);
+}
+
+function makePackages(n: number): Pkg[] {
+  const pkgs: Pkg[] = [];
+  const pad = (x: number) => String(x).padStart(2, '0');
+  for (let i = 1; i <= n; i++) {
+    const kind = i % 25 === 0 ? 'zip' : rng() < 0.2 ? 'cyrillic' : rng() < 0.75 ? 'servio' : 'plain';
+    let name: string;
+    let bytes: Buffer;
+    if (kind === 'zip') {
+      const empty = rng() < 0.4;
+      name = rng() < 0.5 ? `bundle ${i}.zip` : `Архив таблиц ${i}.ZIP`;
+      bytes = empty ? EMPTY_ZIP : storedZip(`TABLE_${i}.xml`, cdsXml(`zip${i}`, randomSize(), 'utf-8'));
+    } else if (kind === 'cyrillic') {
+      const stem = pick(['Сменный отчёт АЗС-017', 'Реализация топлива', 'Остатки в резервуарах', 'Ёмкость']);
+      name = `${stem} ${pad(int(1, 28))}_${pad(int(1, 12))}_2023 №${i}.${pick(['xml', 'XML'])}`;
+      bytes = cdsXml(`c${i}`, randomSize(), rng() < 0.6 ? 'windows-1251' : 'utf-8');
+    } else if (kind === 'servio') {
+      const d = int(1, 28);
+      const m = int(1, 12);
+      const h = int(0, 22);
+      name = `GSMARCHIVE_${int(1, 9)} ${d}_${pad(m)}_2023 ${h}_01_02 - ${d}_${pad(m)}_2023 ${h + 1}_01_02 #${i}.XML`;
+      bytes = cdsXml(`s${i}`, randomSize(), rng() < 0.2 ? 'utf-8-bom' : 'utf-8');
+    } else {
+      name = `TANKS_${i}.${pick(['xml', 'Xml', 'XML'])}`;
+      bytes = cdsXml(`p${i}`, randomSize(), rng() < 0.5 ? 'windows-1251' : 'utf-8');
+    }
+    pkgs.push({ name, bytes, sha: sha256(bytes) });
+  }
+  assert.equal(new Set(pkgs.map((p) => p.name)).size, pkgs.length, 'generated names are unique');
+  return pkgs;
+}
+
+// ---- the station ----------------------------------------------------------------------------------
+
+interface Station {
+  dir: string;
+  configFile: string;
+  outbox: string;
+  staging: string;
+  exchange: string;
+  inbox: string;
+  /** Where the simulated SERVIO import moves what it took from the inbox. */
+  imported: string;
+  data: string;
+  /** Names that arrived in the inbox again after SERVIO had imported them: guarantee 3 broken. */
+  deliveredTwice: string[];
+}
+
+function makeStation(): Station {
+  const dir = mkdtempSync(join(tmpdir(), 'sprelay-crash-'));
+  const s: Station = {
+    dir,
+    configFile: join(dir, 'sprelay.yaml'),
+    outbox: join(dir, 'outbox'),
+    staging: join(dir, 'staging'),
+    exchange: join(dir, 'office', 'exchange'),
+    inbox: join(dir, 'inbox'),
+    imported: join(dir, 'imported'),
+    data: join(dir, 'data'),
+    deliveredTwice: [],
+  };
+  for (const d of [s.outbox, s.staging, s.exchange, s.inbox, s.imported, s.data]) mkdirSync(d, { recursive: true });
+  writeFileSync(
+    s.configFile,
+    `station: CRASH-001
+dataDir: ./data
+settle: 50ms
+log: { level: warn }
+profiles:
+  office:
+    type: lan
+    root: ./office
+routes:
+  - name: export
+    direction: out
+    profile: office
+    local: ./outbox
+    remote: exchange
+    schedule: "* * * * * *"
+  - name: import
+    direction: in
+    profile: office
+    remote: exchange
+    local: ./inbox
+    schedule: "* * * * * *"
+`,
+  );
+  return s;
+}
+
+/** What SERVIO does when it exports, minus the half-written phase (guarantee 1 is tested elsewhere). */
+function drop(st: Station, pkgs: Pkg[]): void {
+  for (const p of pkgs) {
+    const staged = join(st.staging, `${sha256(Buffer.from(p.name))}.tmp`);
+    writeFileSync(staged, p.bytes);
+    renameSync(staged, join(st.outbox, p.name));
+  }
+}
+
+/**
+ * SERVIO PUMP GAS importing: takes every finished file out of the inbox (only while no agent runs).
+ * With the inbox drained, a package delivered again cannot hide behind the file still being there:
+ * only the ledger's dedup stands between a re-fetch and a second delivery.
+ */
+function servioImports(st: Station): void {
+  for (const name of readdirSync(st.inbox)) {
+    if (name.startsWith('.sprelay-')) continue;
+    const target = join(st.imported, name);
+    if (existsSync(target)) {
+      st.deliveredTwice.push(name);
+      renameSync(join(st.inbox, name), `${target}.again-${st.deliveredTwice.length}`);
+    } else {
+      renameSync(join(st.inbox, name), target);
+    }
+  }
+}
+
+/** Routes whose lock a killed agent left in the ledger (the kill came mid-cycle). */
+function staleLocks(st: Station): string[] {
+  const path = join(st.data, 'ledger.sqlite');
+  if (!existsSync(path)) return [];
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT route FROM route_locks').all() as { route: string }[]).map((r) => r.route);
+  } finally {
+    db.close();
+  }
+}
+
+/** Every crash point named in agent/crash-points.ts (read from the source, so a new one is covered). */
+function crashPoints(): string[] {
+  const src = readFileSync(join(REPO_ROOT, 'agent', 'crash-points.ts'), 'utf8');
+  const union = /export type CrashPoint\s*=([^;]*);/.exec(src)?.[1] ?? '';
+  const points = [...union.matchAll(/'((?:in|out):[a-z-]+)'/g)].map((m) => m[1]!);
+  assert.ok(points.length > 0, 'no crash points found in agent/crash-points.ts');
+  return points;
+}
+
+function tail(text: string, n = 4000): string {
+  return text.length > n ? '...' + text.slice(-n) : text;
+}
+
+// ---- the test -------------------------------------------------------------------------------------
+
+test(
+  'kill -9 at any instant loses nothing and delivers nothing twice (guarantees 2, 3)',
+  { timeout: 170_000 },
+  async (t) => {
+    requireBuild();
+    t.diagnostic(`seed ${SEED} (rerun with SPRELAY_CRASH_SEED=${SEED})`);
+    const points = crashPoints();
+    const all = makePackages(PACKAGES);
+    const forPoints = all.slice(all.length - points.length * PER_POINT);
+    const forRandom = all.slice(0, all.length - forPoints.length);
+    const st = makeStation();
+    const stats = { kills: 0, midCycle: 0, namedKills: 0 };
+    try {
+      await t.test('random SIGKILLs while `sprelay run` works and the station keeps exporting', async (tt) => {
+        // the batches the station exports, dropped while the agent runs
+        const batches: Pkg[][] = [];
+        for (let at = 0; at < forRandom.length;) {
+          const n = int(10, 40);
+          batches.push(forRandom.slice(at, at + n));
+          at += n;
+        }
+        drop(st, batches.shift()!);
+        const dropEvery = Math.max(1, Math.floor((RANDOM_KILLS - 4) / Math.max(1, batches.length)));
+        for (let i = 0; i < RANDOM_KILLS; i++) {
+          const killAfter = int(KILL_MIN_MS, KILL_MAX_MS);
+          const a = startAgent({ cwd: st.dir, configFile: st.configFile, args: ['run'] });
+          let early: Awaited<typeof a.exited> | null = null;
+          void a.exited.then((e) => (early = e));
+          if (batches.length > 0 && i % dropEvery === 0) {
+            const dropAt = int(0, killAfter);
+            await sleep(dropAt);
+            drop(st, batches.shift()!);
+            await sleep(killAfter - dropAt);
+          } else {
+            await sleep(killAfter);
+          }
+          assert.equal(
+            early,
+            null,
+            `sprelay run exited by itself before kill ${i + 1} (seed ${SEED}):\n${tail(a.stderr())}`,
+          );
+          const e = await a.kill();
+          assert.equal(e.signal, 'SIGKILL', `kill ${i + 1}: ${JSON.stringify(e)}\n${tail(a.stderr())}`);
+          stats.kills++;
+          if (staleLocks(st).length > 0) stats.midCycle++;
+          if (rng() < 0.5) servioImports(st);
+        }
+        while (batches.length > 0) drop(st, batches.shift()!);
+        tt.diagnostic(`random kills: ${stats.kills}, of which mid-cycle (a route lock left behind): ${stats.midCycle}`);
+        const where = {
+          outbox: readdirSync(st.outbox).length,
+          exchange: readdirSync(st.exchange).length,
+          inbox: readdirSync(st.inbox).length,
+          imported: readdirSync(st.imported).length,
+        };
+        tt.diagnostic(`after the random kills: ${JSON.stringify(where)} of ${forRandom.length} packages`);
+        assert.ok(
+          where.inbox + where.imported > 0,
+          `the agent delivered nothing between ${stats.kills} kills: the kills come too early to test anything`,
+        );
+      });
+
+      await t.test('SIGKILL at every named crash point', async (tt) => {
+        let next = 0;
+        for (const point of points) {
+          const k = int(1, 3);
+          const fresh = forPoints.slice(next, next + PER_POINT);
+          next += PER_POINT;
+          drop(st, fresh);
+          if (point.startsWith('in:')) {
+            // the import route needs files on the remote: send without crashing first
+            const pre = await runAgent({ cwd: st.dir, configFile: st.configFile, args: ['once', '--route', 'export'] });
+            assert.equal(pre.code, 0, `once --route export before ${point}: ${JSON.stringify(pre)}`);
+            const onRemote = readdirSync(st.exchange).filter((n) => !n.endsWith('.part'));
+            assert.ok(onRemote.length >= k, `${point}: only ${onRemote.length} file(s) on the remote for @${k}`);
+          }
+          const r = await runAgent({
+            cwd: st.dir,
+            configFile: st.configFile,
+            args: ['once'],
+            crashAt: `${point}@${k}`,
+          });
+          assert.equal(r.timedOut, false, `sprelay once with ${point}@${k} hung and was killed by the test`);
+          assert.equal(
+            r.signal,
+            'SIGKILL',
+            `crash point ${point}@${k} was never reached: sprelay once exited with code ${r.code} ` +
+              `(signal ${r.signal}, seed ${SEED})\nstderr:\n${tail(r.stderr)}`,
+          );
+          stats.namedKills++;
+          tt.diagnostic(`${point}@${k}: killed${staleLocks(st).length ? ' (lock left behind)' : ''}`);
+          servioImports(st);
+        }
+      });
+
+      await t.test(
+        'afterwards: every package delivered exactly once, byte-identical; ledger consistent',
+        async (tt) => {
+          let rounds = 0;
+          const logs: string[] = [];
+          for (; rounds < FINISH_ROUNDS; rounds++) {
+            const out = await runAgent({ cwd: st.dir, configFile: st.configFile, args: ['once', '--route', 'export'] });
+            const inn = await runAgent({ cwd: st.dir, configFile: st.configFile, args: ['once', '--route', 'import'] });
+            logs.push(`round ${rounds + 1}:\n${out.stderr}${inn.stderr}`);
+            for (const [what, r] of [
+              ['export', out],
+              ['import', inn],
+            ] as const) {
+              assert.equal(
+                r.code,
+                0,
+                `finish round ${rounds + 1}, once --route ${what}: exit ${r.code}/${r.signal}\n${tail(r.stderr)}`,
+              );
+            }
+            const idle = /nothing to do/.test(out.stderr) && /nothing to do/.test(inn.stderr);
+            if (idle && readdirSync(st.outbox).length === 0 && readdirSync(st.exchange).length === 0) break;
+          }
+          tt.diagnostic(`finished in ${rounds + 1} round(s) of once --route export / once --route import`);
+          const history = tail(logs.join('\n'), 6000);
+
+          // the files
+          assert.deepEqual(readdirSync(st.outbox), [], `outbox is empty\n${history}`);
+          assert.deepEqual(
+            readdirSync(st.exchange),
+            [],
+            `office exchange is empty (all acknowledged, no .part)\n${history}`,
+          );
+          const inbox = readdirSync(st.inbox);
+          assert.deepEqual(
+            inbox.filter((n) => n.startsWith('.sprelay-')),
+            [],
+            'no sprelay temp files left in the inbox',
+          );
+          // guarantee 3: nothing arrived again after the (simulated) SERVIO import had taken it
+          assert.deepEqual(st.deliveredTwice, [], `delivered into the inbox twice (seed ${SEED})`);
+          const imported = readdirSync(st.imported);
+          const both = inbox.filter((n) => imported.includes(n));
+          assert.deepEqual(both, [], 'in the inbox again although already imported');
+          // the inbox (plus what the simulated import took out of it) holds exactly the generated set
+          const want = new Map(all.map((p) => [p.name, p]));
+          const delivered = new Map<string, string>([
+            ...imported.map((n): [string, string] => [n, join(st.imported, n)]),
+            ...inbox.map((n): [string, string] => [n, join(st.inbox, n)]),
+          ]);
+          const missing = all.filter((p) => !delivered.has(p.name)).map((p) => p.name);
+          const extra = [...delivered.keys()].filter((n) => !want.has(n));
+          assert.deepEqual(
+            { missing, extra },
+            { missing: [], extra: [] },
+            `inbox holds exactly the generated set (seed ${SEED})\n${history}`,
+          );
+          for (const [name, file] of delivered) {
+            assert.equal(sha256(readFileSync(file)), want.get(name)!.sha, `delivered ${name} is byte-identical`);
+          }
+          tt.diagnostic(
+            `delivered: ${imported.length} taken by the simulated import between kills, ${inbox.length} in the inbox`,
+          );
+
+          // the ledger, as the child left it
+          const db = new Database(join(st.data, 'ledger.sqlite'), { readonly: true, fileMustExist: true });
+          let rows: {
+            id: number;
+            direction: string;
+            route: string;
+            name: string;
+            state: string;
+            sha256: string | null;
+            pending_path: string | null;
+          }[];
+          let events: { event: string; n: number }[];
+          try {
+            assert.equal(db.pragma('integrity_check', { simple: true }), 'ok', 'PRAGMA integrity_check');
+            rows = db
+              .prepare('SELECT id, direction, route, name, state, sha256, pending_path FROM packages ORDER BY id')
+              .all() as typeof rows;
+            events = db
+              .prepare('SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY event')
+              .all() as typeof events;
+          } finally {
+            db.close();
+          }
+          const bad = rows.filter((r) => ['queued', 'failed', 'dead', 'waiting', 'quarantined'].includes(r.state));
+          assert.deepEqual(bad, [], 'no package left queued, failed, dead, waiting or quarantined');
+          const unknown = rows.filter((r) => !want.has(r.name));
+          assert.deepEqual(unknown, [], 'no ledger row for a package that was never generated');
+          const problems: string[] = [];
+          for (const p of all) {
+            const sent = rows.filter((r) => r.name === p.name && r.direction === 'out' && r.state === 'sent');
+            const delivered = rows.filter((r) => r.name === p.name && r.direction === 'in' && r.state === 'delivered');
+            if (sent.length !== 1) problems.push(`${p.name}: ${sent.length} out rows in state sent`);
+            else if (sent[0]!.sha256 !== p.sha) problems.push(`${p.name}: sent row has SHA-256 ${sent[0]!.sha256}`);
+            if (delivered.length !== 1) problems.push(`${p.name}: ${delivered.length} in rows in state delivered`);
+            else if (delivered[0]!.sha256 !== p.sha)
+              problems.push(`${p.name}: delivered row has SHA-256 ${delivered[0]!.sha256}`);
+            else if (delivered[0]!.pending_path !== null)
+              problems.push(`${p.name}: delivered row still has a pending rename`);
+          }
+          assert.deepEqual(problems, [], `ledger rows per package (seed ${SEED})`);
+          const dupOut = rows.filter((r) => r.state === 'duplicate' && r.direction === 'out').length;
+          const dupIn = rows.filter((r) => r.state === 'duplicate' && r.direction === 'in').length;
+
+          // status --json agrees
+          const status = await runAgent({ cwd: st.dir, configFile: st.configFile, args: ['status', '--json'] });
+          assert.equal(status.code, 0, `status --json: ${status.stderr}`);
+          const view = JSON.parse(status.stdout) as {
+            problems: unknown[];
+            routes: { name: string; counts: Record<string, number> }[];
+          };
+          assert.deepEqual(view.problems, [], 'status --json lists no problem package');
+
+          const spoolLeft = existsSync(join(st.data, 'spool', 'export'))
+            ? readdirSync(join(st.data, 'spool', 'export')).filter((n) => n !== '.tmp').length
+            : 0;
+          tt.diagnostic(`packages: ${all.length}; ledger rows: ${rows.length}`);
+          tt.diagnostic(
+            `kills: ${stats.kills} random (${stats.midCycle} mid-cycle) + ${stats.namedKills} at named points`,
+          );
+          tt.diagnostic(`duplicate rows: ${dupOut} out, ${dupIn} in`);
+          tt.diagnostic(`events: ${events.map((e) => `${e.event}=${e.n}`).join(', ')}`);
+          tt.diagnostic(`recovered events: ${events.find((e) => e.event === 'recovered')?.n ?? 0}`);
+          tt.diagnostic(`spool files left behind after send (not archived): ${spoolLeft}`);
+          tt.diagnostic(`status counts: ${JSON.stringify(view.routes.map((r) => [r.name, r.counts]))}`);
+        },
+      );
+    } finally {
+      await killAll();
+      assert.equal(liveChildren(), 0);
+      if (process.env.SPRELAY_KEEP_CRASH_DIR) t.diagnostic(`station kept at ${st.dir}`);
+      else rmSync(st.dir, { recursive: true, force: true });
+    }
+  },
+);
