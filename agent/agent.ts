@@ -34,7 +34,7 @@ export class Agent {
       transportFor?: (route: RouteConfig) => Transport;
     } = {},
   ) {
-    this.transportFor = opts.transportFor ?? ((route) => createTransport(route.profile));
+    this.transportFor = opts.transportFor ?? ((route) => createTransport(route.profile, config.station));
     this.scrub = makeScrubber(config.secrets);
     this.log =
       opts.log ??

@@ -28,10 +28,15 @@ async function localSteps(route: RouteConfig): Promise<ProbeStep[]> {
   }
 }
 
-export async function checkRoute(route: RouteConfig, scrub: Scrub, signal: AbortSignal): Promise<RouteCheck> {
+export async function checkRoute(
+  route: RouteConfig,
+  station: string,
+  scrub: Scrub,
+  signal: AbortSignal,
+): Promise<RouteCheck> {
   const steps = await localSteps(route);
   try {
-    const transport = createTransport(route.profile);
+    const transport = createTransport(route.profile, station);
     steps.push(...(await transport.probe(endpointOf(route), route.direction, signal)));
   } catch (err) {
     steps.push({ step: `transport ${route.profile.type}`, ok: false, detail: errorText(err) });

@@ -97,7 +97,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       io.out(`config ${cfg.file}: ok (${cfg.routes.length} routes)`);
       const scrub = makeScrubber(cfg.secrets);
       for (const r of routes) {
-        const c = await checkRoute(r, scrub, AbortSignal.timeout(Math.max(r.timeoutMs * 4, 10_000)));
+        const c = await checkRoute(r, cfg.station, scrub, AbortSignal.timeout(Math.max(r.timeoutMs * 4, 10_000)));
         io.out(checkText(c));
         if (!c.ok) exitCode = EXIT.fatal;
       }

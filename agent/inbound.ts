@@ -9,7 +9,8 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName, matchesInclude } from './inspect.js';
+import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName } from './inspect.js';
+import { isRemotePackage } from '../transports/include.js';
 import { crashPoint } from './crash-points.js';
 import { errorText } from './secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from './route-context.js';
@@ -99,20 +100,9 @@ async function removeStaleTemps(ctx: RouteContext): Promise<void> {
   }
 }
 
-/**
- * The name as Windows would open it, for matching include globs: the last path segment, without an
- * alternate-stream suffix or trailing dots and spaces. So `..\\x.xml`, `x.xml:stream` and `x.xml.`
- * count as packages, and checkName then quarantines them, rather than being silently ignored.
- */
-function includeKey(name: string): string {
-  const parts = name.split(/[/\\]/);
-  const tail = parts[parts.length - 1] ?? name;
-  return tail.split(':')[0]!.replace(/[. ]+$/, '');
-}
-
 async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteEntry[]> {
   const pick = (list: RemoteEntry[]) =>
-    list.filter((e) => !/\.part$/i.test(e.name) && matchesInclude(includeKey(e.name), ctx.route.include));
+    list.filter((e) => e.refusal !== undefined || isRemotePackage(e.name, ctx.route.include));
   const first = pick(await source.list(ctx.abort));
   if (first.length === 0 || source.atomicEntries) return first;
   // Guarantee 1 for remote files: skip entries still growing between two listings.
@@ -161,7 +151,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     return;
   }
 
-  const rejection = await whyRejected(ctx, entry, temp, got.sha256);
+  const rejection = await whyRejected(ctx, entry, temp, got.sha256, source.atomicEntries === true);
   if (rejection) return quarantine(ctx, source, entry, temp, got, rejection, result);
 
   const original = ledger.findOriginal(route.name, entry.name, got.sha256, ['delivered', 'quarantined']);
@@ -296,6 +286,8 @@ async function whyRejected(
   entry: RemoteEntry,
   temp: string,
   sha256: string,
+  /** Entries that only ever appear whole (e-mail): bad content is final at once. */
+  atomic: boolean,
 ): Promise<Rejection | null> {
   const badName = checkName(entry.name);
   if (badName) return { reason: `unsafe file name: ${badName}`, content: false };
@@ -307,7 +299,7 @@ async function whyRejected(
     : isZipName(entry.name)
       ? await checkZipFile(temp)
       : null;
-  return bad ? { reason: bad, content: true } : null;
+  return bad ? { reason: bad, content: !atomic } : null;
 }
 
 function markWaiting(

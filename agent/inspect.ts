@@ -4,8 +4,8 @@
 // (streamed, DOCTYPE refused so nothing is ever expanded or fetched), whether a .zip looks whole,
 // and whether a name matches a route's include globs.
 import { createReadStream, promises as fsp } from 'node:fs';
-import picomatch from 'picomatch';
 import { SaxesParser } from 'saxes';
+import { isPartName } from '../transports/include.js';
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -68,10 +68,6 @@ export function isXmlName(name: string): boolean {
 
 export function isZipName(name: string): boolean {
   return /\.zip$/i.test(name);
-}
-
-function isPartName(name: string): boolean {
-  return /\.part$/i.test(name);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,23 +265,6 @@ async function readAt(fh: fsp.FileHandle, position: number, length: number): Pro
 }
 
 // ---------------------------------------------------------------------------------------------
-// Include globs
+// Include globs: one rule shared with the transports
 
-const matchers = new Map<string, (name: string) => boolean>();
-
-/**
- * Whether the bare file name matches any of a route's include globs, case-insensitively (SERVIO
- * writes `.XML`). Dot-files never match, nor do `*.part` names whatever the globs say: those are
- * files still being written (ours or a peer's) and must never be picked up.
- */
-export function matchesInclude(name: string, patterns: string[]): boolean {
-  if (isPartName(name)) return false;
-  // NUL cannot be part of a file name, so no useful glob holds it and the key is unambiguous.
-  const key = patterns.join('\u0000');
-  let matcher = matchers.get(key);
-  if (!matcher) {
-    matcher = patterns.length === 0 ? () => false : picomatch(patterns, { nocase: true, dot: false });
-    matchers.set(key, matcher);
-  }
-  return matcher(name);
-}
+export { matchesInclude } from '../transports/include.js';

@@ -78,6 +78,7 @@ export function endpointOf(route: RouteConfig): Endpoint {
     timeoutMs: route.timeoutMs,
     afterReceive: route.afterReceive,
     include: route.include,
+    maxSize: route.maxSize,
     ...(route.to ? { to: route.to } : {}),
     ...(route.allowFrom ? { allowFrom: route.allowFrom } : {}),
   };

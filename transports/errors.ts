@@ -21,6 +21,7 @@ export const TRANSPORT_ERROR_CODES = {
   'invalid-name': { retryable: false, scope: 'package', what: 'name refused' },
   'too-large': { retryable: false, scope: 'package', what: 'larger than allowed' },
   corrupt: { retryable: false, scope: 'package', what: 'bytes differ from what was expected' },
+  rejected: { retryable: false, scope: 'package', what: 'the server refused this package' },
   protocol: { retryable: false, scope: 'connection', what: 'unexpected answer from the server' },
   unsupported: { retryable: false, scope: 'connection', what: 'not supported by this transport or server' },
 } as const satisfies Record<string, { retryable: boolean; scope: 'connection' | 'package'; what: string }>;

@@ -1,19 +1,22 @@
 // Picks the transport for a profile. The only place that knows every kind.
 import { TransportError } from './errors.js';
+import { createEmailTransport } from './email.js';
 import { createLanTransport } from './lan.js';
 import { createSftpTransport } from './sftp.js';
 import type { ProfileOptions, Transport } from './types.js';
 
-export const AVAILABLE_TRANSPORTS = ['lan', 'sftp'] as const;
+export const AVAILABLE_TRANSPORTS = ['lan', 'sftp', 'email'] as const;
 
-export function createTransport(profile: ProfileOptions): Transport {
+/** `station` goes into e-mail subjects and headers. */
+export function createTransport(profile: ProfileOptions, station: string): Transport {
   switch (profile.type) {
     case 'lan':
       return createLanTransport(profile);
     case 'sftp':
       return createSftpTransport(profile);
-    case 'ftp':
     case 'email':
+      return createEmailTransport(profile, station);
+    case 'ftp':
       throw new TransportError(
         'unsupported',
         `the ${profile.type} transport is not available in this version of sprelay`,

@@ -100,6 +100,8 @@ export interface Endpoint {
   afterReceive: AckAction;
   /** Glob patterns (case-insensitive) a package name must match. */
   include: string[];
+  /** Largest package the route accepts (bytes): a transport may refuse bigger ones before downloading. */
+  maxSize?: number;
   /** E-mail out-routes: recipients. */
   to?: string[];
   /** E-mail in-routes: allowed senders. */

@@ -1,0 +1,527 @@
+// The e-mail Source against an in-process IMAP server (hoodiecrow-imap) through imapflow: which
+// attachments become entries, with which names, sizes and declared hashes; what acknowledging
+// does to a message; UIDVALIDITY; faults mid-download; and `sprelay check` for in-routes.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, afterEach, before, describe, it } from 'node:test';
+import nodemailer from 'nodemailer';
+import { readAll, rejectsWith, sha256 } from './conformance/suite.js';
+import { startImapServer, type TestImapOptions, type TestImapServer } from './servers/imap-server.js';
+import { makeTestTls, type TestTls } from './servers/tls.js';
+import { createEmailTransport } from '../transports/email.js';
+import { decodedLowerBound, parseRef } from '../transports/imap.js';
+import type { EmailProfile, Endpoint, MailServer, RemoteEntry, Source } from '../transports/types.js';
+
+const OFFICE = 'office@example.com';
+const SERVIO = 'GSMARCHIVE_3 11_05_2023 8_01_02 - 11_05_2023 9_01_02.XML';
+const CYRILLIC = 'Прайс-лист АЗС 17 на 12.05.2023.xml';
+const CASE = { timeout: 60_000 };
+
+const signal = () => new AbortController().signal;
+
+let tls: TestTls;
+let otherCa: TestTls;
+let imap: TestImapServer | undefined;
+const opened: Source[] = [];
+
+before(async () => {
+  tls = await makeTestTls();
+  otherCa = await makeTestTls({ caName: 'some other CA' });
+});
+afterEach(async () => {
+  for (const s of opened.splice(0)) await s.close();
+  await imap?.close();
+  imap = undefined;
+});
+after(async () => {
+  await tls.cleanup();
+  await otherCa.cleanup();
+});
+
+async function server(opts: Partial<TestImapOptions> = {}): Promise<TestImapServer> {
+  imap = await startImapServer({ security: 'starttls', tls, mailboxes: ['Processed'], ...opts });
+  return imap;
+}
+
+function profile(s: TestImapServer, over: Partial<MailServer> = {}, ca = tls.caPem): EmailProfile {
+  return {
+    type: 'email',
+    imap: { host: s.host, port: s.port, security: 'starttls', user: s.user, password: s.password, ...over },
+    tls: { ca, rejectUnauthorized: true },
+    maxPerMessage: 1,
+  };
+}
+
+function endpoint(over: Partial<Endpoint> & { maxSize?: number } = {}): Endpoint {
+  return {
+    route: 'import',
+    remote: 'INBOX',
+    overwrite: false,
+    timeoutMs: 5000,
+    afterReceive: { kind: 'delete' },
+    include: ['*.xml', '*.zip'],
+    allowFrom: [OFFICE],
+    ...over,
+  };
+}
+
+async function source(s: TestImapServer, ep = endpoint(), p = profile(s)): Promise<Source> {
+  const src = await createEmailTransport(p, 'AZS-017').openSource(ep, signal());
+  opened.push(src);
+  return src;
+}
+
+/** A message as a mailer would build it: text body, the attachments, optional hash headers. */
+async function compose(opts: {
+  from?: string;
+  files: Array<[string, Buffer]>;
+  hashes?: string[];
+  subject?: string;
+}): Promise<Buffer> {
+  const t = nodemailer.createTransport({ streamTransport: true, buffer: true });
+  const info = await t.sendMail({
+    from: opts.from ?? OFFICE,
+    to: 'azs017@example.com',
+    subject: opts.subject ?? 'price lists',
+    text: 'see attachments',
+    ...(opts.hashes ? { headers: { 'X-SPRelay-SHA256': opts.hashes } } : {}),
+    attachments: opts.files.map(([filename, content]) => ({
+      filename,
+      content,
+      contentType: 'application/octet-stream',
+    })),
+  });
+  return info.message as Buffer;
+}
+
+/** A hand-written message whose attachment headers are given verbatim. */
+function handMade(parts: Array<{ headers: string; bytes: Buffer }>, from = OFFICE): string {
+  const lines = [
+    `From: ${from}`,
+    'To: azs017@example.com',
+    'Subject: names',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain; charset=us-ascii',
+    '',
+    'body',
+  ];
+  for (const p of parts) {
+    lines.push('--b1', p.headers, 'Content-Transfer-Encoding: base64', '', p.bytes.toString('base64'));
+  }
+  lines.push('--b1--', '');
+  return lines.join('\r\n');
+}
+
+const names = (entries: RemoteEntry[]) => entries.map((e) => e.name);
+
+describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
+  it('lists each attachment of an unseen message with exact name, size, hash and sender', CASE, async () => {
+    const s = await server();
+    const files: Array<[string, Buffer]> = [
+      [SERVIO, Buffer.from('<?xml version="1.0"?><DATAPACKET Version="2.0"/>')],
+      [CYRILLIC, Buffer.from([0x3c, 0x61, 0xc0, 0xe1, 0xe2, 0x2f, 0x3e])],
+      ['empty.xml', Buffer.alloc(0)],
+      ['big bundle.zip', randomBytes(300 * 1024 + 7)],
+    ];
+    const uid = s.append('INBOX', await compose({ files, hashes: files.map(([, b]) => sha256(b)) }));
+    s.append('INBOX', await compose({ files: [['old.xml', Buffer.from('<old/>')]] }), ['\\Seen']);
+    const src = await source(s);
+    assert.equal(src.atomicEntries, true);
+    const listed = await src.list(signal());
+    assert.deepEqual(
+      names(listed),
+      files.map(([n]) => n),
+      'only the unseen message, every attachment, in order',
+    );
+    for (const [i, [name, bytes]] of files.entries()) {
+      const e = listed[i]!;
+      assert.equal(e.size, bytes.length, `${name}: decoded size`);
+      assert.equal(e.expectedSha256, sha256(bytes));
+      assert.equal(e.origin, OFFICE);
+      assert.equal(e.refusal, undefined);
+      assert.equal(e.ref, `INBOX/1/${uid}/${i + 2}`);
+      assert.deepEqual(parseRef(e.ref), { mailbox: 'INBOX', uidValidity: '1', uid, part: String(i + 2) });
+      const read = await readAll(await src.open(e, signal()));
+      assert.equal(sha256(read), sha256(bytes), `${name}: open gives the exact bytes`);
+    }
+    assert.deepEqual(
+      (await src.list(signal())).map((e) => [e.name, e.size, e.ref]),
+      listed.map((e) => [e.name, e.size, e.ref]),
+      'listing twice with nothing changed gives the same entries',
+    );
+    assert.ok(!s.messages('INBOX')[0]!.flags.includes('\\Seen'), 'listing and reading leave the message unseen');
+  });
+
+  it('acknowledges attachment by attachment; the last one flags \\Seen and deletes', CASE, async () => {
+    const s = await server();
+    const a = Buffer.from('<a/>');
+    const b = Buffer.from('<b/>');
+    const uid = s.append(
+      'INBOX',
+      await compose({
+        files: [
+          ['a.xml', a],
+          ['b.xml', b],
+        ],
+      }),
+    );
+    const src = await source(s);
+    const [ea, eb] = await src.list(signal());
+    await src.acknowledge(ea!, signal());
+    const mid = s.messages('INBOX');
+    assert.equal(mid.length, 1, 'kept while an attachment is not acknowledged');
+    assert.ok(!mid[0]!.flags.includes('\\Seen'));
+    assert.ok(mid[0]!.flags.includes('$sprelay-ack-2'), 'the acknowledged attachment is marked');
+    // a later cycle (a new connection) only offers what is left
+    const again = await source(s);
+    assert.deepEqual(names(await again.list(signal())), ['b.xml']);
+    await src.acknowledge(eb!, signal());
+    assert.deepEqual(s.messages('INBOX'), [], 'deleted once every attachment is safe');
+    await src.acknowledge(eb!, signal()); // a repeat is a no-op
+    await src.acknowledge(ea!, signal());
+    await rejectsWith(src.open(ea!, signal()), 'not-found');
+    assert.ok(uid > 0);
+  });
+
+  it('afterReceive move: the message lands \\Seen in the target, without our keywords', CASE, async () => {
+    const s = await server();
+    s.append(
+      'INBOX',
+      await compose({
+        files: [
+          ['a.xml', Buffer.from('<a/>')],
+          ['b.xml', Buffer.from('<b/>')],
+        ],
+      }),
+    );
+    const src = await source(s, endpoint({ afterReceive: { kind: 'move', to: 'Processed' } }));
+    for (const e of await src.list(signal())) await src.acknowledge(e, signal());
+    assert.deepEqual(s.messages('INBOX'), []);
+    const moved = s.messages('Processed');
+    assert.equal(moved.length, 1);
+    assert.ok(moved[0]!.flags.includes('\\Seen'));
+    assert.deepEqual(
+      moved[0]!.flags.filter((f) => f.startsWith('$sprelay')),
+      [],
+    );
+  });
+
+  it('afterReceive move into a mailbox that does not exist yet creates it', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ files: [['a.xml', Buffer.from('<a/>')]] }));
+    const src = await source(s, endpoint({ afterReceive: { kind: 'move', to: 'Archive2023' } }));
+    const [e] = await src.list(signal());
+    await src.acknowledge(e!, signal());
+    assert.equal(s.messages('Archive2023').length, 1);
+    assert.deepEqual(s.messages('INBOX'), []);
+  });
+
+  it('files a message whose attachments were all taken but which was never filed', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ files: [['a.xml', Buffer.from('<a/>')]] }), ['$sprelay-ack-2']);
+    const src = await source(s, endpoint({ afterReceive: { kind: 'move', to: 'Processed' } }));
+    assert.deepEqual(await src.list(signal()), []);
+    assert.deepEqual(s.messages('INBOX'), []);
+    assert.deepEqual(s.messages('Processed')[0]!.flags, ['\\Seen']);
+  });
+
+  it('works without keywords too: the source remembers within the cycle', CASE, async () => {
+    const s = await server({ noKeywords: true });
+    s.append(
+      'INBOX',
+      await compose({
+        files: [
+          ['a.xml', Buffer.from('<a/>')],
+          ['b.xml', Buffer.from('<b/>')],
+        ],
+      }),
+    );
+    const src = await source(s);
+    const [ea, eb] = await src.list(signal());
+    await src.acknowledge(ea!, signal());
+    assert.deepEqual(s.messages('INBOX')[0]!.flags, []);
+    await src.acknowledge(eb!, signal());
+    assert.deepEqual(s.messages('INBOX'), []);
+  });
+
+  it('a sender not in allowFrom gives one refused entry per message and is left alone', CASE, async () => {
+    const s = await server();
+    const uid = s.append(
+      'INBOX',
+      await compose({
+        from: 'Mallory <mallory@evil.example>',
+        files: [
+          ['prices.xml', Buffer.from('<p/>')],
+          ['b.xml', Buffer.from('<b/>')],
+        ],
+      }),
+    );
+    s.append('INBOX', await compose({ from: 'OFFICE@Example.COM', files: [['ok.xml', Buffer.from('<ok/>')]] }));
+    const src = await source(s);
+    const listed = await src.list(signal());
+    assert.equal(listed.length, 2);
+    const [refused, ok] = listed;
+    assert.equal(refused!.refusal, 'sender <mallory@evil.example> not allowed');
+    assert.equal(refused!.name, 'prices.xml');
+    assert.equal(refused!.origin, 'mallory@evil.example');
+    assert.equal(refused!.ref, `INBOX/1/${uid}/*`, 'one entry for the whole message');
+    assert.equal(ok!.name, 'ok.xml', 'allowFrom is matched case-insensitively');
+    assert.equal(ok!.refusal, undefined);
+    assert.ok(!s.commands.some((c) => c.includes(`UID FETCH ${uid} (BODY.PEEK[2`)), 'nothing of it downloaded');
+    assert.deepEqual(s.messages('INBOX')[0]!.flags, [], 'left unseen where it is');
+  });
+
+  it('a message without a matching attachment is not listed and left alone', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ files: [['scan.pdf', Buffer.from('%PDF')]] }));
+    s.append('INBOX', 'From: office@example.com\r\nSubject: hello\r\n\r\njust text\r\n');
+    const src = await source(s);
+    assert.deepEqual(await src.list(signal()), []);
+    assert.equal(s.messages('INBOX').length, 2);
+    assert.ok(s.messages('INBOX').every((m) => !m.flags.includes('\\Seen')));
+  });
+
+  it('passes traversal and device names through raw, from RFC 2231 and encoded-words', CASE, async () => {
+    const s = await server();
+    const b64w = (text: string, charset = 'utf-8', bytes = Buffer.from(text)) =>
+      `=?${charset}?B?${bytes.toString('base64')}?=`;
+    const cp1251Price = Buffer.from([0xcf, 0xf0, 0xe0, 0xe9, 0xf1, 0x2e, 0x78, 0x6d, 0x6c]); // Прайс.xml
+    const cases: Array<[string, string]> = [
+      [
+        "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=utf-8''..%2F..%2Fetc%2Fcron.d%2Fevil.xml",
+        '../../etc/cron.d/evil.xml',
+      ],
+      [
+        `Content-Type: application/octet-stream; name="${b64w('..\\..\\Windows\\win.ini.xml')}"\r\nContent-Disposition: attachment; filename="${b64w('..\\..\\Windows\\win.ini.xml')}"`,
+        '..\\..\\Windows\\win.ini.xml',
+      ],
+      [
+        'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0*=windows-1251\'\'%D1%EC%E5%ED%ED%FB%E9; filename*1=" report.xml"',
+        'Сменный report.xml',
+      ],
+      [
+        `Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="${b64w('', 'windows-1251', cp1251Price)}"`,
+        'Прайс.xml',
+      ],
+      ['Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="CON.xml"', 'CON.xml'],
+      [
+        'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="C:\\\\Temp\\\\x.xml"',
+        'C:\\Temp\\x.xml',
+      ],
+      [
+        'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="prices.xml:hidden"',
+        'prices.xml:hidden',
+      ],
+    ];
+    s.append('INBOX', handMade(cases.map(([headers], i) => ({ headers, bytes: Buffer.from(`<f n="${i}"/>`) }))));
+    const src = await source(s);
+    const listed = await src.list(signal());
+    assert.deepEqual(
+      names(listed),
+      cases.map(([, name]) => name),
+      'decoded, never cleaned up: the pipeline judges',
+    );
+    for (const [i, e] of listed.entries())
+      assert.equal((await readAll(await src.open(e, signal()))).toString(), `<f n="${i}"/>`);
+  });
+
+  it('refuses a message whose hash headers do not pair with its attachments', CASE, async () => {
+    const s = await server();
+    const uid = s.append(
+      'INBOX',
+      await compose({
+        files: [
+          ['a.xml', Buffer.from('<a/>')],
+          ['b.xml', Buffer.from('<b/>')],
+        ],
+        hashes: [sha256(Buffer.from('<a/>'))],
+      }),
+    );
+    const listed = await (await source(s)).list(signal());
+    assert.equal(listed.length, 1);
+    assert.match(listed[0]!.refusal ?? '', /1 X-SPRelay-SHA256 value\(s\) for 2 attachment\(s\)/);
+    assert.equal(listed[0]!.ref, `INBOX/1/${uid}/*`);
+  });
+
+  it('passes a wrong declared hash on as expectedSha256 (the pipeline quarantines it)', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ files: [['a.xml', Buffer.from('<a/>')]], hashes: ['AB'.repeat(32)] }));
+    const [e] = await (await source(s)).list(signal());
+    assert.equal(e!.expectedSha256, 'ab'.repeat(32));
+  });
+
+  it(
+    'a recreated mailbox (UIDVALIDITY changed) stops open and acknowledge before they touch anything',
+    CASE,
+    async () => {
+      const s = await server();
+      s.append('INBOX', await compose({ files: [['a.xml', Buffer.from('<a/>')]] }));
+      const src = await source(s);
+      const [e] = await src.list(signal());
+      s.setUidValidity('INBOX', 42);
+      const opening = await rejectsWith(src.open(e!, signal()), 'unavailable');
+      assert.match(opening.message, /UIDVALIDITY 1 -> 42/);
+      await rejectsWith(src.acknowledge(e!, signal()), 'unavailable');
+      assert.equal(s.messages('INBOX').length, 1, 'nothing deleted');
+      const fresh = await source(s);
+      const [again] = await fresh.list(signal());
+      assert.match(again!.ref, /^INBOX\/42\//);
+      await fresh.acknowledge(again!, signal());
+      assert.deepEqual(s.messages('INBOX'), []);
+    },
+  );
+
+  it('an attachment certainly over maxSize is listed by a lower bound and not downloaded', CASE, async () => {
+    const s = await server();
+    const big = randomBytes(200 * 1024);
+    const uid = s.append(
+      'INBOX',
+      await compose({
+        files: [
+          ['big.xml', big],
+          ['small.xml', Buffer.from('<s/>')],
+        ],
+      }),
+    );
+    const src = await source(s, endpoint({ maxSize: 100 * 1024 } as Partial<Endpoint>));
+    const [eb, es] = await src.list(signal());
+    assert.equal(eb!.name, 'big.xml');
+    assert.ok(eb!.size > 100 * 1024 && eb!.size <= big.length, `size ${eb!.size} is a lower bound over maxSize`);
+    assert.ok(!s.commands.some((c) => c.includes(`UID FETCH ${uid} (BODY.PEEK[2]`)), 'big.xml was not downloaded');
+    assert.equal(es!.size, 4);
+    // a message over the cap (2 x maxSize + 1 MB) is refused whole
+    const capped = await source(s, endpoint({ maxSize: 1024 } as Partial<Endpoint>));
+    s.append('INBOX', await compose({ files: [['huge.zip', randomBytes(1536 * 1024)]] }));
+    const last = (await capped.list(signal())).at(-1)!;
+    assert.equal(last.name, 'huge.zip');
+    assert.match(last.refusal ?? '', /larger than the limit/);
+  });
+
+  it('decodedLowerBound never exceeds what base64 of any line length decodes to', () => {
+    for (const size of [0, 1, 57, 1000, 65536, 1_000_000]) {
+      const bytes = randomBytes(size);
+      for (const line of [40, 60, 64, 76, 998]) {
+        const encoded = (bytes.toString('base64').match(new RegExp(`.{1,${line}}`, 'g')) ?? []).join('\r\n');
+        assert.ok(decodedLowerBound('base64', encoded.length) <= size, `${size} bytes at ${line} per line`);
+      }
+    }
+  });
+
+  it('a connection reset mid-download is a retryable error in bounded time', CASE, async () => {
+    const s = await server();
+    const bytes = randomBytes(400 * 1024);
+    s.append('INBOX', await compose({ files: [['bundle.zip', bytes]] }));
+    const src = await source(s, endpoint({ timeoutMs: 2000 }));
+    const [e] = await src.list(signal());
+    s.faults.resetDownload = true;
+    const started = Date.now();
+    let caught: unknown;
+    try {
+      await readAll(await src.open(e!, signal()));
+    } catch (err) {
+      caught = err;
+    }
+    assert.ok(caught, 'the read failed');
+    assert.equal((caught as { retryable?: boolean }).retryable, true, String(caught));
+    assert.ok(Date.now() - started < 10_000);
+    await rejectsWith(src.list(signal()), 'network');
+    const fresh = await source(s);
+    const [again] = await fresh.list(signal());
+    assert.equal(sha256(await readAll(await fresh.open(again!, signal()))), sha256(bytes));
+  });
+
+  it('a server that goes silent mid-download costs a timeout, never a hang', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ files: [['bundle.zip', randomBytes(400 * 1024)]] }));
+    const src = await source(s, endpoint({ timeoutMs: 800 }));
+    const [e] = await src.list(signal());
+    s.faults.stallDownload = true;
+    const started = Date.now();
+    let caught: unknown;
+    try {
+      await readAll(await src.open(e!, signal()));
+    } catch (err) {
+      caught = err;
+    }
+    assert.equal((caught as { code?: string }).code, 'timeout', String(caught));
+    assert.ok(Date.now() - started < 5000, `gave up after ${Date.now() - started} ms`);
+    const closing = Date.now();
+    await src.close();
+    assert.ok(Date.now() - closing < 3000);
+  });
+
+  it(
+    'connects over implicit TLS; refuses an untrusted certificate, a missing STARTTLS and a bad password',
+    CASE,
+    async () => {
+      const implicit = await server({ security: 'tls' });
+      implicit.append('INBOX', await compose({ files: [['a.xml', Buffer.from('<a/>')]] }));
+      assert.equal(
+        (await (await source(implicit, endpoint(), profile(implicit, { security: 'tls' }))).list(signal())).length,
+        1,
+      );
+      const open = (p: EmailProfile) => createEmailTransport(p, 'AZS-017').openSource(endpoint(), signal());
+      await rejectsWith(open(profile(implicit, { security: 'tls' }, otherCa.caPem)), 'tls');
+      await implicit.close();
+      const starttls = await server();
+      await rejectsWith(open(profile(starttls, {}, otherCa.caPem)), 'tls');
+      const bad = await rejectsWith(open(profile(starttls, { password: 'wrong-imap-pw' })), 'auth');
+      assert.ok(!bad.message.includes('wrong-imap-pw') && !bad.message.includes(starttls.password));
+      await rejectsWith(open(profile(starttls, { port: 1 })), 'network');
+      await starttls.close();
+      const plain = await server({ security: 'none' });
+      const noStarttls = await rejectsWith(open(profile(plain)), 'tls');
+      assert.match(noStarttls.message, /STARTTLS/);
+      assert.ok(!plain.commands.includes('LOGIN ***'), 'no login was attempted in clear');
+    },
+  );
+
+  it('security: none logs in in clear only when told so; a missing mailbox is unavailable', CASE, async () => {
+    const plain = await server({ security: 'none' });
+    const src = await createEmailTransport(profile(plain, { security: 'none' }), 'AZS-017').openSource(
+      endpoint(),
+      signal(),
+    );
+    opened.push(src);
+    assert.deepEqual(await src.list(signal()), []);
+    await rejectsWith(
+      createEmailTransport(profile(plain, { security: 'none' }), 'AZS-017').openSource(
+        endpoint({ remote: 'Nope' }),
+        signal(),
+      ),
+      'unavailable',
+    );
+  });
+
+  it('probe (in) says which step failed: connect, TLS, login, mailbox', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ files: [['a.xml', Buffer.from('<a/>')]] }));
+    const probe = (p: EmailProfile, ep = endpoint()) => createEmailTransport(p, 'AZS-017').probe(ep, 'in', signal());
+    const good = await probe(profile(s), endpoint({ afterReceive: { kind: 'move', to: 'Processed' } }));
+    assert.deepEqual(
+      good.map((st) => [st.step, st.ok]),
+      [
+        [`connect to imap 127.0.0.1:${s.port}`, true],
+        ['TLS (starttls)', true],
+        [`log in as ${s.user}`, true],
+        ['open mailbox INBOX', true],
+        ['move target Processed', true],
+      ],
+    );
+    assert.match(good[3]!.detail ?? '', /1 message\(s\), 1 unseen/);
+    const codes = (steps: Awaited<ReturnType<typeof probe>>) => steps.map((st) => (st.ok ? 'ok' : st.code));
+    assert.deepEqual(codes(await probe(profile(s, { password: 'nope-nope' }))), ['ok', 'ok', 'auth']);
+    assert.deepEqual(codes(await probe(profile(s, {}, otherCa.caPem))), ['ok', 'tls']);
+    assert.deepEqual(codes(await probe(profile(s, { port: 1 }))), ['network']);
+    assert.deepEqual(codes(await probe(profile(s), endpoint({ remote: 'Missing' }))), [
+      'ok',
+      'ok',
+      'ok',
+      'unavailable',
+    ]);
+    assert.equal(s.messages('INBOX')[0]!.flags.length, 0, 'the probe changed nothing');
+  });
+});

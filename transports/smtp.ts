@@ -1,0 +1,318 @@
+// The e-mail Sink: every package leaves as one message over SMTP (nodemailer). Owns the message
+// layout the office side relies on (subject, X-SPRelay-* headers, the attachment's exact name and
+// bytes), the Message-ID that makes a resend recognisable, and the mapping of SMTP failures onto
+// TransportError codes.
+//
+// Why it looks like this:
+// - nodemailer never retries and its callback can hang after the server has taken the message
+//   (nodemailer #858): every send runs under our own progress deadline, and the Message-ID is
+//   derived from station, name and SHA-256 so the copy a retry produces is recognisably the same.
+// - No pool: a non-pooled transport opens one connection per message, so a connection that went
+//   bad on one package never carries the next one.
+// - STARTTLS is required when configured (requireTLS), file and URL access are off, so message
+//   content can only ever be the bytes we hand over.
+import { createHash } from 'node:crypto';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import nodemailer from 'nodemailer';
+import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
+import { formatMs, withDeadline } from './deadline.js';
+import { TransportError, errnoCode, fromSystemError, isAbortError } from './errors.js';
+import type {
+  EmailProfile,
+  Endpoint,
+  MailServer,
+  OutgoingPackage,
+  ProbeStep,
+  PutResult,
+  Sink,
+  TlsOptions,
+} from './types.js';
+
+/** Connect, greeting, TLS, login: the phases before the first byte, each with its own timeout. */
+const SETUP_PHASES = 4;
+
+/** The Message-ID of a package: the same station, name and bytes always give the same id. */
+export function messageIdFor(station: string, name: string, sha256: string): string {
+  const digest = createHash('sha256').update(`${station}|${name}|${sha256.toLowerCase()}`).digest('hex');
+  return `<${digest}@sprelay>`;
+}
+
+/** `SPRELAY <station> <route> <file name>`: what a person in the office sees in the list. */
+export function subjectFor(station: string, route: string, name: string): string {
+  return `SPRELAY ${station} ${route} ${name}`;
+}
+
+/** nodemailer options for one SMTP server; timeouts are the route's no-progress deadline. */
+export function smtpOptions(server: MailServer, tls: TlsOptions, ms: number): SMTPTransportOptions {
+  return {
+    host: server.host,
+    port: server.port,
+    secure: server.security === 'tls',
+    // starttls: the upgrade is required; a server that does not offer it fails with ETLS before
+    // anything (credentials, message) crosses the wire in clear
+    requireTLS: server.security === 'starttls',
+    ignoreTLS: server.security === 'none',
+    tls: { rejectUnauthorized: tls.rejectUnauthorized, ...(tls.ca ? { ca: tls.ca } : {}) },
+    ...(server.user ? { auth: { user: server.user, pass: server.password ?? '' } } : {}),
+    connectionTimeout: ms,
+    greetingTimeout: ms,
+    socketTimeout: ms,
+    dnsTimeout: ms,
+    disableFileAccess: true,
+    disableUrlAccess: true,
+    logger: false,
+    debug: false,
+  };
+}
+
+export async function openSmtpSink(
+  profile: EmailProfile,
+  station: string,
+  ep: Endpoint,
+  signal: AbortSignal,
+): Promise<Sink> {
+  const server = profile.smtp;
+  if (!server) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no smtp server`);
+  if (!profile.from) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no "from"`);
+  const to = ep.to ?? [];
+  if (to.length === 0) throw new TransportError('unsupported', `route ${ep.route}: no recipients ("to")`);
+  if (signal.aborted) throw new TransportError('aborted', `open smtp ${server.host}: aborted`);
+  const from = profile.from;
+  const ms = ep.timeoutMs;
+  let transporter: ReturnType<typeof nodemailer.createTransport> | null = nodemailer.createTransport(
+    smtpOptions(server, profile.tls, ms),
+  );
+
+  async function put(pkg: OutgoingPackage, sig: AbortSignal): Promise<PutResult> {
+    const what = `send ${pkg.name}`;
+    if (sig.aborted) throw new TransportError('aborted', `${what}: aborted`);
+    if (!transporter) throw new TransportError('aborted', `${what}: the sink is closed`);
+    const messageId = messageIdFor(station, pkg.name, pkg.sha256);
+    let source: Readable;
+    try {
+      source = pkg.open();
+    } catch (err) {
+      throw fromSystemError(err, `${what}: reading the package`);
+    }
+    const ctl = new AbortController();
+    // One failure wins: the deadline, the caller's abort, or the package stream itself. Whatever
+    // nodemailer reports after that (EABORT, ESTREAM) is a consequence, not the cause.
+    let cause: TransportError | null = null;
+    let fail: (err: TransportError) => void = () => undefined;
+    const failed = new Promise<never>((_, reject) => {
+      fail = (err) => {
+        if (cause) return;
+        cause = err;
+        ctl.abort(err);
+        reject(err);
+      };
+    });
+    failed.catch(() => undefined);
+    // No progress for `ms` (no byte of the package taken, no reply after the last one): give up.
+    // Before the first byte, connect, greeting, TLS and login each have `ms` of their own.
+    const stall = () => fail(new TransportError('timeout', `${what}: no progress for ${formatMs(ms)}`));
+    let timer = setTimeout(stall, ms * SETUP_PHASES);
+    let flowing = false;
+    const progress = () => {
+      if (flowing) return void timer.refresh();
+      flowing = true;
+      clearTimeout(timer);
+      timer = setTimeout(stall, ms);
+    };
+    const onAbort = () => fail(new TransportError('aborted', `${what}: aborted`));
+    sig.addEventListener('abort', onAbort, { once: true });
+    const content = verified(pkg, what, progress);
+    source.on('error', (err) => content.destroy(fromSystemError(err, `${what}: reading the package`)));
+    content.on('error', (err) => fail(err instanceof TransportError ? err : fromSystemError(err, what)));
+    content.on('close', () => source.destroy());
+    source.pipe(content);
+    try {
+      await Promise.race([
+        failed,
+        transporter.sendMail({
+          from,
+          to,
+          subject: subjectFor(station, ep.route, pkg.name),
+          messageId,
+          headers: {
+            'X-SPRelay-Station': station,
+            'X-SPRelay-Route': ep.route,
+            'X-SPRelay-SHA256': pkg.sha256.toLowerCase(),
+          },
+          text:
+            `sprelay package from station ${station}, route ${ep.route}\r\n` +
+            `file: ${pkg.name}\r\nsize: ${pkg.size} bytes\r\nSHA-256: ${pkg.sha256.toLowerCase()}\r\n`,
+          attachments: [{ filename: pkg.name, content, contentType: 'application/octet-stream' }],
+          signal: ctl.signal,
+        }),
+      ]);
+      return { remoteRef: messageId, alreadyPresent: false };
+    } catch (err) {
+      throw cause ?? smtpError(err, what);
+    } finally {
+      clearTimeout(timer);
+      sig.removeEventListener('abort', onAbort);
+      content.destroy();
+      source.destroy();
+    }
+  }
+
+  return {
+    put,
+    async close() {
+      const t = transporter;
+      transporter = null;
+      try {
+        t?.close();
+      } catch {
+        // nothing to release that matters
+      }
+    },
+  } satisfies Sink;
+}
+
+/**
+ * Passes the package bytes on, refreshing the progress deadline with every chunk, and fails
+ * before the end of the stream (so before the message is completed) when the bytes are not the
+ * package's size and SHA-256: a changed spool file is never mailed under the declared hash.
+ */
+function verified(pkg: OutgoingPackage, what: string, progress: () => void): Transform {
+  const hash = createHash('sha256');
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      progress();
+      seen += chunk.length;
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+    flush(cb) {
+      if (seen !== pkg.size) {
+        return cb(new TransportError('corrupt', `${what}: the package gave ${seen} bytes, ${pkg.size} expected`));
+      }
+      if (hash.digest('hex') !== pkg.sha256.toLowerCase()) {
+        return cb(new TransportError('corrupt', `${what}: the package bytes do not match its SHA-256`));
+      }
+      cb();
+    },
+  });
+}
+
+// ---- errors ---------------------------------------------------------------------------------------
+
+interface SmtpFailure {
+  code?: string;
+  responseCode?: number;
+  originalCode?: string;
+  command?: string;
+  message?: string;
+}
+
+const TLS_ERROR_RE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|HOSTNAME_MISMATCH|EPROTO$)/;
+
+/** A Node TLS / certificate error code. */
+export function isTlsErrorCode(code: string | undefined): boolean {
+  return !!code && TLS_ERROR_RE.test(code);
+}
+
+/** Maps a nodemailer failure onto a TransportError. The message carries the server's reply, never credentials. */
+export function smtpError(err: unknown, what: string): TransportError {
+  if (err instanceof TransportError) return err;
+  const e = (err && typeof err === 'object' ? err : {}) as SmtpFailure;
+  const detail = err instanceof Error ? err.message : String(err);
+  const reply = e.responseCode;
+  const make = (code: ConstructorParameters<typeof TransportError>[0], text: string) =>
+    new TransportError(code, `${what}: ${text}`, { cause: err });
+  if (e.code === 'EABORT' || isAbortError(err)) return make('aborted', 'aborted');
+  if (e.code === 'ETLS' || isTlsErrorCode(e.originalCode) || isTlsErrorCode(errnoCode(err))) {
+    return make('tls', `TLS failed: ${detail}`);
+  }
+  if (e.code === 'EAUTH' || e.code === 'ENOAUTH' || reply === 530 || reply === 534 || reply === 535) {
+    if (reply !== undefined && reply >= 400 && reply < 500)
+      return make('unavailable', `login failed for now: ${detail}`);
+    return make('auth', `login refused: ${detail}`);
+  }
+  if (reply !== undefined && reply >= 400 && reply < 500) {
+    if (reply === 421) return make('network', `the server is closing the connection: ${detail}`);
+    if (reply === 452) return make('no-space', `the server has no space for the message now: ${detail}`);
+    return make('unavailable', `the server asks to try later: ${detail}`);
+  }
+  if (reply !== undefined && reply >= 500) {
+    if (reply === 552 || /\b5\.3\.4\b|too (big|large)|size/i.test(detail)) {
+      return make('too-large', `the server refused the message as too large: ${detail}`);
+    }
+    if (e.code === 'EENVELOPE' || e.command === 'MAIL FROM' || e.command === 'RCPT TO') {
+      return make('protocol', `the server refused the sender or the recipients: ${detail}`);
+    }
+    // The content of this one message was refused (a filter on attachment names or types, a
+    // scanner): only this package is affected. No better package-scope code exists yet.
+    if (e.code === 'EMESSAGE' || e.command === 'DATA') {
+      return make('rejected', `the server refused this message: ${detail}`);
+    }
+    return make('protocol', `the server refused: ${detail}`);
+  }
+  switch (e.code) {
+    case 'ETIMEDOUT':
+      return make('timeout', detail);
+    case 'EDNS':
+      return make('dns', detail);
+    case 'EPROTOCOL':
+    case 'ECONFIG':
+    case 'EENVELOPE':
+    case 'EFILEACCESS':
+    case 'EURLACCESS':
+      return make('protocol', detail);
+    case 'ESOCKET':
+    case 'ECONNECTION':
+    default: {
+      const errno = errnoCode(err) ?? e.originalCode;
+      if (errno && errno !== e.code) return fromSystemError(Object.assign(new Error(detail), { code: errno }), what);
+      return make('network', detail);
+    }
+  }
+}
+
+// ---- probe ----------------------------------------------------------------------------------------
+
+/** `sprelay check` for an out-route: connect, TLS, log in (nodemailer's verify), then the addresses. */
+export async function probeSmtp(profile: EmailProfile, ep: Endpoint, signal: AbortSignal): Promise<ProbeStep[]> {
+  const server = profile.smtp;
+  if (!server)
+    return [{ step: 'smtp server', ok: false, detail: 'the e-mail profile has no smtp server', code: 'unsupported' }];
+  const ms = ep.timeoutMs;
+  const where = `${server.host}:${server.port}`;
+  const connectStep = `connect to smtp ${where}`;
+  const tlsStep = server.security === 'none' ? 'TLS: none (security: none)' : `TLS (${server.security})`;
+  const loginStep = server.user ? `log in as ${server.user}` : 'log in: no user configured';
+  const steps: ProbeStep[] = [];
+  const transporter = nodemailer.createTransport(smtpOptions(server, profile.tls, ms));
+  try {
+    // verify: connect, greeting, EHLO, STARTTLS / TLS, AUTH, QUIT; each phase has its own timeout
+    await withDeadline(`check smtp ${where}`, ms * SETUP_PHASES, signal, () => transporter.verify());
+    steps.push({ step: connectStep, ok: true });
+    steps.push({ step: tlsStep, ok: true, ...(server.security === 'none' ? { detail: 'not encrypted' } : {}) });
+    steps.push({ step: loginStep, ok: true });
+  } catch (err) {
+    const e = smtpError(err, `smtp ${where}`);
+    const failed = (step: string): ProbeStep => ({ step, ok: false, detail: e.message, code: e.code });
+    if (e.code === 'tls') steps.push({ step: connectStep, ok: true }, failed(tlsStep));
+    else if (e.code === 'auth')
+      steps.push({ step: connectStep, ok: true }, { step: tlsStep, ok: true }, failed(loginStep));
+    else steps.push(failed(connectStep));
+    return steps;
+  } finally {
+    transporter.close();
+  }
+  const to = ep.to ?? [];
+  if (!profile.from || to.length === 0) {
+    steps.push({
+      step: 'sender and recipients',
+      ok: false,
+      detail: !profile.from ? 'the profile has no "from" address' : 'the route has no "to" recipients',
+      code: 'unsupported',
+    });
+  } else {
+    steps.push({ step: 'sender and recipients', ok: true, detail: `from ${profile.from} to ${to.join(', ')}` });
+  }
+  return steps;
+}
