@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
+import { cp1251, EMPTY_ZIP, storedZip } from '../scripts/samples.mjs';
 import { killAll, liveChildren, REPO_ROOT, requireBuild, runAgent, startAgent } from './helpers/child.js';
 
 // ---- sizes of the run ---------------------------------------------------------------------------
@@ -32,7 +33,7 @@ const PACKAGES = 300;
 const RANDOM_KILLS = 36;
 const PER_POINT = 4; // fresh packages dropped before each named crash point
 const KILL_MIN_MS = 100;
-const KILL_MAX_MS = 1500;
+const KILL_MAX_MS = 2500; // an agent start takes ~0.5 s idle, over 1.5 s on a loaded 2-core machine
 const FINISH_ROUNDS = 10;
 
 // ---- seeded PRNG --------------------------------------------------------------------------------
@@ -64,20 +65,6 @@ interface Pkg {
   sha: string;
 }
 
-/** A Cyrillic string in windows-1251 (А..я = 0xC0..0xFF, Ё 0xA8, ё 0xB8), ASCII as is. */
-function cp1251(s: string): Buffer {
-  const out: number[] = [];
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (c < 0x80) out.push(c);
-    else if (c >= 0x410 && c <= 0x44f) out.push(c - 0x410 + 0xc0);
-    else if (c === 0x401) out.push(0xa8);
-    else if (c === 0x451) out.push(0xb8);
-    else out.push(0x3f);
-  }
-  return Buffer.from(out);
-}
-
 const WORDS = ['АИ-95', 'ДТ', 'Смена', 'Колонка', 'Резервуар', 'Оператор Ёлкин', 'Talon', 'Cash', 'Card'];
 
 /** ClientDataSet XML of about `size` bytes (an empty table when size is 0). */
@@ -102,53 +89,6 @@ function cdsXml(tag: string, size: number, encoding: 'utf-8' | 'utf-8-bom' | 'wi
   if (encoding === 'windows-1251') return cp1251(text);
   const utf8 = Buffer.from(text, 'utf8');
   return encoding === 'utf-8-bom' ? Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8]) : utf8;
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(b: Buffer): number {
-  let c = 0xffffffff;
-  for (const x of b) c = CRC_TABLE[(c ^ x) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-/** An archive with no entries: the end-of-central-directory record alone. */
-const EMPTY_ZIP = Buffer.concat([Buffer.from('PK\x05\x06', 'binary'), Buffer.alloc(18)]);
-
-/** A zip with one stored (uncompressed) entry. */
-function storedZip(entry: string, data: Buffer): Buffer {
-  const name = Buffer.from(entry, 'utf8');
-  const crc = crc32(data);
-  const local = Buffer.alloc(30);
-  local.writeUInt32LE(0x04034b50, 0);
-  local.writeUInt16LE(20, 4);
-  local.writeUInt16LE(0x0800, 6); // UTF-8 name
-  local.writeUInt32LE(crc, 14);
-  local.writeUInt32LE(data.length, 18);
-  local.writeUInt32LE(data.length, 22);
-  local.writeUInt16LE(name.length, 26);
-  const central = Buffer.alloc(46);
-  central.writeUInt32LE(0x02014b50, 0);
-  central.writeUInt16LE(20, 4);
-  central.writeUInt16LE(20, 6);
-  central.writeUInt16LE(0x0800, 8);
-  central.writeUInt32LE(crc, 16);
-  central.writeUInt32LE(data.length, 20);
-  central.writeUInt32LE(data.length, 24);
-  central.writeUInt16LE(name.length, 28);
-  const cdOffset = local.length + name.length + data.length;
-  const cdSize = central.length + name.length;
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(1, 8);
-  eocd.writeUInt16LE(1, 10);
-  eocd.writeUInt32LE(cdSize, 12);
-  eocd.writeUInt32LE(cdOffset, 16);
-  return Buffer.concat([local, name, data, central, name, eocd]);
 }
 
 function randomSize(): number {

@@ -3,6 +3,7 @@
 // (hoodiecrow-imap; no MTA in between), and agent B's import route fetches them into its inbox.
 // Real config files (agent/config.ts), real Agents, the real transport.
 import assert from 'node:assert/strict';
+import { EMPTY_ZIP } from '../scripts/samples.mjs';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -21,7 +22,6 @@ import type { EmailProfile } from '../transports/types.js';
 
 const SERVIO = 'GSMARCHIVE_3 11_05_2023 8_01_02 - 11_05_2023 9_01_02.XML';
 const CYRILLIC = 'Сменный отчёт АЗС 17 11_05_2023.xml';
-const EMPTY_ZIP = Buffer.from('PK\x05\x06' + '\0'.repeat(18), 'binary');
 const ENV = { SMTP_PASSWORD: 'smtp-secret-4711', IMAP_PASSWORD: 'imap-secret-0815' };
 const CASE = { timeout: 60_000 };
 const HOUR = 3_600_000;

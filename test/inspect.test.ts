@@ -2,11 +2,11 @@
 // the encodings SERVIO writes (with DOCTYPE refused), zip sanity and include-glob matching.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { cp1251, storedZip } from '../scripts/samples.mjs';
 import { createWriteStream, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { crc32 } from 'node:zlib';
 import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName, matchesInclude } from '../agent/inspect.js';
 
 let dir = '';
@@ -24,20 +24,6 @@ async function file(content: string | Buffer): Promise<string> {
   const path = join(dir, `f${++seq}`);
   await fsp.writeFile(path, content);
   return path;
-}
-
-// Enough of windows-1251 for the texts below: ASCII, А-я, Ё/ё.
-function cp1251(text: string): Buffer {
-  const out: number[] = [];
-  for (const ch of text) {
-    const c = ch.codePointAt(0) ?? 0;
-    if (c < 0x80) out.push(c);
-    else if (c >= 0x410 && c <= 0x44f) out.push(c - 0x410 + 0xc0);
-    else if (ch === 'ё') out.push(0xb8);
-    else if (ch === 'Ё') out.push(0xa8);
-    else throw new Error(`cp1251 test encoder cannot encode ${ch}`);
-  }
-  return Buffer.from(out);
 }
 
 function isValidUtf8(bytes: Buffer): boolean {
@@ -350,29 +336,6 @@ function eocd(entries: number, cdSize: number, cdOffset: number, comment = Buffe
     u16(comment.length),
     comment,
   ]);
-}
-
-// One stored (uncompressed) entry: local header + data + central directory + end record.
-function storedZip(name: string, data: Buffer, comment = Buffer.alloc(0)): Buffer {
-  const fname = Buffer.from(name, 'utf8');
-  const crc = crc32(data);
-  const common = [u16(20), u16(0x0800), u16(0), u16(0), u16(0x21), u32(crc), u32(data.length), u32(data.length)];
-  const local = Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), ...common, u16(fname.length), u16(0), fname]);
-  const central = Buffer.concat([
-    Buffer.from('PK\x01\x02', 'latin1'),
-    u16(20),
-    ...common,
-    u16(fname.length),
-    u16(0),
-    u16(0),
-    u16(0),
-    u16(0),
-    u32(0),
-    u32(0),
-    fname,
-  ]);
-  const body = Buffer.concat([local, data]);
-  return Buffer.concat([body, central, eocd(1, central.length, body.length, comment)]);
 }
 
 test('zip: a valid single-entry archive passes', async () => {
