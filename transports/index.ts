@@ -1,11 +1,11 @@
 // Picks the transport for a profile. The only place that knows every kind.
-import { TransportError } from './errors.js';
 import { createEmailTransport } from './email.js';
+import { createFtpTransport } from './ftp.js';
 import { createLanTransport } from './lan.js';
 import { createSftpTransport } from './sftp.js';
 import type { ProfileOptions, Transport } from './types.js';
 
-export const AVAILABLE_TRANSPORTS = ['lan', 'sftp', 'email'] as const;
+export const AVAILABLE_TRANSPORTS = ['lan', 'ftp', 'sftp', 'email'] as const;
 
 /** `station` goes into e-mail subjects and headers. */
 export function createTransport(profile: ProfileOptions, station: string): Transport {
@@ -17,9 +17,6 @@ export function createTransport(profile: ProfileOptions, station: string): Trans
     case 'email':
       return createEmailTransport(profile, station);
     case 'ftp':
-      throw new TransportError(
-        'unsupported',
-        `the ${profile.type} transport is not available in this version of sprelay`,
-      );
+      return createFtpTransport(profile);
   }
 }

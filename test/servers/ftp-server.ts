@@ -1,0 +1,229 @@
+// An in-process FTP/FTPS server for the tests (ftp-srv) on 127.0.0.1: one user, a temp root,
+// plain / explicit (AUTH TLS) / implicit TLS, and the knobs the ftp transport's tests need (an
+// EPSV-less server, a PASV reply naming another host, an old server speaking windows-1251).
+// ftp-srv's own side effects are removed: it logs through bunyan to stdout and installs
+// SIGINT/SIGTERM/SIGQUIT handlers that call process.exit; neither survives here.
+import type { EventEmitter } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { FileSystem, FtpSrv, type FtpConnection } from 'ftp-srv';
+
+export interface FtpServerOptions {
+  user?: string;
+  password?: string;
+  /** 'explicit': AUTH TLS offered on a plain port; 'implicit': TLS from the first byte. Needs `tls`. */
+  security?: 'none' | 'explicit' | 'implicit';
+  tls?: { certPem: string; keyPem: string };
+  /** Serve this folder (kept on close) instead of a fresh temp folder (removed on close). */
+  root?: string;
+  /** Listen on this port (to start a stopped server again); default a free one. */
+  port?: number;
+  /** Passive data ports. Default: 200 ports from a random base in 20000-29799 (below Linux's ephemeral range). */
+  pasvRange?: [number, number];
+  /** Address the server names in its PASV replies. Default: the address the client came from. */
+  pasvHost?: string;
+  /** Refuse EPSV (502), so clients have to use PASV and its address. */
+  disableEpsv?: boolean;
+  /** 'cp1251': names on the wire in windows-1251, like an old Windows server (OPTS refused too). */
+  encoding?: 'utf8' | 'cp1251';
+  /** Every download sends this many bytes, then nothing more and never finishes (a stalled server). */
+  stallReadsAfter?: number;
+  /** Every upload takes the bytes, then fails with this errno when the file is closed (disk full, no rights). */
+  writeError?: 'ENOSPC' | 'EACCES';
+}
+
+export interface TestFtpServer {
+  host: '127.0.0.1';
+  port: number;
+  /** The folder the user sees as `/`. */
+  root: string;
+  user: string;
+  password: string;
+  /** Control connections accepted so far. */
+  connections(): number;
+  /** Stops listening and drops every connection; `start` brings it back on the same port. */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops the server and removes its temp root. Never throws. */
+  close(): Promise<void>;
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const;
+
+const silentLog = {
+  child: () => silentLog,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  fatal: () => undefined,
+};
+
+export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestFtpServer> {
+  const user = opts.user ?? 'azs017';
+  const password = opts.password ?? 'station-secret';
+  const security = opts.security ?? 'none';
+  if (security !== 'none' && !opts.tls) throw new Error(`an FTP server with ${security} TLS needs opts.tls`);
+  const ownRoot = opts.root === undefined;
+  const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'sprelay-ftp-')));
+  const base = 20000 + Math.floor(Math.random() * 9800);
+  const [pasvMin, pasvMax] = opts.pasvRange ?? [base, base + 199];
+  const cp1251 = opts.encoding === 'cp1251';
+
+  let srv: FtpSrv | null = null;
+  let port = opts.port ?? 0;
+  let connections = 0;
+  const fsOptions = { cp1251, stallReadsAfter: opts.stallReadsAfter, writeError: opts.writeError };
+  const customFs = cp1251 || opts.stallReadsAfter !== undefined || opts.writeError !== undefined;
+
+  const start = async () => {
+    if (srv) return;
+    const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+    const server = new FtpSrv({
+      url: `${security === 'implicit' ? 'ftps' : 'ftp'}://127.0.0.1:${port}`,
+      pasv_min: pasvMin,
+      pasv_max: pasvMax,
+      // A function, because ftp-srv replaces a fixed pasv_url by the client's own address when
+      // the client is on 127.0.0.1, and the tests want to name another host.
+      pasv_url: (clientIp: string) => opts.pasvHost ?? clientIp,
+      tls: security === 'none' ? false : { cert: opts.tls!.certPem, key: opts.tls!.keyPem },
+      blacklist: [...(opts.disableEpsv ? ['EPSV'] : []), ...(cp1251 ? ['OPTS'] : [])],
+      log: silentLog,
+    } as unknown as ConstructorParameters<typeof FtpSrv>[0]);
+    for (const s of SIGNALS) {
+      for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+    }
+    // ftp-srv answers slowly without this (Nagle + delayed ACK on every small reply).
+    (server as unknown as EventEmitter).on('connect', ({ connection }: { connection: FtpConnection }) => {
+      connections++;
+      const socket = (connection as unknown as { commandSocket: import('node:net').Socket }).commandSocket;
+      socket.setNoDelay(true);
+      if (cp1251) connection.encoding = 'latin1';
+    });
+    server.on('login', ({ username, password: given, connection }, resolve, reject) => {
+      if (username !== user || given !== password) return reject(new Error('Login incorrect'));
+      resolve({ root, ...(customFs ? { fs: new TestFileSystem(connection, { root, cwd: '/' }, fsOptions) } : {}) });
+    });
+    // Errors of single client connections (a client that hung up mid-transfer) are the tests' business.
+    server.on('client-error', () => undefined);
+    await server.listen();
+    const inner = (server as unknown as { server: import('node:net').Server }).server;
+    port = (inner.address() as AddressInfo).port;
+    srv = server;
+  };
+
+  const stop = async () => {
+    const server = srv;
+    srv = null;
+    if (!server) return;
+    await Promise.resolve(server.close()).catch(() => undefined);
+  };
+
+  await start();
+  return {
+    host: '127.0.0.1',
+    get port() {
+      return port;
+    },
+    root,
+    user,
+    password,
+    connections: () => connections,
+    stop,
+    start,
+    async close() {
+      await stop();
+      if (ownRoot) await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+// ---- an old server speaking windows-1251, a server that stalls -------------------------------
+
+const decoder1251 = new TextDecoder('windows-1251');
+const encoder1251 = (() => {
+  const table = new Map<string, number>();
+  for (let b = 0x80; b <= 0xff; b++) table.set(decoder1251.decode(Uint8Array.of(b)), b);
+  return (text: string): Buffer =>
+    Buffer.from(
+      Array.from(text, (ch) => {
+        const code = ch.codePointAt(0)!;
+        if (code < 0x80) return code;
+        const b = table.get(ch);
+        if (b === undefined) throw new Error(`${JSON.stringify(ch)} has no windows-1251 byte`);
+        return b;
+      }),
+    );
+})();
+
+/** Wire text (latin1: one char per byte) in windows-1251 -> the real name, and back. */
+const fromWire = (s: string) => decoder1251.decode(Buffer.from(s, 'latin1'));
+const toWire = (s: string) => encoder1251(s).toString('latin1');
+
+type Resolver = { _resolvePath(path?: string): { clientPath: string; fsPath: string } };
+const baseResolve = (FileSystem.prototype as unknown as Resolver)._resolvePath;
+
+/**
+ * ftp-srv's file system with two test knobs. `cp1251`: names on the wire in windows-1251 (the
+ * connection's encoding is latin1, bytes in and out; every path the client sends is decoded from
+ * windows-1251, every name the server lists or reports encoded into it; files on disk keep their
+ * real names). `stallReadsAfter`: downloads send that many bytes and then hang. `writeError`:
+ * uploads fail with that errno once all bytes are in (ftp-srv answers 550 with its message).
+ */
+class TestFileSystem extends FileSystem {
+  constructor(
+    connection: FtpConnection,
+    where: { root: string; cwd: string },
+    private readonly knobs: {
+      cp1251: boolean;
+      stallReadsAfter: number | undefined;
+      writeError: 'ENOSPC' | 'EACCES' | undefined;
+    },
+  ) {
+    super(connection, where);
+  }
+
+  _resolvePath(path = '.') {
+    return baseResolve.call(this, this.knobs.cp1251 ? fromWire(path) : path);
+  }
+
+  override currentDirectory(): string {
+    return this.knobs.cp1251 ? toWire(super.currentDirectory()) : super.currentDirectory();
+  }
+
+  override async list(path = '.'): Promise<Array<{ name: string }>> {
+    const stats = (await super.list(path)) as Array<{ name: string }>;
+    if (this.knobs.cp1251) for (const st of stats) st.name = toWire(st.name);
+    return stats;
+  }
+
+  override write(fileName: string, opts?: { append?: boolean; start?: number }) {
+    const errno = this.knobs.writeError;
+    if (errno === undefined) return super.write(fileName, opts) as unknown;
+    const message = errno === 'ENOSPC' ? 'no space left on device' : 'permission denied';
+    const stream = new Writable({
+      write: (_chunk, _enc, cb) => cb(),
+      final: (cb) => cb(Object.assign(new Error(`${errno}: ${message}, write`), { code: errno })),
+    });
+    return { stream, clientPath: fileName };
+  }
+
+  override async read(fileName: string, opts?: { start?: number }): Promise<{ stream: Readable; clientPath: string }> {
+    const res = (await super.read(fileName, opts)) as { stream: Readable; clientPath: string };
+    const limit = this.knobs.stallReadsAfter;
+    if (limit === undefined) return res;
+    let sent = 0;
+    const stalled = new PassThrough();
+    res.stream.on('data', (chunk: Buffer) => {
+      const room = limit - sent;
+      if (room > 0) stalled.write(chunk.subarray(0, room));
+      sent += chunk.length;
+    });
+    stalled.on('close', () => res.stream.destroy());
+    return { stream: stalled, clientPath: res.clientPath };
+  }
+}
