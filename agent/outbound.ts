@@ -15,7 +15,7 @@ import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } 
 import { fsyncDir, unlinkRetrying } from '../store/files.js';
 import type { PackageRow } from '../store/ledger.js';
 import { TransportError } from '../transports/errors.js';
-import type { PutResult, Sink } from '../transports/types.js';
+import type { OutgoingPackage, PutResult, Sink } from '../transports/types.js';
 
 interface Seen {
   name: string;
@@ -209,13 +209,13 @@ async function sendDue(ctx: RouteContext, result: CycleResult): Promise<void> {
     return;
   }
   try {
-    const queue = [...due];
+    const queue = groupsFor(sink, due);
     let stopRoute = false;
     const worker = async () => {
       while (!stopRoute && !ctx.stop.requested) {
-        const row = queue.shift();
-        if (!row) return;
-        if (!(await sendOne(ctx, sink, row, result))) stopRoute = true;
+        const group = queue.shift();
+        if (!group) return;
+        if (!(await sendGroup(ctx, sink, group, result))) stopRoute = true;
       }
     };
     await Promise.all(Array.from({ length: Math.min(route.concurrency, queue.length) }, worker));
@@ -224,42 +224,95 @@ async function sendDue(ctx: RouteContext, result: CycleResult): Promise<void> {
   }
 }
 
-/** Sends one package; false when the route should stop this cycle (the connection is gone). */
-async function sendOne(ctx: RouteContext, sink: Sink, row: PackageRow, result: CycleResult): Promise<boolean> {
-  const { route, ledger, spool, log } = ctx;
-  const stored = await findBytes(ctx, row);
-  if (!stored) {
-    ledger.update(row.id, { state: 'dead', lastError: 'bytes are no longer in the spool or archive' }, 'dead');
-    result.dead++;
-    log.error({ route: route.name, id: row.id, file: row.name }, 'dead: bytes are no longer in the spool or archive');
-    return true;
+/** One package per transfer, or bundles where the sink bundles (e-mail maxPerMessage), oldest first. */
+function groupsFor(sink: Sink, due: PackageRow[]): PackageRow[][] {
+  const batch = sink.putBatch && sink.batch && sink.batch.maxCount > 1 ? sink.batch : null;
+  if (!batch) return due.map((row) => [row]);
+  const groups: PackageRow[][] = [];
+  let current: PackageRow[] = [];
+  let bytes = 0;
+  for (const row of due) {
+    if (current.length > 0 && (current.length >= batch.maxCount || bytes + row.size > batch.maxBytes)) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(row);
+    bytes += row.size;
   }
-  const attempts = row.attempts + 1;
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+/**
+ * Sends one package, or one bundle all or nothing; false when the route should stop this cycle
+ * (the connection is gone).
+ */
+async function sendGroup(ctx: RouteContext, sink: Sink, group: PackageRow[], result: CycleResult): Promise<boolean> {
+  const { route, ledger, spool, log } = ctx;
+  const ready: { row: PackageRow; stored: string; pkg: OutgoingPackage }[] = [];
+  for (const row of group) {
+    const stored = await findBytes(ctx, row);
+    if (!stored) {
+      ledger.update(row.id, { state: 'dead', lastError: 'bytes are no longer in the spool or archive' }, 'dead');
+      result.dead++;
+      log.error({ route: route.name, id: row.id, file: row.name }, 'dead: bytes are no longer in the spool or archive');
+      continue;
+    }
+    const pkg = {
+      name: row.name,
+      size: row.size,
+      sha256: row.sha256!,
+      open: () => createReadStream(spool.abs(stored)),
+    };
+    ready.push({ row, stored, pkg });
+  }
+  if (ready.length === 0) return true;
   let put: PutResult;
   try {
-    put = await sink.put(
-      { name: row.name, size: row.size, sha256: row.sha256!, open: () => createReadStream(spool.abs(stored)) },
-      ctx.abort,
-    );
+    put =
+      ready.length > 1 && sink.putBatch
+        ? await sink.putBatch(
+            ready.map((r) => r.pkg),
+            ctx.abort,
+          )
+        : await sink.put(ready[0]!.pkg, ctx.abort);
   } catch (err) {
-    return recordFailure(ctx, row, attempts, err, result);
+    let goOn = true;
+    for (const { row } of ready) goOn = recordFailure(ctx, row, row.attempts + 1, err, result) && goOn;
+    return goOn;
   }
   // Outside the try above: a ledger that cannot write (disk full) must not be taken for a failed
-  // put. It aborts the cycle; the row stays queued and the next put finds the identical file.
+  // put. It aborts the cycle; the rows stay queued and the next put finds the identical file.
   crashPoint('out:after-put');
-  ledger.update(
-    row.id,
-    { state: 'sent', attempts, remoteRef: put.remoteRef, lastError: null, nextAttemptAt: null, storedPath: stored },
-    'sent',
-    put.alreadyPresent ? `identical file already at ${put.remoteRef}; nothing written` : `to ${put.remoteRef}`,
-  );
+  const bundle = ready.length > 1 ? ` (one transfer with ${ready.length - 1} other package(s))` : '';
+  ledger.transaction(() => {
+    for (const { row, stored } of ready) {
+      ledger.update(
+        row.id,
+        {
+          state: 'sent',
+          attempts: row.attempts + 1,
+          remoteRef: put.remoteRef,
+          lastError: null,
+          nextAttemptAt: null,
+          storedPath: stored,
+        },
+        'sent',
+        (put.alreadyPresent ? `identical file already at ${put.remoteRef}; nothing written` : `to ${put.remoteRef}`) +
+          bundle,
+      );
+    }
+  });
   crashPoint('out:after-sent-commit');
-  result.sent++;
-  log.info(
-    { route: route.name, id: row.id, file: row.name, remote: put.remoteRef },
-    put.alreadyPresent ? 'sent (identical file was already there)' : 'sent',
-  );
-  await afterSend(ctx, row, stored);
+  for (const { row, stored } of ready) {
+    result.sent++;
+    log.info(
+      { route: route.name, id: row.id, file: row.name, remote: put.remoteRef },
+      put.alreadyPresent ? 'sent (identical file was already there)' : `sent${bundle}`,
+    );
+    await afterSend(ctx, row, stored);
+  }
   return true;
 }
 

@@ -419,3 +419,80 @@ describe('retry, dead and resend', () => {
     }
   });
 });
+
+describe('bundling (sinks that carry several packages per transfer)', () => {
+  /** lan underneath, but the sink bundles up to 2 packages / 1 KB per putBatch, failing the first `fail` batches. */
+  function bundlingTransport(fail: number) {
+    const batches: string[][] = [];
+    let calls = 0;
+    const transportFor = (route: RouteConfig): Transport => {
+      const real = createLanTransport(route.profile as LanProfile);
+      return {
+        kind: 'bundling-lan',
+        openSource: (e, s) => real.openSource(e, s),
+        probe: (e, d, s) => real.probe(e, d, s),
+        async openSink(endpoint, signal) {
+          const sink = await real.openSink(endpoint, signal);
+          return {
+            batch: { maxCount: 2, maxBytes: 1024 },
+            put: (pkg, sig) => {
+              batches.push([pkg.name]);
+              return sink.put(pkg, sig);
+            },
+            async putBatch(pkgs, sig) {
+              calls++;
+              if (calls <= fail) throw new TransportError('network', `injected batch failure ${calls}`);
+              batches.push(pkgs.map((p) => p.name));
+              for (const p of pkgs) await sink.put(p, sig);
+              return { remoteRef: `batch-${calls}`, alreadyPresent: false };
+            },
+            close: () => sink.close(),
+          } satisfies Sink;
+        },
+      };
+    };
+    return { transportFor, batches };
+  }
+
+  it('sends due packages in bundles within the count and size limits, oldest first', async () => {
+    st = makeStation();
+    const { transportFor, batches } = bundlingTransport(0);
+    const agent = st.agent({ transportFor });
+    try {
+      const small = (n: string) => cdsXml(n, 1); // ~200 bytes
+      for (const n of ['a.xml', 'b.xml', 'c.xml']) writeFileSync(join(st.outbox, n), small(n));
+      writeFileSync(join(st.outbox, 'd.xml'), cdsXml('d', 30)); // over 1 KB alone
+      const [r] = await agent.runOnce(['export']);
+      assert.equal(r!.sent, 4);
+      assert.deepEqual(batches, [['a.xml', 'b.xml'], ['c.xml'], ['d.xml']]);
+      const rows = agent.ledger.list({ route: 'export' });
+      assert.equal(rows[0]!.remoteRef, 'batch-1');
+      assert.equal(rows[1]!.remoteRef, 'batch-1');
+      assert.match(agent.ledger.events(rows[0]!.id).at(-1)!.detail!, /one transfer with 1 other package/);
+      assert.deepEqual(filesIn(st.exchange), ['a.xml', 'b.xml', 'c.xml', 'd.xml']);
+    } finally {
+      agent.close();
+    }
+  });
+
+  it('a failed bundle fails every package in it (all or nothing)', async () => {
+    st = makeStation();
+    const { transportFor } = bundlingTransport(1);
+    const agent = st.agent({ transportFor });
+    try {
+      for (const n of ['a.xml', 'b.xml']) writeFileSync(join(st.outbox, n), cdsXml(n, 1));
+      const [r] = await agent.runOnce(['export']);
+      assert.equal(r!.failed, 2);
+      assert.deepEqual(
+        agent.ledger.list({ route: 'export' }).map((x) => [x.state, x.attempts]),
+        [
+          ['failed', 1],
+          ['failed', 1],
+        ],
+      );
+      assert.deepEqual(filesIn(st.exchange), []);
+    } finally {
+      agent.close();
+    }
+  });
+});

@@ -82,6 +82,16 @@ export interface Sink {
    * unless the route allows overwrite. Safe to repeat after a failure.
    */
   put(pkg: OutgoingPackage, signal: AbortSignal): Promise<PutResult>;
+  /**
+   * Optional: how many packages, and how many bytes in all, one putBatch may carry. Present only
+   * when the transport bundles (e-mail with maxPerMessage > 1).
+   */
+  readonly batch?: { maxCount: number; maxBytes: number };
+  /**
+   * Optional: sends several packages in one transfer (one e-mail with several attachments), all
+   * or nothing: on failure none of them counts as sent. Same rules as `put` otherwise.
+   */
+  putBatch?(pkgs: OutgoingPackage[], signal: AbortSignal): Promise<PutResult>;
   /** Releases the connection. Never throws; safe to call twice. */
   close(): Promise<void>;
 }
