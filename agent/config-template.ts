@@ -38,7 +38,7 @@ profiles:                    # named connections; routes refer to them by name
   #   smtp: { host: mail.example.com, port: 587, security: starttls, user: azs017, password: \${SMTP_PASSWORD} }   # sending server; security none | starttls | tls
   #   imap: { host: mail.example.com, port: 993, security: tls, user: azs017, password: \${IMAP_PASSWORD} }        # receiving server
   #   tls: { ca: ./office-ca.pem, rejectUnauthorized: true }   # extra CA to trust (optional); never turn verification off
-  #   # maxPerMessage: 1         # packages attached to one e-mail
+  #   # maxPerMessage: 1         # packages attached to one e-mail (up to 100; a bundle stays within the route's maxSize in all)
 
   # Example FTP profile, uncomment to use:
   # office-ftp:
@@ -100,6 +100,7 @@ routes:                      # each route: one direction, one profile, one local
   #   local: C:\\ServioPump\\Import   # the inbox
   #   allowFrom: [office@example.com]   # email only; required for email in-routes
   #   afterReceive: delete          # delete | move:<remote dir or mailbox>
+  #   afterRefuse: leave            # email only: leave | move:<mailbox>: a refused message (sender not allowed, no package attached) is recorded, never delivered, and left or moved
   #   schedule: "*/10 * * * *"      # every 10 minutes
 `;
 }

@@ -46,6 +46,11 @@ export interface RouteConfig {
   schedule: string;
   afterSend: 'archive' | 'delete';
   afterReceive: AckAction;
+  /**
+   * E-mail in-routes only: a refused message (sender not allowed, no matching attachment, ...) is
+   * recorded and then moved to this mailbox. Absent: `leave` (it stays where it is, unseen).
+   */
+  afterRefuse?: { kind: 'move'; to: string };
   settleMs: number;
   maxSize: number;
   timeoutMs: number;
@@ -412,6 +417,7 @@ const routeSchema = obj({
   }),
   afterSend: z.enum(['archive', 'delete']).optional(),
   afterReceive: z.string().optional(),
+  afterRefuse: z.string().optional(),
   ...routeDefaultsShape,
 });
 
@@ -830,6 +836,19 @@ function parseAck(text: string): AckAction | undefined {
   return to ? { kind: 'move', to } : undefined;
 }
 
+/** `leave` -> null, `move:<mailbox>` -> the move, anything else -> undefined. */
+function parseRefuse(text: string): { kind: 'move'; to: string } | null | undefined {
+  if (text.trim() === 'leave') return null;
+  const ack = parseAck(text);
+  return ack?.kind === 'move' ? ack : undefined;
+}
+
+/** IMAP mailbox names compare case-sensitively, except INBOX. */
+function sameMailboxName(a: string, b: string): boolean {
+  const norm = (s: string) => (s.trim().toUpperCase() === 'INBOX' ? 'INBOX' : s.trim());
+  return norm(a) === norm(b);
+}
+
 interface RouteCheck {
   rawProfiles: Record<string, unknown>;
   seenNames: Map<string, number>;
@@ -879,6 +898,8 @@ function checkRoute(raw: unknown, i: number, rc: RouteCheck, ctx: Ctx): RouteDat
     issues.add(at('afterReceive'), 'only for in-routes (direction: in)');
   if (direction === 'in' && r.afterSend !== undefined)
     issues.add(at('afterSend'), 'only for out-routes (direction: out)');
+  if (r.afterRefuse !== undefined && (direction === 'out' || (type !== undefined && type !== 'email')))
+    issues.add(at('afterRefuse'), 'only for e-mail in-routes (direction: in, an email profile)');
   let ack: AckAction | undefined;
   if (direction !== 'out' && typeof r.afterReceive === 'string') {
     ack = parseAck(r.afterReceive);
@@ -900,6 +921,13 @@ function checkRoute(raw: unknown, i: number, rc: RouteCheck, ctx: Ctx): RouteDat
       issues.add(at('remote'), 'must name a mailbox (e.g. INBOX)');
     if (rawProfile.imap === undefined)
       issues.add(at('profile'), `profile "${String(r.profile)}" has no "imap" server to receive with`);
+    if (typeof r.afterRefuse === 'string') {
+      const refuse = parseRefuse(r.afterRefuse);
+      const mailbox = typeof r.remote === 'string' ? r.remote : DEFAULTS.mailbox;
+      if (refuse === undefined) issues.add(at('afterRefuse'), 'expected "leave" or "move:<mailbox>"');
+      else if (refuse && sameMailboxName(refuse.to, mailbox))
+        issues.add(at('afterRefuse'), `the move target is the listed mailbox "${mailbox}" itself`);
+    }
   } else if (type !== undefined) {
     if (r.to !== undefined) issues.add(at('to'), 'only for e-mail routes');
     if (r.allowFrom !== undefined) issues.add(at('allowFrom'), 'only for e-mail routes');
@@ -979,6 +1007,8 @@ function buildRoute(
   };
   if (r.to) route.to = r.to.map((s) => s.trim());
   if (r.allowFrom) route.allowFrom = r.allowFrom.map((s) => s.trim());
+  const refuse = r.afterRefuse !== undefined && r.direction === 'in' ? parseRefuse(r.afterRefuse) : null;
+  if (refuse && profile.type === 'email') route.afterRefuse = refuse;
   return route;
 }
 

@@ -118,9 +118,10 @@ async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteE
 
 async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry, result: CycleResult): Promise<void> {
   const { route, ledger, log } = ctx;
-  // Refused up front (sender not allowed, over the size cap): recorded once, left to the source.
+  // Refused up front (sender not allowed, no matching attachment, over the size cap): recorded
+  // once; a refusal by the transport is then filed per afterRefuse, anything else left in place.
   const upFront = entry.refusal ?? (entry.size > route.maxSize ? overSize(entry.size, route.maxSize) : null);
-  if (upFront) return refuseInPlace(ctx, entry, upFront, result);
+  if (upFront) return refuseInPlace(ctx, source, entry, upFront, result);
 
   const tempName = `${tempPrefix(ctx)}${randomBytes(6).toString('hex')}.part`;
   const temp = join(route.local, tempName);
@@ -131,7 +132,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
   } catch (err) {
     await fsp.rm(temp, { force: true });
     if (err instanceof TooLargeError)
-      return refuseInPlace(ctx, entry, overSize(entry.size, route.maxSize, true), result);
+      return refuseInPlace(ctx, source, entry, overSize(entry.size, route.maxSize, true), result);
     if (err instanceof TransportError && err.scope === 'package') {
       log.warn({ route: route.name, file: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
       return;
@@ -330,13 +331,28 @@ function markWaiting(
   log.info({ route: route.name, file: entry.name }, 'waiting: the previous file of that name is not imported yet');
 }
 
-/** Rejected without taking the bytes (we do not hold them): recorded once, remote untouched. */
-function refuseInPlace(ctx: RouteContext, entry: RemoteEntry, reason: string, result: CycleResult): void {
+/**
+ * Rejected without taking the bytes (we do not hold them): recorded once. The remote is left
+ * untouched, except that an entry the transport itself refused (`refusal`: an e-mail message) is
+ * handed back to it through acknowledge when the route says `afterRefuse: move:<mailbox>`, after
+ * the row is written; a move that failed is tried again the next time the entry is listed.
+ */
+async function refuseInPlace(
+  ctx: RouteContext,
+  source: Source,
+  entry: RemoteEntry,
+  reason: string,
+  result: CycleResult,
+): Promise<void> {
   const { route, ledger, log } = ctx;
+  const file = entry.refusal !== undefined && route.afterRefuse !== undefined;
   const known = ledger
     .inState(route.name, ['quarantined'])
-    .some((r) => r.sha256 === null && r.remoteRef === entry.ref && r.name === entry.name && r.size === entry.size);
-  if (known) return;
+    .find((r) => r.sha256 === null && r.remoteRef === entry.ref && r.name === entry.name && r.size === entry.size);
+  if (known) {
+    if (file && known.ackedAt === null) await fileRefused(ctx, source, entry, known);
+    return;
+  }
   const row = ledger.insert(
     {
       route: route.name,
@@ -353,6 +369,25 @@ function refuseInPlace(ctx: RouteContext, entry: RemoteEntry, reason: string, re
   );
   result.quarantined++;
   log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason}`);
+  if (file) await fileRefused(ctx, source, entry, row);
+}
+
+/** Moves a refused message out of the way (afterRefuse: move); the ledger row says so. */
+async function fileRefused(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {
+  const to = ctx.route.afterRefuse!.to;
+  try {
+    await source.acknowledge(entry, ctx.abort);
+  } catch (err) {
+    if (err instanceof TransportError && err.scope === 'package') {
+      ctx.log.warn(
+        { route: ctx.route.name, id: row.id, file: entry.name },
+        `could not move the refused message to ${to}: ${ctx.scrub(err.message)}`,
+      );
+      return;
+    }
+    throw new RouteStop(`moving the refused message ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
+  }
+  ctx.ledger.update(row.id, { ackedAt: ctx.now() }, 'acknowledged', `refused message moved to ${to} on the remote`);
 }
 
 async function quarantine(

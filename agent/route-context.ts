@@ -81,6 +81,7 @@ export function endpointOf(route: RouteConfig): Endpoint {
     maxSize: route.maxSize,
     ...(route.to ? { to: route.to } : {}),
     ...(route.allowFrom ? { allowFrom: route.allowFrom } : {}),
+    ...(route.afterRefuse ? { afterRefuse: route.afterRefuse } : {}),
   };
 }
 

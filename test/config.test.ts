@@ -417,6 +417,52 @@ describe('errors name the exact key path', () => {
     );
   });
 
+  test('afterRefuse: leave | move:<mailbox>, only on e-mail in-routes, never the listed mailbox', () => {
+    const mailIn = (extra: string) => `  - name: mail-in
+    direction: in
+    profile: office-mail
+    local: ./mail-inbox
+    allowFrom: [office@example.com]
+    schedule: "* * * * *"${extra}
+`;
+    const route = (extra: string) => parse(config({ profiles: MAIL_PROFILE, routes: mailIn(extra) }), ENV).routes[2]!;
+    assert.equal(route('').afterRefuse, undefined, 'default: leave');
+    assert.equal(route('\n    afterRefuse: leave').afterRefuse, undefined);
+    assert.deepEqual(route('\n    afterRefuse: move:Refused').afterRefuse, { kind: 'move', to: 'Refused' });
+    assert.deepEqual(route('\n    remote: Stations\n    afterRefuse: move:INBOX').afterRefuse, {
+      kind: 'move',
+      to: 'INBOX',
+    });
+    expectIssue(
+      config({ profiles: MAIL_PROFILE, routes: mailIn('\n    afterRefuse: delete') }),
+      'routes[2].afterRefuse',
+      'expected "leave" or "move:<mailbox>"',
+      ENV,
+    );
+    expectIssue(
+      config({ profiles: MAIL_PROFILE, routes: mailIn('\n    afterRefuse: move:inbox') }),
+      'routes[2].afterRefuse',
+      'the move target is the listed mailbox "INBOX" itself',
+      ENV,
+    );
+    expectIssue(config({ in: '\n    afterRefuse: leave' }), 'routes[1].afterRefuse', 'only for e-mail in-routes');
+    const mailOut = `  - name: mail-out
+    direction: out
+    profile: office-mail
+    local: ./mail-outbox
+    to: [office@example.com]
+    afterRefuse: move:Refused
+    schedule: "* * * * *"
+`;
+    const err = expectIssue(
+      config({ profiles: MAIL_PROFILE, routes: mailOut }),
+      'routes[2].afterRefuse',
+      'only for e-mail in-routes',
+      ENV,
+    );
+    assert.equal(err.issues.length, 1);
+  });
+
   test('afterSend on an in-route is misplaced; afterReceive must be delete or move:<dir>', () => {
     expectIssue(config({ in: '\n    afterSend: delete' }), 'routes[1].afterSend', 'only for out-routes');
     expectIssue(config({ in: '\n    afterReceive: keep' }), 'routes[1].afterReceive', 'expected "delete" or "move:');
@@ -678,6 +724,7 @@ describe('init template', () => {
     );
     assert.equal(c.routes[2]?.local, 'C:\\ServioPump\\Export');
     assert.deepEqual(c.routes[3]?.allowFrom, ['office@example.com']);
+    assert.equal(c.routes[3]?.afterRefuse, undefined, 'the example says leave');
     assert.equal(c.profiles['office-lan']?.type === 'lan' && c.profiles['office-lan'].root, '\\\\OFFICE\\exchange');
     assert.ok(c.secrets.includes(ENV.SMTP_PASSWORD) && c.secrets.includes(ENV.FTP_PASSWORD));
   });

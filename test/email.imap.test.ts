@@ -274,14 +274,77 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     assert.deepEqual(s.messages('INBOX')[0]!.flags, [], 'left unseen where it is');
   });
 
-  it('a message without a matching attachment is not listed and left alone', CASE, async () => {
+  it('a message without a matching attachment is one refused entry, nothing downloaded, left alone', CASE, async () => {
     const s = await server();
-    s.append('INBOX', await compose({ files: [['scan.pdf', Buffer.from('%PDF')]] }));
-    s.append('INBOX', 'From: office@example.com\r\nSubject: hello\r\n\r\njust text\r\n');
+    const pdf = s.append('INBOX', await compose({ files: [['scan.pdf', Buffer.from('%PDF')]] }));
+    const text = s.append('INBOX', 'From: office@example.com\r\nSubject: hello\r\n\r\njust text\r\n');
+    const bare = s.append('INBOX', 'From: office@example.com\r\n\r\nno subject either\r\n');
     const src = await source(s);
-    assert.deepEqual(await src.list(signal()), []);
-    assert.equal(s.messages('INBOX').length, 2);
-    assert.ok(s.messages('INBOX').every((m) => !m.flags.includes('\\Seen')));
+    const listed = await src.list(signal());
+    assert.deepEqual(
+      listed.map((e) => [e.name, e.size, e.ref, e.origin]),
+      [
+        ['price lists', 0, `INBOX/1/${pdf}/*`, OFFICE],
+        ['hello', 0, `INBOX/1/${text}/*`, OFFICE],
+        ['(no attachment)', 0, `INBOX/1/${bare}/*`, OFFICE],
+      ],
+    );
+    assert.match(listed[0]!.refusal ?? '', /no attachment matching the route's include \(attached: scan\.pdf\)/);
+    assert.match(listed[1]!.refusal ?? '', /no attachment in the message/);
+    assert.ok(!s.commands.some((c) => /BODY\.PEEK\[\d/.test(c)), 'nothing downloaded');
+    // afterRefuse leave (the default): acknowledging a refusal changes nothing
+    for (const e of listed) await src.acknowledge(e, signal());
+    assert.equal(s.messages('INBOX').length, 3);
+    assert.ok(s.messages('INBOX').every((m) => m.flags.length === 0));
+  });
+
+  it('afterRefuse move: a refused message is moved as it is; never flagged or deleted otherwise', CASE, async () => {
+    const s = await server();
+    const evil = await compose({ from: 'mallory@evil.example', files: [['prices.xml', Buffer.from('<p/>')]] });
+    s.append('INBOX', evil);
+    s.append('INBOX', await compose({ files: [['scan.pdf', Buffer.from('%PDF')]] }));
+    s.append('INBOX', await compose({ files: [['ok.xml', Buffer.from('<ok/>')]] }));
+    const src = await source(
+      s,
+      endpoint({ afterReceive: { kind: 'move', to: 'Processed' }, afterRefuse: { kind: 'move', to: 'Refused' } }),
+    );
+    const listed = await src.list(signal());
+    assert.deepEqual(
+      listed.map((e) => [e.name, e.refusal !== undefined]),
+      [
+        ['prices.xml', true],
+        ['price lists', true],
+        ['ok.xml', false],
+      ],
+    );
+    for (const e of listed) await src.acknowledge(e, signal());
+    assert.deepEqual(s.messages('INBOX'), []);
+    const refused = s.messages('Refused');
+    assert.equal(refused.length, 2, 'the mailbox was created and both refused messages moved');
+    assert.ok(
+      refused.every((m) => m.flags.length === 0),
+      'flags left as they were',
+    );
+    assert.match(refused[0]!.raw, /^From: mallory@evil\.example/m);
+    assert.equal(s.messages('Processed').length, 1);
+    assert.ok(s.messages('Processed')[0]!.flags.includes('\\Seen'));
+    await src.acknowledge(listed[0]!, signal()); // a repeat is a no-op
+
+    // without afterRefuse a whole-message entry is never filed the afterReceive way (delete)
+    s.append('INBOX', evil);
+    const leave = await source(s);
+    const [again] = await leave.list(signal());
+    assert.ok(again!.refusal);
+    await leave.acknowledge({ ...again!, refusal: undefined }, signal());
+    assert.equal(s.messages('INBOX').length, 1, 'left in place');
+    assert.deepEqual(s.messages('INBOX')[0]!.flags, []);
+  });
+
+  it('refuses an afterRefuse target that is the listed mailbox, and afterRefuse delete', CASE, async () => {
+    const s = await server();
+    const open = (ep: Endpoint) => createEmailTransport(profile(s), 'AZS-017').openSource(ep, signal());
+    await rejectsWith(open(endpoint({ afterRefuse: { kind: 'move', to: 'inbox' } })), 'invalid-name');
+    await rejectsWith(open(endpoint({ afterRefuse: { kind: 'delete' } })), 'unsupported');
   });
 
   it('passes traversal and device names through raw, from RFC 2231 and encoded-words', CASE, async () => {
@@ -398,6 +461,7 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     const last = (await capped.list(signal())).at(-1)!;
     assert.equal(last.name, 'huge.zip');
     assert.match(last.refusal ?? '', /larger than the limit/);
+    assert.equal(last.ref, `INBOX/1/${uid + 1}/*`);
   });
 
   it('decodedLowerBound never exceeds what base64 of any line length decodes to', () => {
@@ -512,6 +576,12 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
       ],
     );
     assert.match(good[3]!.detail ?? '', /1 message\(s\), 1 unseen/);
+    const refusing = await probe(profile(s), endpoint({ afterRefuse: { kind: 'move', to: 'Refused' } }));
+    assert.deepEqual(refusing.at(-1), {
+      step: 'refused-message target Refused',
+      ok: true,
+      detail: 'does not exist yet; created on first use',
+    });
     const codes = (steps: Awaited<ReturnType<typeof probe>>) => steps.map((st) => (st.ok ? 'ok' : st.code));
     assert.deepEqual(codes(await probe(profile(s, { password: 'nope-nope' }))), ['ok', 'ok', 'auth']);
     assert.deepEqual(codes(await probe(profile(s, {}, otherCa.caPem))), ['ok', 'tls']);

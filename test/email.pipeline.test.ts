@@ -73,8 +73,8 @@ function agent(yaml: string, file: string): Agent {
   return a;
 }
 
-/** Station A: mails its outbox to the office. */
-function stationA(): Agent {
+/** Station A: mails its outbox to the office (maxPerMessage > 1: bundled). */
+function stationA(maxPerMessage = 1): Agent {
   return agent(
     `station: AZS-017
 dataDir: ./a-data
@@ -86,6 +86,7 @@ profiles:
     from: azs017@example.com
     smtp: { host: 127.0.0.1, port: ${smtp.port}, security: starttls, user: azs017, password: \${SMTP_PASSWORD} }
     tls: { ca: ./ca.pem }
+    maxPerMessage: ${maxPerMessage}
 routes:
   - name: export
     direction: out
@@ -98,8 +99,8 @@ routes:
   );
 }
 
-/** Agent B: takes what the station sent out of the office mailbox. */
-function agentB(afterReceive = 'move:Processed'): Agent {
+/** Agent B: takes what the station sent out of the office mailbox. `extra`: more route keys. */
+function agentB(afterReceive = 'move:Processed', extra = ''): Agent {
   return agent(
     `station: OFFICE-1
 dataDir: ./b-data
@@ -116,7 +117,7 @@ routes:
     remote: INBOX
     local: ./b-inbox
     allowFrom: [azs017@example.com]
-    afterReceive: ${afterReceive}
+    afterReceive: ${afterReceive}${extra ? `\n    ${extra}` : ''}
     schedule: "* * * * *"
 `,
     'b.yaml',
@@ -126,6 +127,24 @@ routes:
 /** What the MTA would do: every message the SMTP server took lands in the office INBOX. */
 function deliverAll(): void {
   for (const m of smtp.messages.splice(0)) imap.append('INBOX', m.raw);
+}
+
+/** A message someone else mailed to the office, straight into its INBOX. */
+async function mailIn(
+  from: string,
+  files: Array<[string, Buffer]>,
+  opts: { hashes?: string[]; subject?: string } = {},
+) {
+  const t = nodemailer.createTransport({ streamTransport: true, buffer: true });
+  const info = await t.sendMail({
+    from,
+    to: 'office@example.com',
+    subject: opts.subject ?? 'x',
+    text: 'x',
+    ...(opts.hashes ? { headers: { 'X-SPRelay-SHA256': opts.hashes } } : {}),
+    attachments: files.map(([filename, content]) => ({ filename, content })),
+  });
+  imap.append('INBOX', info.message as Buffer);
 }
 
 function walk(root: string): string[] {
@@ -222,18 +241,8 @@ describe('station -> SMTP -> office mailbox -> IMAP -> inbox', () => {
 
   it('bad input by mail is recorded with its reason and nothing lands outside the inbox', CASE, async () => {
     const b = agentB('delete');
-    const mail = async (from: string, files: Array<[string, Buffer]>, hashes?: string[]) => {
-      const t = nodemailer.createTransport({ streamTransport: true, buffer: true });
-      const info = await t.sendMail({
-        from,
-        to: 'office@example.com',
-        subject: 'x',
-        text: 'x',
-        ...(hashes ? { headers: { 'X-SPRelay-SHA256': hashes } } : {}),
-        attachments: files.map(([filename, content]) => ({ filename, content })),
-      });
-      imap.append('INBOX', info.message as Buffer);
-    };
+    const mail = (from: string, files: Array<[string, Buffer]>, hashes?: string[]) =>
+      mailIn(from, files, hashes ? { hashes } : {});
     const good = cdsXml('good');
     await mail('mallory@evil.example', [['prices.xml', good]]);
     await mail('azs017@example.com', [['..\\..\\evil.xml', good]]);
@@ -277,5 +286,163 @@ describe('station -> SMTP -> office mailbox -> IMAP -> inbox', () => {
     const quarantined = b.ledger.list({ route: 'import', states: ['quarantined'] });
     assert.equal(quarantined.filter((r) => r.name === 'prices.xml').length, 1);
     assert.ok(quarantined.filter((r) => r.name !== 'prices.xml').every((r) => r.ackedAt !== null));
+  });
+
+  it('maxPerMessage 3: five packages leave as two messages and arrive once each, bytes identical', CASE, async () => {
+    const a = stationA(3);
+    const b = agentB();
+    const files = new Map<string, Buffer>([
+      [SERVIO, cdsXml('servio')],
+      [
+        CYRILLIC,
+        Buffer.concat([
+          Buffer.from('<?xml version="1.0" encoding="windows-1251"?><R N="'),
+          Buffer.from([0xc0, 0xc8, 0xd2]),
+          Buffer.from('"/>'),
+        ]),
+      ],
+      ['bundle.zip', EMPTY_ZIP],
+      ['Цены 12_05_2023.xml', cdsXml('prices', 50)],
+      ['big table.xml', cdsXml('x'.repeat(200), 4000)],
+    ]);
+    for (const [n, bytes] of files) writeFileSync(join(dir, 'a-outbox', n), bytes);
+    const [out] = await a.runOnce(['export']);
+    assert.equal(out!.sent, 5, JSON.stringify(out));
+    assert.equal(smtp.messages.length, 2, 'two messages: 3 + 2 packages');
+    const mails = await Promise.all(smtp.messages.map((m) => simpleParser(m.raw)));
+    assert.deepEqual(
+      mails.map((m) => m.attachments.length),
+      [3, 2],
+    );
+    const sent = a.ledger.list({ route: 'export' });
+    assert.ok(sent.every((r) => r.state === 'sent'));
+    const byRef = new Map<string, string[]>();
+    for (const r of sent) byRef.set(r.remoteRef!, [...(byRef.get(r.remoteRef!) ?? []), r.name]);
+    assert.deepEqual(
+      [...byRef.keys()],
+      mails.map((m) => m.messageId),
+      'each row names the Message-ID of its message',
+    );
+    assert.deepEqual(
+      [...byRef.values()],
+      mails.map((m) => m.attachments.map((x) => x.filename)),
+    );
+    deliverAll();
+
+    const [inn] = await b.runOnce(['import']);
+    assert.equal(inn!.delivered, 5, JSON.stringify(inn));
+    assert.equal(inn!.error, null);
+    assert.deepEqual(filesIn(join(dir, 'b-inbox')), [...files.keys()].sort());
+    for (const [n, bytes] of files) assert.equal(sha256(read(join(dir, 'b-inbox'), n)), sha256(bytes), n);
+    assert.deepEqual(imap.messages('INBOX'), []);
+    assert.equal(imap.messages('Processed').length, 2);
+    assert.ok(imap.messages('Processed').every((m) => m.flags.includes('\\Seen')));
+    const [again] = await b.runOnce(['import']);
+    assert.equal(again!.delivered, 0);
+    assert.equal(b.ledger.list({ route: 'import' }).length, 5, 'each package once');
+  });
+
+  it('a bundle whose send fails leaves all its packages failed; the resend has the same Message-ID', CASE, async () => {
+    const a = stationA(3);
+    const b = agentB();
+    const files = new Map<string, Buffer>([
+      [SERVIO, cdsXml('one')],
+      [CYRILLIC, cdsXml('two')],
+      ['three.xml', cdsXml('three')],
+      ['four.xml', cdsXml('four')],
+    ]);
+    for (const [n, bytes] of files) writeFileSync(join(dir, 'a-outbox', n), bytes);
+    smtp.dropAfterData = 1; // the server takes the first bundle and dies before the reply
+    const [first] = await a.runOnce(['export']);
+    assert.equal(first!.failed, 3, JSON.stringify(first));
+    assert.equal(first!.sent, 0);
+    const rows = a.ledger.list({ route: 'export' });
+    assert.deepEqual(
+      rows.map((r) => [r.state, r.attempts]),
+      [
+        ['failed', 1],
+        ['failed', 1],
+        ['failed', 1],
+        ['queued', 0],
+      ],
+      'the whole bundle failed; the route stopped before the next one',
+    );
+    clock += 2 * HOUR; // past the backoff
+    const [second] = await a.runOnce(['export']);
+    assert.equal(second!.sent, 4, JSON.stringify(second));
+    assert.equal(smtp.messages.length, 3, 'the lost bundle, its resend, the last package');
+    const ids = await Promise.all(smtp.messages.map(async (m) => (await simpleParser(m.raw)).messageId));
+    assert.equal(ids[0], ids[1], 'the resent bundle carries the same Message-ID');
+    assert.notEqual(ids[1], ids[2]);
+    deliverAll();
+
+    const [inn] = await b.runOnce(['import']);
+    assert.equal(inn!.delivered, 4, JSON.stringify(inn));
+    assert.equal(inn!.duplicates, 3, 'the copy the server kept is recognised');
+    assert.deepEqual(filesIn(join(dir, 'b-inbox')), [...files.keys()].sort());
+    for (const [n, bytes] of files) assert.equal(sha256(read(join(dir, 'b-inbox'), n)), sha256(bytes), n);
+    assert.deepEqual(imap.messages('INBOX'), []);
+  });
+
+  it('afterRefuse move:Refused: refused messages are recorded once, moved, never delivered', CASE, async () => {
+    const b = agentB('delete', 'afterRefuse: move:Refused');
+    await mailIn('mallory@evil.example', [['prices.xml', cdsXml('evil')]]);
+    await mailIn('azs017@example.com', [['scan.pdf', Buffer.from('%PDF-1.4')]], { subject: 'invoice scan' });
+    await mailIn('azs017@example.com', [['fine.xml', cdsXml('fine')]]);
+
+    const [first] = await b.runOnce(['import']);
+    assert.equal(first!.delivered, 1, JSON.stringify(first));
+    assert.equal(first!.quarantined, 2, JSON.stringify(first));
+    assert.equal(first!.error, null);
+    assert.deepEqual(filesIn(join(dir, 'b-inbox')), ['fine.xml']);
+    assert.deepEqual(imap.messages('INBOX'), [], 'the delivered one deleted, the refused ones moved');
+    const refused = imap.messages('Refused');
+    assert.equal(refused.length, 2);
+    assert.ok(
+      refused.every((m) => !m.flags.includes('\\Seen')),
+      'moved as they were, unseen',
+    );
+    const rows = b.ledger.list({ route: 'import', states: ['quarantined'] });
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ['prices.xml', 'invoice scan'],
+    );
+    assert.match(rows[0]!.lastError!, /sender <mallory@evil\.example> not allowed/);
+    assert.match(rows[1]!.lastError!, /no attachment matching the route's include \(attached: scan\.pdf\)/);
+    assert.equal(rows[1]!.origin, 'azs017@example.com');
+    for (const r of rows) {
+      assert.ok(r.ackedAt !== null);
+      assert.equal(b.ledger.events(r.id).at(-1)!.detail, 'refused message moved to Refused on the remote');
+    }
+
+    const [second] = await b.runOnce(['import']);
+    assert.equal(second!.quarantined, 0);
+    assert.equal(b.ledger.list({ route: 'import' }).length, 3, 'recorded once');
+    assert.equal(imap.messages('Refused').length, 2);
+  });
+
+  it('afterRefuse leave: refused messages stay unseen where they are and are recorded once', CASE, async () => {
+    const b = agentB('move:Processed', 'afterRefuse: leave');
+    await mailIn('mallory@evil.example', [['prices.xml', cdsXml('evil')]]);
+    await mailIn('azs017@example.com', [], { subject: 'hello office' });
+    for (const expected of [2, 0]) {
+      const [r] = await b.runOnce(['import']);
+      assert.equal(r!.quarantined, expected, JSON.stringify(r));
+      assert.equal(r!.delivered, 0);
+    }
+    const rows = b.ledger.list({ route: 'import' });
+    assert.deepEqual(
+      rows.map((r) => [r.name, r.state, r.ackedAt]),
+      [
+        ['prices.xml', 'quarantined', null],
+        ['hello office', 'quarantined', null],
+      ],
+    );
+    assert.match(rows[1]!.lastError!, /no attachment in the message/);
+    const left = imap.messages('INBOX');
+    assert.equal(left.length, 2);
+    assert.ok(left.every((m) => m.flags.length === 0));
+    assert.deepEqual(imap.messages('Processed'), []);
+    assert.deepEqual(filesIn(join(dir, 'b-inbox')), []);
   });
 });

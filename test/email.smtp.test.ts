@@ -8,7 +8,8 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { packageOf, rejectsWith, sha256 } from './conformance/suite.js';
 import { startSmtpServer, type TestSmtpServer } from './servers/smtp-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
-import { createEmailTransport, messageIdFor } from '../transports/email.js';
+import { bundleMessageIdFor, createEmailTransport, messageIdFor } from '../transports/email.js';
+import { declaredHashes } from '../transports/imap.js';
 import { smtpError } from '../transports/smtp.js';
 import type { EmailProfile, Endpoint, MailServer, OutgoingPackage } from '../transports/types.js';
 
@@ -81,6 +82,9 @@ async function send(p: EmailProfile, pkg: OutgoingPackage, ep = endpoint()) {
 }
 
 const parse = (raw: Buffer): Promise<ParsedMail> => simpleParser(raw);
+
+/** The header block of a raw message, as the IMAP source fetches it (HEADER.FIELDS). */
+const headerBlock = (raw: Buffer): Buffer => raw.subarray(0, raw.indexOf('\r\n\r\n') + 2);
 
 describe('e-mail sink over SMTP (smtp-server)', () => {
   it('sends each package as one message: subject, headers, exact file name and bytes', async () => {
@@ -349,5 +353,131 @@ describe('e-mail sink over SMTP (smtp-server)', () => {
     assert.equal(smtpError(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }), 'x').code, 'timeout');
     assert.equal(smtpError(Object.assign(new Error('dns'), { code: 'EDNS' }), 'x').code, 'dns');
     assert.equal(smtpError(Object.assign(new Error('closed'), { code: 'ECONNECTION' }), 'x').code, 'network');
+  });
+});
+
+describe('e-mail sink bundling (maxPerMessage > 1)', () => {
+  const bundleFiles = (): Array<[string, Buffer]> => [
+    [SERVIO, Buffer.from('<?xml version="1.0"?><DATAPACKET Version="2.0"><ROWDATA/></DATAPACKET>')],
+    [CYRILLIC, CP1251],
+    ['Цены АЗС 17.zip', randomBytes(300 * 1024 + 3)],
+  ];
+
+  it('maxPerMessage 1 offers no bundling; above 1 the limits are maxPerMessage and maxSize', async () => {
+    const s = await server('starttls');
+    const t = (n: number) => createEmailTransport({ ...profile(s), maxPerMessage: n }, STATION);
+    const single = await t(1).openSink(endpoint(), signal());
+    assert.equal(single.batch, undefined);
+    assert.equal(single.putBatch, undefined);
+    await single.close();
+    const bundling = await t(3).openSink(endpoint(), signal());
+    assert.deepEqual(bundling.batch, { maxCount: 3, maxBytes: 50 * 1024 * 1024 });
+    assert.equal(typeof bundling.putBatch, 'function');
+    await bundling.close();
+    const limited = await t(5).openSink(endpoint({ maxSize: 1024 }), signal());
+    assert.deepEqual(limited.batch, { maxCount: 5, maxBytes: 1024 });
+    await limited.close();
+  });
+
+  it('sends a bundle as one message: attachments in order, exact names and bytes, one hash header each', async () => {
+    const s = await server('starttls');
+    const files = bundleFiles();
+    const pkgs = files.map(([n, b]) => packageOf(n, b));
+    const sink = await createEmailTransport({ ...profile(s), maxPerMessage: 3 }, STATION).openSink(
+      endpoint(),
+      signal(),
+    );
+    let result;
+    try {
+      result = await sink.putBatch!(pkgs, signal());
+    } finally {
+      await sink.close();
+    }
+    const id = bundleMessageIdFor(
+      STATION,
+      files.map(([name, b]) => ({ name, sha256: sha256(b) })),
+    );
+    assert.deepEqual(result, { remoteRef: id, alreadyPresent: false });
+    assert.match(id, /^<[0-9a-f]{64}@sprelay>$/);
+    assert.equal(s.messages.length, 1, 'one message for the three packages');
+    const got = s.messages[0]!;
+    assert.equal(got.secure, true);
+    assert.deepEqual(got.to, ['office@example.com']);
+    const mail = await parse(got.raw);
+    assert.equal(mail.subject, `SPRELAY ${STATION} export ${SERVIO} (+2 more)`);
+    assert.equal(mail.messageId, id);
+    assert.equal(mail.headers.get('x-sprelay-station'), STATION);
+    assert.deepEqual(
+      declaredHashes(headerBlock(got.raw)),
+      files.map(([, b]) => sha256(b)),
+      'one X-SPRelay-SHA256 per attachment, in the order of the attachments',
+    );
+    assert.deepEqual(
+      mail.attachments.map((a) => a.filename),
+      files.map(([n]) => n),
+    );
+    for (const [i, [name, bytes]] of files.entries()) {
+      assert.equal(sha256(mail.attachments[i]!.content), sha256(bytes), `${name}: the exact bytes`);
+    }
+    const raw = got.raw.toString('latin1');
+    assert.match(raw, /filename\*0?\*=utf-8''/i, 'RFC 2231 for the Cyrillic names');
+    for (const [name] of files) assert.ok(mail.text?.includes(`file: ${name}`), `the body lists ${name}`);
+  });
+
+  it('gives a bundle a Message-ID of its members in order: the same on a resend, else different', async () => {
+    const s = await server('starttls');
+    const files = bundleFiles();
+    const pkgs = () => files.map(([n, b]) => packageOf(n, b));
+    const sink = await createEmailTransport({ ...profile(s), maxPerMessage: 3 }, STATION).openSink(
+      endpoint(),
+      signal(),
+    );
+    try {
+      const first = await sink.putBatch!(pkgs(), signal());
+      const again = await sink.putBatch!(pkgs(), signal());
+      assert.equal(again.remoteRef, first.remoteRef, 'a resend of the same bundle is recognisable');
+      const reordered = await sink.putBatch!([...pkgs()].reverse(), signal());
+      assert.notEqual(reordered.remoteRef, first.remoteRef);
+      const fewer = await sink.putBatch!(pkgs().slice(0, 2), signal());
+      assert.notEqual(fewer.remoteRef, first.remoteRef);
+      // a bundle of one is the plain single message
+      const one = await sink.putBatch!(pkgs().slice(0, 1), signal());
+      assert.equal(one.remoteRef, messageIdFor(STATION, SERVIO, sha256(files[0]![1])));
+    } finally {
+      await sink.close();
+    }
+    const parsed = await Promise.all(s.messages.map((m) => parse(m.raw)));
+    assert.equal(parsed[0]!.messageId, parsed[1]!.messageId);
+    assert.equal(parsed[4]!.subject, `SPRELAY ${STATION} export ${SERVIO}`);
+    assert.equal(parsed[4]!.attachments.length, 1);
+    assert.notEqual(
+      bundleMessageIdFor(
+        'AZS-018',
+        files.map(([name, b]) => ({ name, sha256: sha256(b) })),
+      ),
+      parsed[0]!.messageId,
+    );
+  });
+
+  it('never completes a bundle with one package whose bytes do not match; refuses one over the limits', async () => {
+    const s = await server('starttls');
+    const files = bundleFiles();
+    const pkgs = files.map(([n, b]) => packageOf(n, b));
+    const lying = { ...pkgs[1]!, sha256: sha256(Buffer.from('something else')) };
+    const sink = await createEmailTransport({ ...profile(s), maxPerMessage: 3 }, STATION).openSink(
+      endpoint({ maxSize: 400 * 1024 }),
+      signal(),
+    );
+    try {
+      const err = await rejectsWith(sink.putBatch!([pkgs[0]!, lying, pkgs[2]!], signal()), 'corrupt');
+      assert.ok(err.message.includes(CYRILLIC), `names the package: ${err.message}`);
+      await rejectsWith(sink.putBatch!([...pkgs, pkgs[0]!], signal()), 'unsupported');
+      const big = packageOf('big.zip', randomBytes(200 * 1024));
+      await rejectsWith(sink.putBatch!([pkgs[2]!, big], signal()), 'unsupported');
+    } finally {
+      await sink.close();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(s.messages.length, 0, 'the server never got a complete message');
   });
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { TransportError } from '../transports/errors.js';
@@ -16,6 +17,7 @@ import { startFtpServer, type FtpServerOptions, type TestFtpServer } from './ser
 import { makeTestTls, type TestTls } from './servers/tls.js';
 
 const signal = () => new AbortController().signal;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Every case ends well within this; a hang fails the case instead of holding the run. */
 const T = { timeout: 30_000 };
 const CYRILLIC = 'Реализация топлива АЗС 17 за 11.05.2023.xml';
@@ -114,6 +116,35 @@ describe('ftp transport', () => {
     await new Promise((resolve) => rawServers.pop()!.close(resolve));
     return port;
   };
+
+  it('the test server leaves no SIGINT/SIGTERM handler behind (ftp-srv would exit the process)', T, async () => {
+    const before = ['SIGINT', 'SIGTERM', 'SIGQUIT'].map((sig) => process.listenerCount(sig));
+    const s = await serve();
+    await s.stop();
+    await s.start();
+    assert.deepEqual(
+      ['SIGINT', 'SIGTERM', 'SIGQUIT'].map((sig) => process.listenerCount(sig)),
+      before,
+    );
+  });
+
+  it('the test server gives up on a data connection that never comes, and stops waiting for it', T, async () => {
+    // ftp-srv polled every 50 ms for it forever, which kept test processes from ever exiting;
+    // the helper replaces its wait (a real client would leave ftp-srv's own 30 s idle timer too)
+    await serve();
+    const Passive = createRequire(import.meta.url)('ftp-srv/src/connector/passive.js') as {
+      prototype: { waitForConnection(o: { timeout: number; delay: number }): Promise<unknown> };
+    };
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const neverConnected = { dataServer: { listening: true }, dataSocket: null };
+    await assert.rejects(
+      Passive.prototype.waitForConnection.call(neverConnected, { timeout: 100, delay: 5 }),
+      /timed out/,
+    );
+    await sleep(50);
+    assert.ok(timers() <= before, 'no timer left polling for the data connection');
+  });
 
   describe('TLS', () => {
     for (const security of ['explicit', 'implicit'] as const) {

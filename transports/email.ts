@@ -1,15 +1,18 @@
-// The `email` transport: packages out as one message each over SMTP (smtp.ts), packages in as
-// the attachments of unseen messages in an IMAP mailbox (imap.ts). This module only puts the two
-// halves behind the Transport interface; the station name goes into every outgoing message.
+// The `email` transport: packages out over SMTP (smtp.ts), one per message or, with
+// maxPerMessage > 1, bundled as the attachments of one message; packages in as the attachments of
+// unseen messages in an IMAP mailbox (imap.ts). This module only puts the two halves behind the
+// Transport interface; the station name goes into every outgoing message.
 import { openImapSource, probeImap } from './imap.js';
 import { openSmtpSink, probeSmtp } from './smtp.js';
 import type { EmailProfile, Transport } from './types.js';
 
-export { messageIdFor, subjectFor } from './smtp.js';
+export { bundleMessageIdFor, messageIdFor, subjectFor } from './smtp.js';
 
 /**
- * `maxPerMessage` above 1 (several packages bundled into one message) is not implemented: every
- * package is sent as a message of its own, which is also what keeps its Message-ID stable.
+ * With `maxPerMessage` above 1 the sink offers `batch` / `putBatch`: the pipeline groups due
+ * packages (oldest first, at most maxPerMessage and the route's maxSize in all) and each group
+ * leaves as one message whose Message-ID is derived from the station and every (name, SHA-256)
+ * in order. A single package is always sent exactly as with maxPerMessage 1.
  */
 export function createEmailTransport(profile: EmailProfile, station: string): Transport {
   return {

@@ -20,6 +20,10 @@
 // - A message is done when every attachment the route takes from it is acknowledged: then it is
 //   flagged \Seen and deleted or moved. Until then each acknowledged attachment is marked with a
 //   keyword (where the mailbox allows keywords), so the next cycle does not fetch it again.
+// - A message that is not delivered at all (sender not in allowFrom, no attachment matching the
+//   route's include, over the size cap, hash headers that do not pair) is one entry for the whole
+//   message (ref `.../<uid>/*`) with `refusal` set; nothing of it is downloaded. Acknowledging such
+//   an entry never flags or deletes: it moves the message as `afterRefuse` says, or leaves it.
 import { Transform, type Readable } from 'node:stream';
 import { ImapFlow, type FetchMessageObject, type MessageStructureObject } from 'imapflow';
 import { isRemotePackage } from './include.js';
@@ -36,6 +40,8 @@ const MESSAGE_CAP_SLACK = 1024 * 1024;
 /** Keyword marking one acknowledged attachment of a message that is not done yet. */
 const ACK_KEYWORD_PREFIX = '$sprelay-ack-';
 const SHA256_HEADER = 'x-sprelay-sha256';
+/** How much of a subject or an attachment list a refused entry carries into the ledger. */
+const LABEL_MAX = 160;
 
 interface Ref {
   mailbox: string;
@@ -130,6 +136,16 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
   if (moveTo !== null && sameMailbox(moveTo, mailbox)) {
     throw new TransportError('invalid-name', `move target ${JSON.stringify(moveTo)} is the listed mailbox itself`);
   }
+  if (ep.afterRefuse?.kind === 'delete') {
+    throw new TransportError('unsupported', `route ${ep.route}: refused messages are left or moved, never deleted`);
+  }
+  const refuseTo = ep.afterRefuse?.kind === 'move' ? ep.afterRefuse.to : null;
+  if (refuseTo !== null && sameMailbox(refuseTo, mailbox)) {
+    throw new TransportError(
+      'invalid-name',
+      `afterRefuse move target ${JSON.stringify(refuseTo)} is the listed mailbox itself`,
+    );
+  }
   const ms = ep.timeoutMs;
   // Without the route's maxSize (an Endpoint built without it) nothing is refused by a size
   // estimate: the pipeline compares the measured size with its own limit.
@@ -223,15 +239,16 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     const from = (msg.envelope?.from?.[0]?.address ?? '').trim().toLowerCase();
     const parts = attachmentParts(msg.bodyStructure);
     const ours = parts.filter((p) => included(p.name));
-    if (ours.length === 0) return []; // nothing for this route: left alone, unseen
     const msgRef = formatRef({ mailbox, uidValidity, uid });
     const size = msg.size ?? 0;
-    const refuse = (reason: string): RemoteEntry[] => [
-      { name: ours[0]!.name, size, ref: msgRef, refusal: reason, ...(from ? { origin: from } : {}) },
+    const subject = label(msg.envelope?.subject ?? '');
+    const refuse = (reason: string, name = ours[0]?.name ?? (subject || NO_ATTACHMENT), n = size): RemoteEntry[] => [
+      { name, size: n, ref: msgRef, refusal: reason, ...(from ? { origin: from } : {}) },
     ];
     if (!from || !allowFrom.has(from)) return refuse(`sender <${from || 'unknown'}> not allowed`);
+    if (ours.length === 0) return refuse(noMatchReason(parts), subject || NO_ATTACHMENT, 0);
     if (size > messageCap) {
-      return refuse(`message of ${size} bytes is larger than the limit of ${messageCap} bytes; left in the mailbox`);
+      return refuse(`message of ${size} bytes is larger than the limit of ${messageCap} bytes`);
     }
     const hashes = declaredHashes(msg.headers);
     if (hashes.length > 0 && hashes.length !== parts.length) {
@@ -248,6 +265,7 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     }
     const state: MessageState = { parts: new Set(), acked };
     const entries: RemoteEntry[] = [];
+    let gone = false;
     for (const p of ours) {
       if (acked.has(p.part)) {
         state.parts.add(p.part);
@@ -267,13 +285,18 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
         continue;
       }
       const measured = await measure(uid, p.part, sig);
-      if (!measured) continue;
+      if (!measured) {
+        gone = true; // expunged meanwhile
+        continue;
+      }
       const name = measured.name ?? p.name;
       if (!included(name)) continue;
       state.parts.add(p.part);
       entries.push({ name, size: measured.size, ...base });
     }
     if (state.parts.size > 0) messages.set(uid, state);
+    // every candidate's own MIME header named a file the route does not take
+    else if (!gone && acked.size === 0) return refuse(noMatchReason(parts), subject || NO_ATTACHMENT, 0);
     return entries;
   }
 
@@ -338,17 +361,7 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
         if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
         return;
       }
-      const move = () =>
-        cmd(`move ${at} to ${moveTo}`, sig, () => client.messageMove(String(uid), moveTo, { uid: true }));
-      if (await move()) return;
-      // imapflow answers false (no error) when the target does not exist: create it, try again
-      await cmd(`create mailbox ${moveTo}`, sig, () => client.mailboxCreate(moveTo)).catch(() => undefined);
-      if (!(await move())) {
-        throw new TransportError(
-          'unavailable',
-          `move ${at} to ${moveTo}: the server refused (does the mailbox exist?)`,
-        );
-      }
+      await moveMessage(uid, moveTo, sig);
     } catch (err) {
       if (!flags.has('\\Seen')) {
         await cmd(`unflag ${at}`, sig, () => client.messageFlagsRemove(String(uid), ['\\Seen'], { uid: true })).catch(
@@ -359,10 +372,41 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     }
   }
 
+  /** Moves one message to `target`, creating the mailbox when the server says it is missing. */
+  async function moveMessage(uid: number, target: string, sig: AbortSignal): Promise<void> {
+    const at = `${mailbox}/${uid}`;
+    const move = () =>
+      cmd(`move ${at} to ${target}`, sig, () => client.messageMove(String(uid), target, { uid: true }));
+    if (await move()) return;
+    // imapflow answers false (no error) when the target does not exist: create it, try again
+    await cmd(`create mailbox ${target}`, sig, () => client.mailboxCreate(target)).catch(() => undefined);
+    if (!(await move())) {
+      throw new TransportError('unavailable', `move ${at} to ${target}: the server refused (does the mailbox exist?)`);
+    }
+  }
+
+  /**
+   * A refused message the pipeline has recorded: moved to the afterRefuse mailbox as it is (its
+   * flags untouched, so it stays unseen for whoever looks at it there), or left alone. Never
+   * flagged \Seen, never deleted.
+   */
+  async function fileRefused(ref: Ref, what: string, sig: AbortSignal): Promise<void> {
+    if (refuseTo === null) return; // afterRefuse: leave
+    await sameGeneration(ref, what, sig);
+    const msg = await cmd(`fetch ${mailbox}/${ref.uid}`, sig, () =>
+      client.fetchOne(String(ref.uid), { uid: true }, { uid: true }),
+    );
+    if (!msg) return; // gone already: a repeat, or someone else took it
+    await moveMessage(ref.uid, refuseTo, sig);
+    messages.delete(ref.uid);
+  }
+
   async function acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
     const ref = parseRef(entry.ref);
     const what = `acknowledge ${entry.ref}`;
     if (!ref) throw new TransportError('not-found', `${what}: not an entry of this source`);
+    // an entry for the whole message is always a refusal (whatever the caller kept of `refusal`)
+    if (!ref.part) return fileRefused(ref, what, sig);
     await sameGeneration(ref, what, sig);
     const uid = ref.uid;
     const known = messages.get(uid);
@@ -382,9 +426,9 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
       acked: new Set<string>(),
     };
     for (const k of keywords) state.acked.add(partOfKeyword(k));
-    if (ref.part) state.acked.add(ref.part);
+    state.acked.add(ref.part);
     const pending = [...state.parts].filter((p) => !state.acked.has(p));
-    if (!ref.part || pending.length === 0) {
+    if (pending.length === 0) {
       await finish(uid, flags, sig);
       messages.delete(uid);
       return;
@@ -428,6 +472,24 @@ export function attachmentParts(root: MessageStructureObject | undefined): Attac
   };
   if (root) walk(root);
   return out;
+}
+
+/** The name of a refused entry for a message without subject and without a matching attachment. */
+export const NO_ATTACHMENT = '(no attachment)';
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]+/g;
+
+/** Subject or file names as one line of printable text, cut to a length a ledger line can show. */
+function label(text: string): string {
+  const flat = text.replace(CONTROL_RE, ' ').replace(/\s+/g, ' ').trim();
+  return flat.length > LABEL_MAX ? `${flat.slice(0, LABEL_MAX - 3)}...` : flat;
+}
+
+/** Why a message from an allowed sender gives the route nothing. */
+function noMatchReason(parts: AttachmentPart[]): string {
+  if (parts.length === 0) return 'no attachment in the message; nothing delivered';
+  return `no attachment matching the route's include (attached: ${label(parts.map((p) => p.name).join(', '))}); nothing delivered`;
 }
 
 /** The X-SPRelay-SHA256 values, one per attachment in order (lower-case). */
@@ -637,15 +699,21 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
     if (!ep.allowFrom || ep.allowFrom.length === 0) {
       steps.push({ step: 'allowed senders', ok: false, detail: 'allowFrom is required', code: 'unsupported' });
     }
-    if (ep.afterReceive.kind === 'move') {
-      const to = ep.afterReceive.to;
-      const moveStep = `move target ${to}`;
+    // a move target that is missing is no failure: the first move creates it
+    const target = async (step: string, to: string): Promise<ProbeStep> => {
+      const missing = { step, ok: true, detail: 'does not exist yet; created on first use' };
       try {
-        const st = await withDeadline(moveStep, ms, signal, () => client.status(to, { messages: true }));
-        steps.push({ step: moveStep, ok: true, detail: st ? `${st.messages ?? '?'} message(s)` : 'exists' });
+        // imapflow answers false when the server refuses STATUS (no such mailbox)
+        const st = await withDeadline(step, ms, signal, () => client.status(to, { messages: true }));
+        return st ? { step, ok: true, detail: `${st.messages ?? '?'} message(s)` } : missing;
       } catch {
-        steps.push({ step: moveStep, ok: true, detail: 'does not exist yet; created on first use' });
+        return missing;
       }
+    };
+    if (ep.afterReceive.kind === 'move')
+      steps.push(await target(`move target ${ep.afterReceive.to}`, ep.afterReceive.to));
+    if (ep.afterRefuse?.kind === 'move') {
+      steps.push(await target(`refused-message target ${ep.afterRefuse.to}`, ep.afterRefuse.to));
     }
     return steps;
   } finally {

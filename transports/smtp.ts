@@ -1,12 +1,14 @@
-// The e-mail Sink: every package leaves as one message over SMTP (nodemailer). Owns the message
-// layout the office side relies on (subject, X-SPRelay-* headers, the attachment's exact name and
-// bytes), the Message-ID that makes a resend recognisable, and the mapping of SMTP failures onto
-// TransportError codes.
+// The e-mail Sink: every package leaves as one message over SMTP (nodemailer), or with
+// maxPerMessage > 1 several packages as the attachments of one message (putBatch). Owns the
+// message layout the office side relies on (subject, X-SPRelay-* headers, the attachments' exact
+// names and bytes), the Message-ID that makes a resend recognisable, and the mapping of SMTP
+// failures onto TransportError codes.
 //
 // Why it looks like this:
 // - nodemailer never retries and its callback can hang after the server has taken the message
 //   (nodemailer #858): every send runs under our own progress deadline, and the Message-ID is
-//   derived from station, name and SHA-256 so the copy a retry produces is recognisably the same.
+//   derived from station, name and SHA-256 (a bundle: every name and SHA-256, in order) so the
+//   copy a retry produces is recognisably the same.
 // - No pool: a non-pooled transport opens one connection per message, so a connection that went
 //   bad on one package never carries the next one.
 // - STARTTLS is required when configured (requireTLS), file and URL access are off, so message
@@ -30,6 +32,8 @@ import type {
 
 /** Connect, greeting, TLS, login: the phases before the first byte, each with its own timeout. */
 const SETUP_PHASES = 4;
+/** A bundle's byte limit when the route gives no maxSize (the contract's default maxSize). */
+const DEFAULT_BUNDLE_BYTES = 50 * 1024 * 1024;
 
 /** The Message-ID of a package: the same station, name and bytes always give the same id. */
 export function messageIdFor(station: string, name: string, sha256: string): string {
@@ -37,9 +41,25 @@ export function messageIdFor(station: string, name: string, sha256: string): str
   return `<${digest}@sprelay>`;
 }
 
-/** `SPRELAY <station> <route> <file name>`: what a person in the office sees in the list. */
-export function subjectFor(station: string, route: string, name: string): string {
-  return `SPRELAY ${station} ${route} ${name}`;
+/**
+ * The Message-ID of a message carrying `pkgs` in this order: one package gives messageIdFor; a
+ * bundle hashes the station and every (name, SHA-256) in order, so a resend of the same bundle
+ * has the same id and any other bundle (other members, other order) a different one.
+ */
+export function bundleMessageIdFor(station: string, pkgs: ReadonlyArray<{ name: string; sha256: string }>): string {
+  if (pkgs.length === 1) return messageIdFor(station, pkgs[0]!.name, pkgs[0]!.sha256);
+  // JSON keeps the fields apart whatever characters a name holds
+  const key = JSON.stringify([station, ...pkgs.map((p) => [p.name, p.sha256.toLowerCase()])]);
+  const digest = createHash('sha256').update(`bundle|${key}`).digest('hex');
+  return `<${digest}@sprelay>`;
+}
+
+/**
+ * `SPRELAY <station> <route> <file name>`: what a person in the office sees in the list. A bundle
+ * names its first file and how many more it carries: `... <first file name> (+2 more)`.
+ */
+export function subjectFor(station: string, route: string, name: string, more = 0): string {
+  return `SPRELAY ${station} ${route} ${name}${more > 0 ? ` (+${more} more)` : ''}`;
 }
 
 /** nodemailer options for one SMTP server; timeouts are the route's no-progress deadline. */
@@ -79,23 +99,30 @@ export async function openSmtpSink(
   if (signal.aborted) throw new TransportError('aborted', `open smtp ${server.host}: aborted`);
   const from = profile.from;
   const ms = ep.timeoutMs;
+  const batch = { maxCount: profile.maxPerMessage, maxBytes: ep.maxSize ?? DEFAULT_BUNDLE_BYTES };
   let transporter: ReturnType<typeof nodemailer.createTransport> | null = nodemailer.createTransport(
     smtpOptions(server, profile.tls, ms),
   );
 
-  async function put(pkg: OutgoingPackage, sig: AbortSignal): Promise<PutResult> {
-    const what = `send ${pkg.name}`;
+  /** One message carrying `pkgs` as its attachments, in order; all of it is taken or none. */
+  async function send(pkgs: OutgoingPackage[], sig: AbortSignal): Promise<PutResult> {
+    const first = pkgs[0]!;
+    const bundled = pkgs.length > 1;
+    const what = bundled ? `send ${first.name} and ${pkgs.length - 1} more in one message` : `send ${first.name}`;
+    /** Names the package in a bundle: a size or hash failure says which file it was. */
+    const whatOf = (pkg: OutgoingPackage) => (bundled ? `${what}: ${pkg.name}` : what);
     if (sig.aborted) throw new TransportError('aborted', `${what}: aborted`);
     if (!transporter) throw new TransportError('aborted', `${what}: the sink is closed`);
-    const messageId = messageIdFor(station, pkg.name, pkg.sha256);
-    let source: Readable;
+    const messageId = bundleMessageIdFor(station, pkgs);
+    const sources: Readable[] = [];
     try {
-      source = pkg.open();
+      for (const pkg of pkgs) sources.push(pkg.open());
     } catch (err) {
+      for (const src of sources) src.destroy();
       throw fromSystemError(err, `${what}: reading the package`);
     }
     const ctl = new AbortController();
-    // One failure wins: the deadline, the caller's abort, or the package stream itself. Whatever
+    // One failure wins: the deadline, the caller's abort, or a package stream itself. Whatever
     // nodemailer reports after that (EABORT, ESTREAM) is a consequence, not the cause.
     let cause: TransportError | null = null;
     let fail: (err: TransportError) => void = () => undefined;
@@ -108,7 +135,7 @@ export async function openSmtpSink(
       };
     });
     failed.catch(() => undefined);
-    // No progress for `ms` (no byte of the package taken, no reply after the last one): give up.
+    // No progress for `ms` (no byte of a package taken, no reply after the last one): give up.
     // Before the first byte, connect, greeting, TLS and login each have `ms` of their own.
     const stall = () => fail(new TransportError('timeout', `${what}: no progress for ${formatMs(ms)}`));
     let timer = setTimeout(stall, ms * SETUP_PHASES);
@@ -121,28 +148,42 @@ export async function openSmtpSink(
     };
     const onAbort = () => fail(new TransportError('aborted', `${what}: aborted`));
     sig.addEventListener('abort', onAbort, { once: true });
-    const content = verified(pkg, what, progress);
-    source.on('error', (err) => content.destroy(fromSystemError(err, `${what}: reading the package`)));
-    content.on('error', (err) => fail(err instanceof TransportError ? err : fromSystemError(err, what)));
-    content.on('close', () => source.destroy());
-    source.pipe(content);
+    const contents = pkgs.map((pkg, i) => {
+      const source = sources[i]!;
+      const content = verified(pkg, whatOf(pkg), progress);
+      source.on('error', (err) => content.destroy(fromSystemError(err, `${whatOf(pkg)}: reading the package`)));
+      content.on('error', (err) => fail(err instanceof TransportError ? err : fromSystemError(err, what)));
+      content.on('close', () => source.destroy());
+      // Piped only once nodemailer starts reading this attachment: a file read ahead would count
+      // as progress and cut the setup phases short, and a bundle's later files would sit in buffers.
+      content.once('resume', () => source.pipe(content));
+      return content;
+    });
+    const hashes = pkgs.map((p) => p.sha256.toLowerCase());
     try {
       await Promise.race([
         failed,
         transporter.sendMail({
           from,
           to,
-          subject: subjectFor(station, ep.route, pkg.name),
+          subject: subjectFor(station, ep.route, first.name, pkgs.length - 1),
           messageId,
           headers: {
             'X-SPRelay-Station': station,
             'X-SPRelay-Route': ep.route,
-            'X-SPRelay-SHA256': pkg.sha256.toLowerCase(),
+            // one header per attachment, in the order of the attachments (the IMAP source pairs them)
+            'X-SPRelay-SHA256': bundled ? hashes : hashes[0]!,
           },
-          text:
-            `sprelay package from station ${station}, route ${ep.route}\r\n` +
-            `file: ${pkg.name}\r\nsize: ${pkg.size} bytes\r\nSHA-256: ${pkg.sha256.toLowerCase()}\r\n`,
-          attachments: [{ filename: pkg.name, content, contentType: 'application/octet-stream' }],
+          text: bundled
+            ? `sprelay packages from station ${station}, route ${ep.route}: ${pkgs.length} files\r\n` +
+              pkgs.map((p, i) => `\r\nfile: ${p.name}\r\nsize: ${p.size} bytes\r\nSHA-256: ${hashes[i]}\r\n`).join('')
+            : `sprelay package from station ${station}, route ${ep.route}\r\n` +
+              `file: ${first.name}\r\nsize: ${first.size} bytes\r\nSHA-256: ${hashes[0]}\r\n`,
+          attachments: pkgs.map((p, i) => ({
+            filename: p.name,
+            content: contents[i]!,
+            contentType: 'application/octet-stream',
+          })),
           signal: ctl.signal,
         }),
       ]);
@@ -152,13 +193,13 @@ export async function openSmtpSink(
     } finally {
       clearTimeout(timer);
       sig.removeEventListener('abort', onAbort);
-      content.destroy();
-      source.destroy();
+      for (const c of contents) c.destroy();
+      for (const src of sources) src.destroy();
     }
   }
 
-  return {
-    put,
+  const sink: Sink = {
+    put: (pkg, sig) => send([pkg], sig),
     async close() {
       const t = transporter;
       transporter = null;
@@ -167,6 +208,23 @@ export async function openSmtpSink(
       } catch {
         // nothing to release that matters
       }
+    },
+  };
+  if (batch.maxCount <= 1) return sink;
+  return {
+    ...sink,
+    batch,
+    async putBatch(pkgs, sig) {
+      const bytes = pkgs.reduce((n, p) => n + p.size, 0);
+      // The pipeline keeps within `batch`; anything else is a bug, reported without sending.
+      if (pkgs.length === 0 || pkgs.length > batch.maxCount || (pkgs.length > 1 && bytes > batch.maxBytes)) {
+        throw new TransportError(
+          'unsupported',
+          `send a bundle of ${pkgs.length} package(s), ${bytes} bytes: outside the limits of ` +
+            `${batch.maxCount} packages and ${batch.maxBytes} bytes per message`,
+        );
+      }
+      return send(pkgs, sig);
     },
   } satisfies Sink;
 }

@@ -116,6 +116,12 @@ export interface Endpoint {
   to?: string[];
   /** E-mail in-routes: allowed senders. */
   allowFrom?: string[];
+  /**
+   * E-mail in-routes: what acknowledging a refused entry (`refusal` set: a whole message that is
+   * not delivered) does to the message once the pipeline has recorded it. Absent: left where it is.
+   * Only `move` is offered; a refused message is never deleted.
+   */
+  afterRefuse?: AckAction;
 }
 
 export type AckAction = { kind: 'delete' } | { kind: 'move'; to: string };

@@ -2,9 +2,11 @@
 // plain / explicit (AUTH TLS) / implicit TLS, and the knobs the ftp transport's tests need (an
 // EPSV-less server, a PASV reply naming another host, an old server speaking windows-1251).
 // ftp-srv's own side effects are removed: it logs through bunyan to stdout and installs
-// SIGINT/SIGTERM/SIGQUIT handlers that call process.exit; neither survives here.
+// SIGINT/SIGTERM/SIGQUIT handlers that call process.exit; neither survives here. And one of its
+// bugs is mended (see `waitForConnection` below): it kept a test process from ever exiting.
 import type { EventEmitter } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +54,47 @@ export interface TestFtpServer {
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const;
+
+// ---- ftp-srv's passive wait, mended --------------------------------------------------------------
+
+interface BluebirdLike {
+  new <T>(executor: (resolve: (v: T) => void, reject: (e: unknown) => void) => void): Promise<T>;
+  reject(err: unknown): Promise<never>;
+  TimeoutError: new (message: string) => Error;
+}
+interface PassiveConnector {
+  dataServer: { listening: boolean } | null;
+  dataSocket: { connected?: boolean } | null;
+  waitForConnection(opts?: { timeout?: number; delay?: number }): Promise<unknown>;
+}
+
+/**
+ * ftp-srv waits for a passive data connection by polling every 50 ms, and gives up after 5 s with a
+ * bluebird `.timeout()` that rejects the wait but does not stop the polling: a client that sends
+ * RETR/STOR/LIST and never completes its data connection (killed, or its connection closed after
+ * a timeout, or stuck in the TLS handshake) leaves a 50 ms timer running for as long as the process
+ * lives, and the process never exits. Same contract (a bluebird promise, bluebird's TimeoutError,
+ * which the command handlers turn into `425`), but the polling ends with the wait.
+ */
+function mendPassiveWait(): void {
+  const fromFtpSrv = createRequire(createRequire(import.meta.url).resolve('ftp-srv'));
+  const Bluebird = fromFtpSrv('bluebird') as BluebirdLike;
+  const { ConnectorError } = fromFtpSrv('./src/errors') as { ConnectorError: new (message: string) => Error };
+  const Passive = fromFtpSrv('./src/connector/passive') as { prototype: PassiveConnector };
+  Passive.prototype.waitForConnection = function (this: PassiveConnector, { timeout = 5000, delay = 50 } = {}) {
+    if (!this.dataServer) return Bluebird.reject(new ConnectorError('Passive server not setup'));
+    const giveUpAt = Date.now() + timeout;
+    return new Bluebird((resolve, reject) => {
+      const check = () => {
+        if (this.dataServer?.listening && this.dataSocket?.connected) return resolve(this.dataSocket);
+        if (!this.dataServer || Date.now() >= giveUpAt) return reject(new Bluebird.TimeoutError('operation timed out'));
+        setTimeout(check, delay);
+      };
+      check();
+    });
+  };
+}
+mendPassiveWait();
 
 const silentLog = {
   child: () => silentLog,

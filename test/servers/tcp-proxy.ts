@@ -404,8 +404,8 @@ class Link {
     if (this.gone) return;
     for (const s of [this.client, this.server]) {
       if (s.destroyed) continue;
-      // resetAndDestroy needs a connected handle; a socket still connecting is just destroyed
-      if (s.readyState === 'open' || s.readyState === 'readOnly' || s.readyState === 'writeOnly') s.resetAndDestroy();
+      // resetAndDestroy needs a fully open handle: on a half-closed one (Node 20) it can leave a handle that never closes
+      if (s.readyState === 'open') s.resetAndDestroy();
       else s.destroy();
     }
     this.finish('reset');
