@@ -40,13 +40,24 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-/** Starts `sprelay --config <configFile> ...args` in `cwd`. `crashAt` sets SPRELAY_CRASH_AT. */
-export function startAgent(opts: { cwd: string; configFile: string; args: string[]; crashAt?: string }): AgentChild {
+export interface AgentOptions {
+  cwd: string;
+  configFile: string;
+  args: string[];
+  /** Sets SPRELAY_CRASH_AT (`<point>` or `<point>@<n>`). */
+  crashAt?: string;
+  /** Extra environment variables (the `${VAR}`s of the config, such as a password). */
+  env?: Record<string, string>;
+}
+
+/** Starts `sprelay --config <configFile> ...args` in `cwd`. */
+export function startAgent(opts: AgentOptions): AgentChild {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.SPRELAY_CRASH_AT;
   delete env.SPRELAY_CONFIG;
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
+  Object.assign(env, opts.env);
   if (opts.crashAt) env.SPRELAY_CRASH_AT = opts.crashAt;
   const child = spawn(process.execPath, [BIN, '--config', opts.configFile, ...opts.args], {
     cwd: opts.cwd,
@@ -94,7 +105,7 @@ export function startAgent(opts: { cwd: string; configFile: string; args: string
 
 /** Runs a command to its end (SIGKILL after `timeoutMs`); resolves with the exit and the output. */
 export async function runAgent(
-  opts: { cwd: string; configFile: string; args: string[]; crashAt?: string },
+  opts: AgentOptions,
   timeoutMs = 60_000,
 ): Promise<Exit & { stdout: string; stderr: string; timedOut: boolean }> {
   const a = startAgent(opts);
