@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { storedZip } from '../../scripts/samples.mjs';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
 import { Agent } from '../../agent/agent.js';
@@ -86,33 +86,10 @@ function cp1251Xml(): Buffer {
 
 /** A real zip (one stored entry of every byte value, CRLFs and NULs included). */
 function binaryZip(): Buffer {
-  const name = Buffer.from('bytes.bin');
+  const name = 'bytes.bin';
   const data = Buffer.alloc(64 * 1024);
   for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 8)) & 0xff;
-  const crc = crc32(data);
-  const local = Buffer.alloc(30);
-  local.writeUInt32LE(0x04034b50, 0);
-  local.writeUInt16LE(10, 4); // version needed
-  local.writeUInt32LE(crc, 14);
-  local.writeUInt32LE(data.length, 18);
-  local.writeUInt32LE(data.length, 22);
-  local.writeUInt16LE(name.length, 26);
-  const central = Buffer.alloc(46);
-  central.writeUInt32LE(0x02014b50, 0);
-  central.writeUInt16LE(20, 4);
-  central.writeUInt16LE(10, 6);
-  central.writeUInt32LE(crc, 16);
-  central.writeUInt32LE(data.length, 20);
-  central.writeUInt32LE(data.length, 24);
-  central.writeUInt16LE(name.length, 28);
-  const centralAt = local.length + name.length + data.length;
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(1, 8);
-  end.writeUInt16LE(1, 10);
-  end.writeUInt32LE(central.length + name.length, 12);
-  end.writeUInt32LE(centralAt, 16);
-  return Buffer.concat([local, name, data, central, name, end]);
+  return storedZip(name, data);
 }
 
 // ---- the suites ---------------------------------------------------------------------------------------
