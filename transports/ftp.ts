@@ -94,15 +94,24 @@ export function createFtpTransport(profile: FtpProfile): Transport {
     try {
       await session.ready(signal);
       await session.enterDir(dir, true, signal);
-      const existing = await session.sizeOf(final, `${what}: look for ${final}`, signal);
+      let existing = await session.sizeOf(final, `${what}: look for ${final}`, signal);
       if (existing !== null) {
         // FTP has no portable remote hash (HASH / XSHA256 are rare extensions), and size alone
         // would take a different file of the same size for ours: a same-size file is read back
         // and hashed. That costs a download only when a package is sent again (after a crash).
         if (existing === pkg.size) {
-          const sha = await session.hashOf(final, existing, `${what}: compare with ${final}`, signal);
+          const sha = await session
+            .hashOf(final, existing, `${what}: compare with ${final}`, signal)
+            .catch((err: unknown) => {
+              // taken away by its reader while we looked (the office imported it): write ours
+              if (err instanceof TransportError && err.code === 'not-found') return null;
+              throw err;
+            });
           if (sha === pkg.sha256.toLowerCase()) return { remoteRef, alreadyPresent: true };
+          if (sha === null) existing = null;
         }
+      }
+      if (existing !== null) {
         if (!ep.overwrite) {
           throw new TransportError('exists', `${what}: a different ${final} (${existing} bytes) is already there`);
         }

@@ -100,18 +100,21 @@ export function createSftpTransport(profile: SftpProfile): Transport {
       if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
       await ensureDir(conn, dir, ms, signal);
       const existing = await statOrNull(conn, final, `${what}: stat ${final}`, ms, signal);
+      let gone = false;
       if (existing) {
         if (notAFile(existing)) throw new TransportError('exists', `${what}: ${final} exists and is not a file`);
         let unreadable = false;
         if (existing.size === pkg.size) {
           // drop boxes often let us write but not read: then identity cannot be shown
           const sha = await hashRemote(conn, final, `${what}: read back ${final}`, ms, signal).catch((err: unknown) => {
-            if (sftpStatus(err) !== SSH_FX.PERMISSION_DENIED) throw err;
-            unreadable = true;
+            // taken away by its reader while we looked (the office imported it): write ours
+            if (sftpStatus(err) === SSH_FX.NO_SUCH_FILE) gone = true;
+            else if (sftpStatus(err) === SSH_FX.PERMISSION_DENIED) unreadable = true;
+            else throw err;
           });
           if (sha === pkg.sha256.toLowerCase()) return { remoteRef: final, alreadyPresent: true };
         }
-        if (!ep.overwrite) {
+        if (!gone && !ep.overwrite) {
           const why = unreadable ? 'is already there and cannot be read back to compare' : 'is already there';
           throw new TransportError('exists', `${what}: a different ${final} ${why}`);
         }
