@@ -13,6 +13,7 @@ import { hasProblems, type CycleResult } from './route-context.js';
 import { isPackageState, list, listText, status, statusText } from './report.js';
 import { Scheduler } from './scheduler.js';
 import { makeScrubber } from './secrets.js';
+import { ledgerDriverText, versionText } from './version.js';
 
 /** Exit codes of the contract. */
 export const EXIT = { ok: 0, fatal: 1, problems: 2 } as const;
@@ -63,6 +64,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
         'with a ledger that keeps every package traceable, deduplicated and retried until delivered.',
     )
     .option('-c, --config <file>', 'config file (default: $SPRELAY_CONFIG, else ./sprelay.yaml)')
+    .option('-V, --version', 'print the version and the ledger driver, then exit')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
@@ -95,6 +97,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       const routes = opts.route ? cfg.routes.filter((r) => r.name === opts.route) : cfg.routes;
       if (opts.route && routes.length === 0) throw new Exit(EXIT.fatal, `no route named ${JSON.stringify(opts.route)}`);
       io.out(`config ${cfg.file}: ok (${cfg.routes.length} routes)`);
+      const driver = ledgerDriverText(io.env);
+      io.out(driver);
+      if (driver.startsWith('ledger driver: NONE')) exitCode = EXIT.fatal;
       const scrub = makeScrubber(cfg.secrets);
       for (const r of routes) {
         const c = await checkRoute(r, cfg.station, scrub, AbortSignal.timeout(Math.max(r.timeoutMs * 4, 10_000)));
@@ -272,6 +277,11 @@ function summaryLine(r: CycleResult): string {
 /** Runs the CLI; returns the exit code instead of exiting (the bin exits). */
 export async function main(argv: string[], io: Io): Promise<number> {
   const { program, exitCode } = buildProgram(io);
+  // before any command: the version must print even where the config or the ledger cannot load
+  if (argv.includes('--version') || argv.includes('-V')) {
+    io.out(versionText(io.env));
+    return EXIT.ok;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode();

@@ -1,10 +1,11 @@
 // The ledger: one SQLite file that says, for every package of every route, where it is and what
 // happened to it. It is the agent's memory across crashes, so it is WAL with synchronous=FULL
 // (better-sqlite3 defaults WAL to NORMAL, where a commit can roll back on power loss) and every
-// state change is one transaction together with its event row.
-import Database from 'better-sqlite3';
+// state change is one transaction together with its event row. It speaks plain SQL through the
+// driver seam (store/sqlite.ts): better-sqlite3, or node:sqlite where that binary is absent.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { openSqlite, type LedgerDriverName, type SqlDatabase, type SqlValue } from './sqlite.js';
 
 export type Direction = 'in' | 'out';
 export type PackageState =
@@ -212,57 +213,105 @@ function toRow(r: RawRow): PackageRow {
 }
 
 export class Ledger {
-  private readonly db: Database.Database;
+  private readonly db: SqlDatabase;
   private readonly now: () => number;
+  /** Open transactions: 0 outside, 1 in BEGIN IMMEDIATE, more in nested SAVEPOINTs. */
+  private depth = 0;
 
-  private constructor(db: Database.Database, now: () => number) {
+  private constructor(db: SqlDatabase, now: () => number) {
     this.db = db;
     this.now = now;
   }
 
   static open(path: string, opts: { now?: () => number } = {}): Ledger {
     mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path, { timeout: 10_000 });
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    const ledger = new Ledger(db, opts.now ?? Date.now);
-    ledger.migrate();
-    return ledger;
+    const db = openSqlite(path, { busyTimeoutMs: 10_000 });
+    try {
+      db.exec('PRAGMA journal_mode = WAL');
+      db.exec('PRAGMA synchronous = FULL');
+      db.exec('PRAGMA foreign_keys = ON');
+      const ledger = new Ledger(db, opts.now ?? Date.now);
+      ledger.migrate();
+      return ledger;
+    } catch (err) {
+      // an open handle keeps the file locked on Windows: never leave one behind a failed open
+      db.close();
+      throw err;
+    }
+  }
+
+  /** The SQLite driver behind this ledger. */
+  get driver(): LedgerDriverName {
+    return this.db.driver;
+  }
+
+  private pragma(name: string): SqlValue {
+    const row = this.db.prepare(`PRAGMA ${name}`).get<Record<string, SqlValue>>();
+    return row === undefined ? null : (Object.values(row)[0] ?? null);
   }
 
   private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
+    const version = Number(this.pragma('user_version'));
     if (version > MIGRATIONS.length) {
       throw new Error(
         `ledger schema version ${version} is newer than this sprelay understands (${MIGRATIONS.length}); upgrade sprelay`,
       );
     }
     for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db
-        .transaction(() => {
-          this.db.exec(MIGRATIONS[v]!);
-          this.db.pragma(`user_version = ${v + 1}`);
-        })
-        .immediate();
+      this.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
     }
   }
 
   get schemaVersion(): number {
-    return this.db.pragma('user_version', { simple: true }) as number;
+    return Number(this.pragma('user_version'));
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    this.db.close();
   }
 
   integrityCheck(): string {
-    return this.db.pragma('integrity_check', { simple: true }) as string;
+    return String(this.pragma('integrity_check'));
   }
 
-  /** Runs `fn` as one transaction (one fsync for the lot). */
+  /**
+   * Runs `fn` as one transaction (one fsync for the lot): BEGIN IMMEDIATE, so the write lock is
+   * taken first and two processes never both read-then-write; nested calls are savepoints that
+   * roll back alone. `fn` must be synchronous: a transaction never spans an await.
+   */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    const outer = this.depth === 0;
+    const savepoint = `sp${this.depth}`;
+    this.db.exec(outer ? 'BEGIN IMMEDIATE' : `SAVEPOINT ${savepoint}`);
+    this.depth++;
+    let result: T;
+    try {
+      result = fn();
+      if (result instanceof Promise) throw new Error('ledger: a transaction must not be async');
+    } catch (err) {
+      this.depth--;
+      this.rollback(outer, savepoint);
+      throw err;
+    }
+    this.depth--;
+    try {
+      this.db.exec(outer ? 'COMMIT' : `RELEASE ${savepoint}`);
+    } catch (err) {
+      this.rollback(outer, savepoint);
+      throw err;
+    }
+    return result;
+  }
+
+  private rollback(outer: boolean, savepoint: string): void {
+    try {
+      this.db.exec(outer ? 'ROLLBACK' : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+    } catch {
+      // SQLite already rolled the transaction back itself (e.g. after a disk-full error)
+    }
   }
 
   insert(pkg: NewPackage, event: string, detail?: string): PackageRow {
@@ -301,8 +350,8 @@ export class Ledger {
     return this.transaction(() => {
       const t = this.now();
       const sets = ['updated_at = @t'];
-      const params: Record<string, unknown> = { id, t };
-      for (const [key, value] of Object.entries(patch) as [keyof PackagePatch, unknown][]) {
+      const params: Record<string, SqlValue> = { id, t };
+      for (const [key, value] of Object.entries(patch) as [keyof PackagePatch, SqlValue | undefined][]) {
         if (value === undefined) continue;
         sets.push(`${COLUMNS[key]} = @${key}`);
         params[key] = value;
@@ -379,7 +428,7 @@ export class Ledger {
 
   list(filter: ListFilter = {}): PackageRow[] {
     const where: string[] = [];
-    const params: unknown[] = [];
+    const params: SqlValue[] = [];
     if (filter.states?.length) {
       where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
       params.push(...filter.states);

@@ -1,11 +1,37 @@
 // The ledger's durability settings and migrations: what a crash or power cut relies on.
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { Ledger } from '../store/ledger.js';
+import { ledgerDriverInfo, openSqlite, type SqlDatabase } from '../store/sqlite.js';
+
+/** Opens the ledger file directly (as a second connection) with the process's driver. */
+function pragma(db: SqlDatabase, name: string): unknown {
+  return Object.values(db.prepare(`PRAGMA ${name}`).get() ?? {})[0];
+}
+
+/** Whether this process still has `file` open (a leaked handle keeps the file locked on Windows). */
+function holdsOpen(file: string): boolean {
+  if (process.platform === 'linux') {
+    return readdirSync('/proc/self/fd').some((fd) => {
+      try {
+        return readlinkSync(join('/proc/self/fd', fd)) === file;
+      } catch {
+        return false;
+      }
+    });
+  }
+  // Windows (and Wine): an open SQLite handle refuses the rename with EBUSY/EPERM
+  try {
+    renameSync(file, file + '.moved');
+    renameSync(file + '.moved', file);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -22,10 +48,10 @@ describe('ledger', () => {
     const path = tempLedgerPath();
     const l = Ledger.open(path);
     l.close();
-    const db = new Database(path);
+    const db = openSqlite(path);
     try {
-      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-      assert.equal(db.pragma('user_version', { simple: true }), 2);
+      assert.equal(pragma(db, 'journal_mode'), 'wal');
+      assert.equal(pragma(db, 'user_version'), 2);
     } finally {
       db.close();
     }
@@ -34,17 +60,76 @@ describe('ledger', () => {
       assert.equal(again.schemaVersion, 2);
       assert.equal(again.integrityCheck(), 'ok');
       // synchronous is per connection: check the ledger's own
-      assert.equal((again as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true }), 2);
+      assert.equal(pragma((again as unknown as { db: SqlDatabase }).db, 'synchronous'), 2);
+      assert.equal(pragma((again as unknown as { db: SqlDatabase }).db, 'busy_timeout'), 10_000);
     } finally {
       again.close();
+    }
+  });
+
+  it('runs on the driver the process chose (SPRELAY_LEDGER_DRIVER when set)', (t) => {
+    const l = Ledger.open(tempLedgerPath());
+    try {
+      const info = ledgerDriverInfo();
+      assert.equal(l.driver, info.name);
+      if (process.env.SPRELAY_LEDGER_DRIVER) assert.equal(l.driver, process.env.SPRELAY_LEDGER_DRIVER);
+      assert.match(info.sqliteVersion, /^3\.\d+\.\d+$/);
+      t.diagnostic(`ledger driver ${info.name} ${info.version}, SQLite ${info.sqliteVersion}`);
+    } finally {
+      l.close();
+    }
+  });
+
+  it('closes the file when opening fails (no handle left to lock it on Windows)', () => {
+    const path = tempLedgerPath();
+    Ledger.open(path).close();
+    const db = openSqlite(path);
+    db.exec('PRAGMA user_version = 99');
+    db.close();
+    assert.equal(holdsOpen(path), false, 'nothing holds the file before');
+    assert.throws(() => Ledger.open(path), /schema version 99 is newer/);
+    assert.equal(holdsOpen(path), false, 'the failed open left no handle on the ledger file');
+    assert.ok(existsSync(path));
+  });
+
+  it('rolls back a failed transaction whole, and a failed nested one alone', () => {
+    const l = Ledger.open(tempLedgerPath());
+    try {
+      const base = { route: 'r', direction: 'out' as const, size: 1, sha256: 'h', state: 'queued' as const };
+      assert.throws(() =>
+        l.transaction(() => {
+          l.insert({ ...base, name: 'a.xml' }, 'queued');
+          throw new Error('boom');
+        }),
+      );
+      assert.equal(l.list().length, 0, 'the outer failure took the insert back');
+      l.transaction(() => {
+        l.insert({ ...base, name: 'b.xml' }, 'queued');
+        assert.throws(() =>
+          l.transaction(() => {
+            l.insert({ ...base, name: 'c.xml' }, 'queued');
+            throw new Error('inner');
+          }),
+        );
+      });
+      assert.deepEqual(
+        l.list().map((r) => r.name),
+        ['b.xml'],
+        'the inner failure took back only its own insert',
+      );
+      assert.equal(l.events(l.list()[0]!.id).length, 1);
+      assert.throws(() => l.transaction(() => Promise.resolve(1)), /must not be async/);
+      assert.equal(l.list().length, 1);
+    } finally {
+      l.close();
     }
   });
 
   it('refuses a ledger written by a newer sprelay', () => {
     const path = tempLedgerPath();
     Ledger.open(path).close();
-    const db = new Database(path);
-    db.pragma('user_version = 99');
+    const db = openSqlite(path);
+    db.exec('PRAGMA user_version = 99');
     db.close();
     assert.throws(() => Ledger.open(path), /schema version 99 is newer/);
   });
