@@ -406,6 +406,19 @@ describe('ftp transport', () => {
       },
     );
 
+    it('a same-size file taken away by its reader while we read it back: ours is written, not exists', T, async () => {
+      // a resend after a crash finds the office's copy and reads it back; the office imports it meanwhile
+      const s = await serve({ vanishOnRead: true });
+      const dir = join(s.root, 'in', 'azs017');
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, SERVIO), '<the office copy/>');
+      const ours = Buffer.from('<the station one/>');
+      const sink = await sinkOn(profileFor(s));
+      assert.equal((await sink.put(packageOf(SERVIO, ours), signal())).alreadyPresent, false);
+      assert.deepEqual(await readFile(join(dir, SERVIO)), ours);
+      assert.deepEqual(await readdir(dir), [SERVIO]);
+    });
+
     it('overwrite: true replaces through .part and rename; an identical file is still alreadyPresent', T, async () => {
       const s = await serve();
       const dir = join(s.root, 'in', 'azs017');

@@ -2,6 +2,7 @@
 // server looks like, the rename/fsync paths with and without OpenSSH's extensions, and `check`.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -457,6 +458,27 @@ describe('sftp transport', () => {
       assert.equal((await replacing.put(packageOf('pkg.xml', newer), signal())).alreadyPresent, false);
       await replacing.close();
       assert.deepEqual(await readFile(remotePath(server, 'pkg.xml')), newer);
+    });
+
+    it('a same-size file taken away by its reader while we read it back: ours is written, not exists', async () => {
+      // a resend after a crash finds the office's copy and reads it back; the office imports it meanwhile
+      let server: SftpTestServer | undefined = undefined;
+      server = await start({
+        beforeOpen: (p, writing) => {
+          if (!writing && p.endsWith('/pkg.xml')) rmSync(remotePath(server!, 'pkg.xml'), { force: true });
+        },
+      });
+      await place(server, 'pkg.xml', Buffer.from('<the office copy/>'));
+      const ours = Buffer.from('<the station one/>');
+      assert.equal(ours.length, '<the office copy/>'.length);
+      const strict = await createSftpTransport(profileFor(server)).openSink(endpoint(), signal());
+      try {
+        assert.equal((await strict.put(packageOf('pkg.xml', ours), signal())).alreadyPresent, false);
+      } finally {
+        await strict.close();
+      }
+      assert.deepEqual(await readFile(remotePath(server, 'pkg.xml')), ours);
+      assert.deepEqual(await namesAt(server), ['pkg.xml']);
     });
 
     it('a remote directory that is missing and cannot be created: list is unavailable', async () => {

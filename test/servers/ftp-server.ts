@@ -35,6 +35,8 @@ export interface FtpServerOptions {
   stallReadsAfter?: number;
   /** Every upload takes the bytes, then fails with this errno when the file is closed (disk full, no rights). */
   writeError?: 'ENOSPC' | 'EACCES';
+  /** Every download finds its file taken away at that instant (by the office's reader): 550. */
+  vanishOnRead?: boolean;
 }
 
 export interface TestFtpServer {
@@ -120,8 +122,14 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
   let srv: FtpSrv | null = null;
   let port = opts.port ?? 0;
   let connections = 0;
-  const fsOptions = { cp1251, stallReadsAfter: opts.stallReadsAfter, writeError: opts.writeError };
-  const customFs = cp1251 || opts.stallReadsAfter !== undefined || opts.writeError !== undefined;
+  const fsOptions = {
+    cp1251,
+    stallReadsAfter: opts.stallReadsAfter,
+    writeError: opts.writeError,
+    vanishOnRead: opts.vanishOnRead === true,
+  };
+  const customFs =
+    cp1251 || opts.stallReadsAfter !== undefined || opts.writeError !== undefined || fsOptions.vanishOnRead;
 
   const start = async () => {
     if (srv) return;
@@ -225,6 +233,7 @@ class TestFileSystem extends FileSystem {
       cp1251: boolean;
       stallReadsAfter: number | undefined;
       writeError: 'ENOSPC' | 'EACCES' | undefined;
+      vanishOnRead: boolean;
     },
   ) {
     super(connection, where);
@@ -256,6 +265,7 @@ class TestFileSystem extends FileSystem {
   }
 
   override async read(fileName: string, opts?: { start?: number }): Promise<{ stream: Readable; clientPath: string }> {
+    if (this.knobs.vanishOnRead) await rm(this._resolvePath(fileName).fsPath, { force: true });
     const res = (await super.read(fileName, opts)) as { stream: Readable; clientPath: string };
     const limit = this.knobs.stallReadsAfter;
     if (limit === undefined) return res;

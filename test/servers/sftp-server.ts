@@ -37,6 +37,8 @@ export interface SftpServerOptions {
   noSpaceAfterBytes?: number;
   /** Return true to refuse an operation with PERMISSION_DENIED (the tests run as root: chmod proves nothing). */
   deny?: (op: SftpOp, remotePath: string) => boolean;
+  /** Runs before each OPEN is served (e.g. another client takes the file away at that instant). */
+  beforeOpen?: (remotePath: string, writing: boolean) => void;
 }
 
 export interface SftpServerStats {
@@ -200,6 +202,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
         const p = virtual(filename);
         const writing = (flags & utils.sftp.OPEN_MODE.WRITE) !== 0;
         if (denied(reqid, writing ? 'write' : 'open', p)) return;
+        options.beforeOpen?.(p, writing);
         const mode = utils.sftp.flagsToString(flags);
         if (!mode) return sftp.status(reqid, STATUS_CODE.BAD_MESSAGE);
         const fd = await fsp.open(real(p), mode, typeof attrs?.mode === 'number' ? attrs.mode : 0o644);
