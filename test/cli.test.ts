@@ -68,6 +68,28 @@ describe('sprelay CLI', () => {
     assert.match(r.err, /unknown command/);
   });
 
+  it('--version names the version, Node and the ledger driver, even with no config at all', async () => {
+    const want = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+    const r = await cli(['--version'], {}, mkdtempSync(join(tmpdir(), 'sprelay-noconfig-')));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`^sprelay ${want.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(r.out, new RegExp(`^node ${process.version} ${process.platform}-${process.arch}$`, 'm'));
+    const driver = process.env.SPRELAY_LEDGER_DRIVER ?? '(better-sqlite3|node:sqlite)';
+    assert.match(r.out, new RegExp(`^ledger driver: ${driver} \\S+, SQLite 3\\.\\d+`, 'm'));
+    const short = await cli(['-V']);
+    assert.equal(short.out, r.out);
+    // the driver is chosen once per process: a wrong choice is seen in a process of its own
+    const bad = spawnSync(process.execPath, [BIN, '--version'], {
+      encoding: 'utf8',
+      env: { ...process.env, SPRELAY_LEDGER_DRIVER: 'sqlite9' },
+    });
+    assert.equal(bad.status, 0);
+    assert.match(
+      bad.stdout,
+      /^ledger driver: NONE — SPRELAY_LEDGER_DRIVER must be one of better-sqlite3, node:sqlite/m,
+    );
+  });
+
   it('init writes a working config and its folders; check and once then succeed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sprelay-init-'));
     dirs.push(dir);
@@ -89,6 +111,7 @@ describe('sprelay CLI', () => {
     assert.match(again.err, /already exists/);
     const check = await cli(['--config', file, 'check']);
     assert.equal(check.code, 0, check.out + check.err);
+    assert.match(check.out, /^ledger driver: (better-sqlite3|node:sqlite) /m);
     assert.match(check.out, /route export: ok/);
     assert.match(check.out, /route import: ok/);
     writeFileSync(join(dir, 'outbox', 'a.xml'), cdsXml('a'));
