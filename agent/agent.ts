@@ -108,9 +108,9 @@ export class Agent {
     } catch (err) {
       const result = emptyResult(route);
       if (err instanceof RouteBusyError) {
-        // another process is doing this route's work: not an error of the route
-        result.error = err.message;
-        this.log.warn({ route: route.name }, `${result.error}; skipped this cycle`);
+        // another process is doing this route's work: not an error of the route, nothing recorded
+        result.skipped = err.message;
+        this.log.info({ route: route.name }, `${result.skipped}; skipped this cycle`);
         return result;
       }
       result.error = this.scrub(`cannot take the route lock in the ledger: ${errorText(err)}`);
@@ -140,6 +140,12 @@ export class Agent {
     } finally {
       this.releaseLock(lock, route.name);
     }
+    if (this.stop.requested) {
+      // stopped by a person: neither the route's success nor its failure
+      result.interrupted = true;
+      this.recordRun(route.name, started, false, null, true);
+      return result;
+    }
     const ok = result.error === null && result.failed === 0 && result.dead === 0;
     this.recordRun(route.name, started, ok, result.error);
     this.log.debug({ route: route.name }, `cycle done ${JSON.stringify(result)}`);
@@ -155,9 +161,9 @@ export class Agent {
     }
   }
 
-  private recordRun(route: string, at: number, ok: boolean, error: string | null): void {
+  private recordRun(route: string, at: number, ok: boolean, error: string | null, interrupted = false): void {
     try {
-      this.ledger.recordRun(route, { at, ok, error });
+      this.ledger.recordRun(route, { at, ok, error, interrupted });
     } catch (err) {
       // a full disk can refuse even this; the cycle's result still reaches the caller
       this.log.error({ route }, `could not record the run in the ledger: ${errorText(err)}`);

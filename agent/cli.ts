@@ -9,14 +9,29 @@ import { checkRoute, checkText } from './check.js';
 import { ConfigError, loadConfig, parseDuration, resolveConfigPath, type Config } from './config.js';
 import { configTemplate } from './config-template.js';
 import { purge, resend } from './maintenance.js';
-import { hasProblems, type CycleResult } from './route-context.js';
-import { isPackageState, list, listText, status, statusText } from './report.js';
+import type { CycleResult } from './route-context.js';
+import {
+  listText,
+  packageView as packageViewOf,
+  parseState,
+  showText,
+  showView,
+  status,
+  statusText,
+  verdicts,
+  visible,
+} from './report.js';
+import { verdictLine } from './texts.js';
+import { hasProblem } from './verdict.js';
 import { Scheduler } from './scheduler.js';
 import { makeScrubber } from './secrets.js';
 import { ledgerDriverText, versionText } from './version.js';
 
-/** Exit codes of the contract. */
-export const EXIT = { ok: 0, fatal: 1, problems: 2 } as const;
+/**
+ * Exit codes of the contract: 0 ok, 1 fatal (config, ledger), 2 some route has a problem; a
+ * `once` stopped by Ctrl+C or SIGTERM ends as a shell reports a signal (128 + its number).
+ */
+export const EXIT = { ok: 0, fatal: 1, problems: 2, sigint: 130, sigterm: 143 } as const;
 
 class Exit extends Error {
   constructor(
@@ -138,21 +153,36 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   program
     .command('once')
     .description(
-      'one cycle of the routes, then exit (for Windows Task Scheduler): exit 0 ok, 2 some package failed, 1 fatal',
+      'one cycle of the routes, then exit (for Windows Task Scheduler): exit 0 all ok, 2 some route has a problem, 1 fatal, 130/143 interrupted',
     )
     .addOption(new Option('-r, --route <name...>', 'only these routes (repeatable)'))
     .action(async (opts: { route?: string[] }) =>
       withAgent(async (agent) => {
-        const stopOnSignal = () => agent.requestStop();
-        process.on('SIGINT', stopOnSignal);
-        process.on('SIGTERM', stopOnSignal);
+        let stoppedBy: 'SIGINT' | 'SIGTERM' | null = null;
+        const onInt = () => ((stoppedBy ??= 'SIGINT'), agent.requestStop());
+        const onTerm = () => ((stoppedBy ??= 'SIGTERM'), agent.requestStop());
+        process.on('SIGINT', onInt);
+        process.on('SIGTERM', onTerm);
         try {
-          const results = await agent.runOnce(opts.route ?? []);
+          const names = opts.route ?? [];
+          const results = await agent.runOnce(names);
           for (const r of results) io.err(summaryLine(r));
-          if (results.some(hasProblems)) exitCode = EXIT.problems;
+          if (stoppedBy || results.some((r) => r.interrupted)) {
+            io.err(`sprelay: interrupted (${stoppedBy ?? 'stop requested'}): the cycle did not finish`);
+            exitCode = stoppedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+            return;
+          }
+          // the exit code says what the ledger says now, not only what this cycle did: a dead
+          // package keeps exit 2 until it is resent or acknowledged
+          const now = Date.now();
+          const ran = results.filter((r) => r.skipped === null).map((r) => r.route);
+          const skipped = results.filter((r) => r.skipped !== null).map((r) => r.route);
+          const bad = verdicts(agent.config, agent.ledger, now, [...ran, ...skipped]).filter(hasProblem);
+          for (const v of bad) io.err(visible(verdictLine(v, agent.config.lang, now)));
+          if (bad.length > 0) exitCode = EXIT.problems;
         } finally {
-          process.off('SIGINT', stopOnSignal);
-          process.off('SIGTERM', stopOnSignal);
+          process.off('SIGINT', onInt);
+          process.off('SIGTERM', onTerm);
         }
       }),
     );
@@ -160,36 +190,115 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   program
     .command('status')
     .description(
-      'per route: packages by state, last run, last success, last error; then the failed/dead/quarantined packages',
+      'a verdict per route (ok, needs attention, failing), then per route: packages by state, last run, last success, last error; then the packages that need a person',
     )
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) =>
       withAgent((agent) => {
-        const v = status(agent.config, agent.ledger);
-        io.out(opts.json ? JSON.stringify(v, null, 2) : statusText(v));
+        const now = Date.now();
+        const data = status(agent.config, agent.ledger, now);
+        io.out(opts.json ? JSON.stringify(data.view, null, 2) : statusText(data, agent.config.lang, now));
       }, true),
     );
 
   program
     .command('list')
-    .description('ledger rows, oldest first')
+    .description('ledger rows, newest first (50 unless --limit or --all)')
     .option(
       '-s, --state <state>',
-      'only this state (queued, sent, failed, dead, duplicate, delivered, waiting, quarantined)',
+      'only this state (queued, sent, failed, dead, refused, duplicate, delivered, waiting, quarantined)',
     )
     .option('-r, --route <name>', 'only this route')
     .option('--since <iso>', 'only rows changed since this date/time')
+    .option('-n, --limit <n>', 'at most this many rows (default 50)')
+    .option('--all', 'every row (with --json: streamed, one row at a time)')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { state?: string; route?: string; since?: string; json?: boolean }) =>
+    .action(
+      async (opts: { state?: string; route?: string; since?: string; limit?: string; all?: boolean; json?: boolean }) =>
+        withAgent((agent) => {
+          const state = opts.state === undefined ? undefined : parseState(opts.state);
+          if (opts.state !== undefined && !state)
+            throw new Exit(EXIT.fatal, `--state: unknown state ${JSON.stringify(opts.state)}`);
+          if (opts.route !== undefined) agent.route(opts.route); // an unknown route is an error, not an empty list
+          if (opts.limit !== undefined && !/^[1-9]\d*$/.test(opts.limit))
+            throw new Exit(EXIT.fatal, `--limit: expected a whole number above 0, got ${JSON.stringify(opts.limit)}`);
+          if (opts.limit !== undefined && opts.all) throw new Exit(EXIT.fatal, 'list: give --limit or --all, not both');
+          const filter = {
+            ...(state ? { states: [state] } : {}),
+            ...(opts.route ? { route: opts.route } : {}),
+            ...(opts.since ? { since: parseIso(opts.since) } : {}),
+            ...(opts.all ? {} : { limit: opts.limit ? Number(opts.limit) : 50 }),
+            newestFirst: true,
+          };
+          if (opts.json) {
+            // one row per write: a million rows never sit in memory as one array or one string
+            let first = true;
+            for (const row of agent.ledger.iterate(filter)) {
+              io.out(`${first ? '[' : ','}${JSON.stringify(packageViewOf(row))}`);
+              first = false;
+            }
+            io.out(first ? '[]' : ']');
+            return;
+          }
+          const rows = agent.ledger.list(filter);
+          io.out(listText(rows, Date.now()));
+          if (!opts.all && rows.length === filter.limit)
+            io.out(`(the newest ${rows.length}; more with --limit N or --all)`);
+        }, true),
+    );
+
+  program
+    .command('show')
+    .description("one package's whole history: events, attempts, next attempt, remote, where its bytes are")
+    .argument('<id>', 'package id (see "sprelay list")')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { json?: boolean }) =>
+      withAgent(async (agent) => {
+        const n = packageId(id, 'show');
+        const row = agent.ledger.get(n);
+        if (!row) throw new Exit(EXIT.fatal, `show: no package with id ${n}`);
+        const bytesAt = await agent.spool.whereIs(row);
+        const v = showView(row, agent.ledger.events(n), bytesAt);
+        io.out(opts.json ? JSON.stringify(v, null, 2) : showText(v));
+      }, true),
+    );
+
+  program
+    .command('ack')
+    .description(
+      'you have dealt with these dead, quarantined or refused packages: they stop counting as problems (the rows are kept)',
+    )
+    .argument('[ids...]', 'package ids (see "sprelay status")')
+    .option('--all', 'every dead, quarantined and refused package not yet acknowledged')
+    .option('-r, --route <name>', 'with --all: only this route')
+    .action(async (ids: string[], opts: { all?: boolean; route?: string }) =>
       withAgent((agent) => {
-        if (opts.state && !isPackageState(opts.state))
-          throw new Exit(EXIT.fatal, `--state: unknown state ${JSON.stringify(opts.state)}`);
-        const rows = list(agent.ledger, {
-          ...(opts.state && isPackageState(opts.state) ? { states: [opts.state] } : {}),
-          ...(opts.route ? { route: opts.route } : {}),
-          ...(opts.since ? { since: parseIso(opts.since) } : {}),
-        });
-        io.out(opts.json ? JSON.stringify(rows, null, 2) : listText(rows));
+        if (!opts.all && ids.length === 0) throw new Exit(EXIT.fatal, 'ack: give package ids or --all');
+        if (opts.all && ids.length > 0) throw new Exit(EXIT.fatal, 'ack: give package ids or --all, not both');
+        if (opts.route !== undefined) agent.route(opts.route);
+        let targets: number[];
+        if (opts.all) {
+          targets = agent.ledger
+            .list({ states: ['dead', 'quarantined', 'refused'], ...(opts.route ? { route: opts.route } : {}) })
+            .filter((r) => r.seenAt === null)
+            .map((r) => r.id);
+        } else {
+          targets = ids.map((s) => packageId(s, 'ack'));
+          for (const n of targets) {
+            const row = agent.ledger.get(n);
+            if (!row) {
+              io.err(`#${n}: no package with this id`);
+              exitCode = EXIT.fatal;
+            } else if (!['dead', 'quarantined', 'refused'].includes(row.state)) {
+              io.err(`#${n}: is ${row.state}, not dead, quarantined or refused: nothing to acknowledge`);
+            } else if (row.seenAt !== null) {
+              io.out(`#${n} "${visible(row.name)}": already acknowledged`);
+            }
+          }
+        }
+        const done = agent.ledger.acknowledge(targets);
+        for (const r of done) io.out(`#${r.id} ${r.route} ${r.state} "${visible(r.name)}": acknowledged`);
+        if (opts.all && done.length === 0) io.out('nothing to acknowledge');
       }, true),
     );
 
@@ -248,6 +357,11 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   return { program, exitCode: () => exitCode };
 }
 
+function packageId(text: string, command: string): number {
+  if (!/^#?\d+$/.test(text.trim())) throw new Exit(EXIT.fatal, `${command}: not a package id: ${JSON.stringify(text)}`);
+  return Number(text.trim().replace(/^#/, ''));
+}
+
 function foldersOf(cfg: Config): string[] {
   const dirs = new Set<string>([cfg.dataDir]);
   for (const r of cfg.routes) {
@@ -271,7 +385,9 @@ function summaryLine(r: CycleResult): string {
   })
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `${k} ${n}`);
-  return `route ${r.route} (${r.direction}): ${parts.join(', ') || 'nothing to do'}${r.error ? ` — ERROR: ${r.error}` : ''}`;
+  if (r.skipped) return `route ${r.route} (${r.direction}): skipped — ${r.skipped}`;
+  const tail = r.error ? ` — ERROR: ${visible(r.error)}` : r.interrupted ? ' — interrupted' : '';
+  return `route ${r.route} (${r.direction}): ${parts.join(', ') || 'nothing to do'}${tail}`;
 }
 
 /** Runs the CLI; returns the exit code instead of exiting (the bin exits). */

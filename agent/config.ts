@@ -57,7 +57,13 @@ export interface RouteConfig {
   concurrency: number;
   overwrite: boolean;
   retry: RetryPolicy;
+  /** Queued, failed or waiting packages older than this are a problem (status, once's exit code). */
+  alertAfterMs: number;
 }
+
+/** Language of the station-facing texts (status verdicts, the resend script); logs stay English. */
+export type Lang = 'en' | 'ru' | 'uk';
+export const LANGS: readonly Lang[] = ['en', 'ru', 'uk'];
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
@@ -65,6 +71,8 @@ export interface Config {
   /** Absolute path of the config file. */
   file: string;
   station: string;
+  /** Language of the station-facing texts. */
+  lang: Lang;
   /** Absolute. */
   dataDir: string;
   log: { level: LogLevel; file?: string };
@@ -109,6 +117,8 @@ const DEFAULTS = {
   concurrency: 1,
   overwrite: false,
   retry: { maxAttempts: 10, baseDelayMs: MINUTE, maxDelayMs: HOUR } satisfies RetryPolicy,
+  alertAfterMs: HOUR,
+  lang: 'en' as Lang,
   include: ['*.xml', '*.zip'],
   dataDir: './data',
   logLevel: 'info' as LogLevel,
@@ -364,6 +374,7 @@ const routeDefaultsShape = {
   concurrency: z.number().int().min(1).max(16).optional(),
   overwrite: z.boolean().optional(),
   retry: retrySchema.optional(),
+  alertAfter: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
 };
 
 const topSchema = obj({
@@ -374,6 +385,7 @@ const topSchema = obj({
         : 'expected 1 to 64 characters: letters A-Z, digits, ".", "_" or "-" (it goes into e-mail subjects)',
   }),
   dataDir: nonEmpty.optional(),
+  lang: z.enum(['en', 'ru', 'uk']).optional(),
   log: obj({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).optional(),
     file: nonEmpty.optional(),
@@ -827,7 +839,10 @@ function mailServer(p: z.output<typeof mailServerSchema>, kind: 'smtp' | 'imap',
 // ---- routes --------------------------------------------------------------------------------------
 
 type RouteData = z.output<typeof routeSchema>;
-type Defaults = Pick<RouteData, 'settle' | 'maxSize' | 'timeout' | 'concurrency' | 'overwrite' | 'retry'>;
+type Defaults = Pick<
+  RouteData,
+  'settle' | 'maxSize' | 'timeout' | 'concurrency' | 'overwrite' | 'retry' | 'alertAfter'
+>;
 
 function parseAck(text: string): AckAction | undefined {
   if (text.trim() === 'delete') return { kind: 'delete' };
@@ -1004,6 +1019,7 @@ function buildRoute(
       baseDelayMs: r.retry?.baseDelay ?? top.retry?.baseDelay ?? DEFAULTS.retry.baseDelayMs,
       maxDelayMs: r.retry?.maxDelay ?? top.retry?.maxDelay ?? DEFAULTS.retry.maxDelayMs,
     },
+    alertAfterMs: r.alertAfter ?? top.alertAfter ?? DEFAULTS.alertAfterMs,
   };
   if (r.to) route.to = r.to.map((s) => s.trim());
   if (r.allowFrom) route.allowFrom = r.allowFrom.map((s) => s.trim());
@@ -1123,6 +1139,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   return {
     file: abs,
     station: top.station,
+    lang: top.lang ?? DEFAULTS.lang,
     dataDir: resolveLocalPath(top.dataDir ?? DEFAULTS.dataDir, baseDir),
     log,
     profiles,

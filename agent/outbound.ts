@@ -98,7 +98,9 @@ async function takeFromOutbox(ctx: RouteContext, result: CycleResult): Promise<v
     log.error({ route: route.name }, result.error);
     return;
   }
-  if (first.size === 0) return;
+  const refusedNow = new Map<string, { f: Seen; why: string }>();
+  const taken = new Set<string>();
+  if (first.size === 0) return recordRefused(ctx, first, refusedNow, taken);
   // Guarantee 1: only files whose size and mtime stay put across the settle interval.
   if (!(await settle(route.settleMs, ctx.stop))) return;
   const second = await scanOutbox(ctx);
@@ -117,16 +119,56 @@ async function takeFromOutbox(ctx: RouteContext, result: CycleResult): Promise<v
       const refusal = await whyRefused(ctx, f);
       if (refusal) {
         result.refused++;
+        refusedNow.set(f.name, { f, why: refusal });
         log.warn({ route: route.name, file: f.name }, `not taken, left in the outbox: ${refusal}`);
         continue;
       }
       await takeOne(ctx, f, result);
+      taken.add(f.name);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // someone removed it meanwhile
       result.error = ctx.scrub(`could not take ${f.name} into the spool: ${errorText(err)}`);
       log.error({ route: route.name, file: f.name }, result.error);
       return; // a full or broken data disk: stop taking, everything stays in the outbox
     }
+  }
+  recordRefused(ctx, second, refusedNow, taken);
+}
+
+/**
+ * Refused outbox files are ledger rows in state `refused` while they stay in the outbox, so that
+ * `status` shows them and a person can acknowledge them. A row goes when its file leaves the
+ * outbox or is taken (fixed); a file that changed is news again. Files not looked at this cycle
+ * (not settled, held open) keep their row.
+ */
+function recordRefused(
+  ctx: RouteContext,
+  present: Map<string, Seen>,
+  refusedNow: Map<string, { f: Seen; why: string }>,
+  taken: Set<string>,
+): void {
+  const { ledger, route, log } = ctx;
+  try {
+    ledger.transaction(() => {
+      const rows = new Map(ledger.inState(route.name, ['refused']).map((r) => [r.name, r]));
+      for (const [name, { f, why }] of refusedNow) {
+        const row = rows.get(name);
+        if (!row) {
+          ledger.insert(
+            { route: route.name, direction: 'out', name, size: f.size, state: 'refused', lastError: why },
+            'refused',
+            why,
+          );
+        } else if (row.size !== f.size || row.lastError !== why) {
+          ledger.update(row.id, { size: f.size, lastError: why, seenAt: null }, 'refused', why);
+        }
+      }
+      const gone = [...rows.values()].filter((r) => !present.has(r.name) || taken.has(r.name));
+      if (gone.length) ledger.delete(gone.map((r) => r.id));
+    });
+  } catch (err) {
+    // only bookkeeping for status: the files stay in the outbox and are looked at again next cycle
+    log.error({ route: route.name }, `could not record the refused outbox files: ${ctx.scrub(errorText(err))}`);
   }
 }
 

@@ -1,6 +1,17 @@
-// What `status` and `list` show, in the JSON shapes of the contract. Read-only over the ledger.
-import type { Config } from './config.js';
-import { PACKAGE_STATES, type Ledger, type ListFilter, type PackageRow, type PackageState } from '../store/ledger.js';
+// What `status`, `list` and `show` tell a person, in the JSON shapes of the contract and as plain
+// text. Read-only over the ledger. Text output is for people at a station: a verdict line per
+// route first, local times, control characters in names made visible.
+import type { Config, Lang } from './config.js';
+import { duration, localTime, shortTime, utcOffset, verdictLine, words } from './texts.js';
+import { routeVerdict, type RouteVerdict, type VerdictLevel } from './verdict.js';
+import {
+  PACKAGE_STATES,
+  type Ledger,
+  type ListFilter,
+  type PackageEvent,
+  type PackageRow,
+  type PackageState,
+} from '../store/ledger.js';
 
 export interface PackageView {
   id: number;
@@ -21,10 +32,17 @@ export interface RouteStatus {
   name: string;
   direction: 'in' | 'out';
   profile: string;
+  verdict: VerdictLevel;
+  /** When the verdict's oldest reason began (ISO), null when ok. */
+  since: string | null;
+  /** The verdict as one English sentence (the text output says it in the config's language). */
+  summary: string;
   counts: Partial<Record<PackageState, number>>;
   lastRunAt: string | null;
   lastSuccessAt: string | null;
   lastError: string | null;
+  /** A cycle of this route running right now (in this or another process). */
+  running: { pid: number; since: string } | null;
 }
 
 export interface StatusView {
@@ -52,30 +70,60 @@ export function packageView(r: PackageRow): PackageView {
   };
 }
 
-/** Packages that need a person: failed (still retrying), dead, quarantined. */
-export const PROBLEM_STATES: PackageState[] = ['failed', 'dead', 'quarantined'];
+/** Problem packages shown in `status` at most (the verdict lines count them all). */
+const MAX_PROBLEMS = 200;
 
-export function status(config: Config, ledger: Ledger): StatusView {
+export function verdicts(config: Config, ledger: Ledger, now: number, names?: string[]): RouteVerdict[] {
+  const routes = names?.length ? config.routes.filter((r) => names.includes(r.name)) : config.routes;
+  return routes.map((r) => routeVerdict(ledger, r, now));
+}
+
+export interface StatusData {
+  view: StatusView;
+  verdicts: RouteVerdict[];
+}
+
+export function status(config: Config, ledger: Ledger, now = Date.now()): StatusData {
+  const vs = verdicts(config, ledger, now);
+  const problems: PackageRow[] = [];
+  for (const r of config.routes) {
+    problems.push(...ledger.problems(r.name, now - r.alertAfterMs, MAX_PROBLEMS - problems.length));
+    if (problems.length >= MAX_PROBLEMS) break;
+  }
   return {
-    station: config.station,
-    routes: config.routes.map((r) => {
-      const run = ledger.routeRun(r.name);
-      return {
-        name: r.name,
-        direction: r.direction,
-        profile: r.profileName,
-        counts: ledger.countsByState(r.name),
-        lastRunAt: iso(run.lastRunAt),
-        lastSuccessAt: iso(run.lastSuccessAt),
-        lastError: run.lastError,
-      };
-    }),
-    problems: ledger.list({ states: PROBLEM_STATES }).map(packageView),
+    verdicts: vs,
+    view: {
+      station: config.station,
+      routes: config.routes.map((r, i) => {
+        const run = ledger.routeRun(r.name);
+        const v = vs[i]!;
+        return {
+          name: r.name,
+          direction: r.direction,
+          profile: r.profileName,
+          verdict: v.verdict,
+          since: iso(v.since),
+          summary: verdictLine(v, 'en', now),
+          counts: ledger.countsByState(r.name),
+          lastRunAt: iso(run.lastRunAt),
+          lastSuccessAt: iso(run.lastSuccessAt),
+          lastError: run.lastError,
+          running: v.running ? { pid: v.running.pid, since: iso(v.running.since)! } : null,
+        };
+      }),
+      problems: problems.map(packageView),
+    },
   };
 }
 
 export function list(ledger: Ledger, filter: ListFilter): PackageView[] {
   return ledger.list(filter).map(packageView);
+}
+
+/** A state named by a person: any case (`DEAD`, `Failed`). */
+export function parseState(s: string): PackageState | undefined {
+  const lower = s.trim().toLowerCase();
+  return (PACKAGE_STATES as readonly string[]).includes(lower) ? (lower as PackageState) : undefined;
 }
 
 export function isPackageState(s: string): s is PackageState {
@@ -84,34 +132,112 @@ export function isPackageState(s: string): s is PackageState {
 
 // ---- plain-text renderings for people ------------------------------------------------------------
 
-export function statusText(v: StatusView): string {
-  const lines = [`station ${v.station}`];
+/**
+ * A name or message as it may be shown on a terminal: control characters (a name may carry a line
+ * break or an escape sequence from a hostile peer) and bidirectional overrides become visible
+ * escapes instead of acting on the screen.
+ */
+export function visible(text: string): string {
+  return text.replace(
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
+    /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+export function statusText(data: StatusData, lang: Lang, now = Date.now()): string {
+  const v = data.view;
+  const w = words(lang);
+  const lines = [`${v.station} — ${localTime(now, false)} (${w.localTimes(utcOffset(now))})`];
+  for (const rv of data.verdicts) lines.push(visible(verdictLine(rv, lang, now)));
+  lines.push('');
   for (const r of v.routes) {
     const counts = Object.entries(r.counts)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ');
+    const t = (s: string | null) => (s ? shortTime(Date.parse(s), now) : 'never');
     lines.push(
       `route ${r.name} (${r.direction}, ${r.profile}): ${counts || 'no packages yet'}`,
-      `  last run ${r.lastRunAt ?? 'never'}, last success ${r.lastSuccessAt ?? 'never'}${r.lastError ? `\n  last error: ${r.lastError}` : ''}`,
+      `  last run ${t(r.lastRunAt)}, last success ${t(r.lastSuccessAt)}`,
     );
+    if (r.lastError) lines.push(`  last error: ${visible(r.lastError)}`);
   }
+  const all = data.verdicts.every((x) => x.verdict === 'ok');
   if (v.problems.length) {
-    lines.push(`problems (${v.problems.length}):`);
-    for (const p of v.problems)
-      lines.push(`  #${p.id} ${p.route} ${p.state} "${p.name}" attempts ${p.attempts}: ${p.lastError ?? ''}`);
-    lines.push('  (resend failed/dead ones with: sprelay resend --failed)');
-  } else {
-    lines.push('no problems');
+    lines.push(w.problemsHeader(v.problems.length));
+    for (const p of v.problems) {
+      const age = duration(lang, now - Date.parse(p.createdAt));
+      lines.push(
+        `  #${p.id} ${p.route} ${p.state} "${visible(p.name)}" (${age}, attempts ${p.attempts})${p.lastError ? `: ${visible(p.lastError)}` : ''}`,
+      );
+    }
+    lines.push(`  ${w.resendHint}`);
   }
+  if (all) lines.push(w.noProblems);
   return lines.join('\n');
 }
 
-export function listText(rows: PackageView[]): string {
+const COLUMNS = ['#', 'updated', 'age', 'route', 'dir', 'state', 'tries', 'next try', 'size', 'name', 'last error'];
+
+export function listText(rows: PackageRow[], now = Date.now(), lang: Lang = 'en'): string {
   if (rows.length === 0) return 'no packages';
-  return rows
-    .map(
-      (p) =>
-        `#${p.id}\t${p.updatedAt}\t${p.route}\t${p.direction}\t${p.state}\t${p.size}\t${p.name}${p.lastError ? `\t${p.lastError}` : ''}`,
-    )
-    .join('\n');
+  const table = rows.map((p) => [
+    `#${p.id}`,
+    shortTime(p.updatedAt, now),
+    duration(lang, now - p.createdAt),
+    p.route,
+    p.direction,
+    p.state,
+    String(p.attempts),
+    p.nextAttemptAt !== null && (p.state === 'failed' || p.state === 'queued') ? shortTime(p.nextAttemptAt, now) : '',
+    String(p.size),
+    `"${visible(p.name)}"`,
+    p.lastError ? visible(p.lastError) : '',
+  ]);
+  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...table.map((r) => r[i]!.length)));
+  const fmt = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [fmt(COLUMNS), ...table.map(fmt)].join('\n');
+}
+
+// ---- one package's story (`show`) ----------------------------------------------------------------
+
+export interface ShowView extends PackageView {
+  nextAttemptAt: string | null;
+  seenAt: string | null;
+  duplicateOf: number | null;
+  /** Where our copy of its bytes is, absolute, or null (sent and deleted, purged, or never held). */
+  bytesAt: string | null;
+  events: { at: string; event: string; detail: string | null }[];
+}
+
+export function showView(row: PackageRow, events: PackageEvent[], bytesAt: string | null): ShowView {
+  return {
+    ...packageView(row),
+    nextAttemptAt: iso(row.nextAttemptAt),
+    seenAt: iso(row.seenAt),
+    duplicateOf: row.duplicateOf,
+    bytesAt,
+    events: events.map((e) => ({ at: iso(e.at)!, event: e.event, detail: e.detail })),
+  };
+}
+
+export function showText(v: ShowView, now = Date.now()): string {
+  const t = (s: string | null) => (s ? localTime(Date.parse(s)) : '—');
+  const lines = [
+    `#${v.id} "${visible(v.name)}"`,
+    `  route ${v.route} (${v.direction}), state ${v.state}${v.seenAt ? ` (acknowledged ${t(v.seenAt)})` : ''}`,
+    `  size ${v.size} bytes, sha256 ${v.sha256 ?? '—'}`,
+    `  attempts ${v.attempts}, next attempt ${t(v.nextAttemptAt)}`,
+    `  remote ${v.remoteRef ? visible(v.remoteRef) : '—'}`,
+    `  our copy ${v.bytesAt ? visible(v.bytesAt) : '— (not kept)'}`,
+  ];
+  if (v.duplicateOf !== null) lines.push(`  same name and bytes as #${v.duplicateOf}`);
+  if (v.lastError) lines.push(`  last error: ${visible(v.lastError)}`);
+  lines.push(`  first seen ${t(v.createdAt)} (${duration('en', now - Date.parse(v.createdAt))} ago)`, '  history:');
+  for (const e of v.events) lines.push(`    ${t(e.at)}  ${e.event}${e.detail ? ` — ${visible(e.detail)}` : ''}`);
+  return lines.join('\n');
 }

@@ -46,6 +46,10 @@ export interface CycleResult {
   refused: number;
   /** The route could not do its work (connection, disk, lock): the reason, scrubbed. */
   error: string | null;
+  /** Not run: another process works this route right now (not a problem of the route). */
+  skipped: string | null;
+  /** A person stopped the cycle (Ctrl+C, SIGTERM) before it finished. */
+  interrupted: boolean;
 }
 
 export function emptyResult(route: RouteConfig): CycleResult {
@@ -62,12 +66,9 @@ export function emptyResult(route: RouteConfig): CycleResult {
     quarantined: 0,
     refused: 0,
     error: null,
+    skipped: null,
+    interrupted: false,
   };
-}
-
-/** A cycle that needs someone's attention (exit code 2 of `sprelay once`). */
-export function hasProblems(r: CycleResult): boolean {
-  return r.error !== null || r.failed > 0 || r.dead > 0 || r.quarantined > 0 || r.refused > 0;
 }
 
 export function endpointOf(route: RouteConfig): Endpoint {

@@ -14,6 +14,8 @@ export type PackageState =
   | 'sent'
   | 'failed'
   | 'dead'
+  /** A stable outbox file that is not taken (bad name, not well-formed, too large): kept while it is there. */
+  | 'refused'
   // both
   | 'duplicate'
   // in
@@ -26,6 +28,7 @@ export const PACKAGE_STATES: readonly PackageState[] = [
   'sent',
   'failed',
   'dead',
+  'refused',
   'duplicate',
   'delivered',
   'waiting',
@@ -52,9 +55,16 @@ export interface PackageRow {
   ackedAt: number | null;
   duplicateOf: number | null;
   origin: string | null;
+  /** When a person acknowledged this dead/quarantined/refused package (`sprelay ack`), or null. */
+  seenAt: number | null;
   createdAt: number;
   updatedAt: number;
 }
+
+/** States a person is told about until they acknowledge them (`sprelay ack`) or they go away. */
+export const PERSON_STATES: readonly PackageState[] = ['dead', 'quarantined', 'refused'];
+/** States of work still to do: a problem once older than the route's alertAfter. */
+export const PENDING_STATES: readonly PackageState[] = ['queued', 'failed', 'waiting'];
 
 export interface PackageEvent {
   at: number;
@@ -67,6 +77,17 @@ export interface RouteRun {
   lastRunAt: number | null;
   lastSuccessAt: number | null;
   lastError: string | null;
+  /** The first failed run of the current run of failures (null once a run succeeds). */
+  failingSince: number | null;
+}
+
+export interface RouteLockRow {
+  route: string;
+  pid: number;
+  boot: number;
+  acquiredAt: number;
+  /** The holder writes this every little while; a stale one is a holder that is gone. */
+  renewedAt: number;
 }
 
 export interface ListFilter {
@@ -75,6 +96,8 @@ export interface ListFilter {
   since?: number;
   direction?: Direction;
   limit?: number;
+  /** Newest first (what a person wants to see); default oldest first. */
+  newestFirst?: boolean;
 }
 
 type NewPackage = Pick<PackageRow, 'route' | 'direction' | 'name' | 'size' | 'state'> &
@@ -98,6 +121,7 @@ export type PackagePatch = Partial<
     | 'ackedAt'
     | 'sha256'
     | 'size'
+    | 'seenAt'
   >
 >;
 
@@ -147,6 +171,13 @@ const MIGRATIONS: string[] = [
      boot INTEGER NOT NULL,
      acquired_at INTEGER NOT NULL
    );`,
+  // 3: what a person has seen (ack), since when a route fails, and lock renewals (a reused pid
+  // must not keep a dead holder's lock alive)
+  `ALTER TABLE packages ADD COLUMN seen_at INTEGER;
+   ALTER TABLE route_runs ADD COLUMN failing_since INTEGER;
+   ALTER TABLE route_locks ADD COLUMN renewed_at INTEGER;
+   UPDATE route_locks SET renewed_at = acquired_at;
+   UPDATE route_runs SET failing_since = last_run_at WHERE last_error IS NOT NULL;`,
 ];
 
 export interface LockHolder {
@@ -166,6 +197,7 @@ const COLUMNS: Record<keyof PackagePatch, string> = {
   ackedAt: 'acked_at',
   sha256: 'sha256',
   size: 'size',
+  seenAt: 'seen_at',
 };
 
 interface RawRow {
@@ -185,6 +217,7 @@ interface RawRow {
   acked_at: number | null;
   duplicate_of: number | null;
   origin: string | null;
+  seen_at: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -207,6 +240,7 @@ function toRow(r: RawRow): PackageRow {
     ackedAt: r.acked_at,
     duplicateOf: r.duplicate_of,
     origin: r.origin,
+    seenAt: r.seen_at ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -238,6 +272,11 @@ export class Ledger {
       db.close();
       throw err;
     }
+  }
+
+  /** The ledger's clock (tests move it). */
+  time(): number {
+    return this.now();
   }
 
   /** The SQLite driver behind this ledger. */
@@ -351,6 +390,8 @@ export class Ledger {
       const t = this.now();
       const sets = ['updated_at = @t'];
       const params: Record<string, SqlValue> = { id, t };
+      // a package that becomes dead/quarantined/refused (again) is news: a person has not seen it yet
+      if (patch.state && PERSON_STATES.includes(patch.state) && patch.seenAt === undefined) sets.push('seen_at = NULL');
       for (const [key, value] of Object.entries(patch) as [keyof PackagePatch, SqlValue | undefined][]) {
         if (value === undefined) continue;
         sets.push(`${COLUMNS[key]} = @${key}`);
@@ -427,6 +468,11 @@ export class Ledger {
   }
 
   list(filter: ListFilter = {}): PackageRow[] {
+    return [...this.iterate(filter)];
+  }
+
+  /** The rows of `list`, one at a time (`list --json --all` over a million rows). */
+  *iterate(filter: ListFilter = {}): IterableIterator<PackageRow> {
     const where: string[] = [];
     const params: SqlValue[] = [];
     if (filter.states?.length) {
@@ -446,9 +492,9 @@ export class Ledger {
       params.push(filter.since);
     }
     const sql = `SELECT * FROM packages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id${
-      filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : ''
-    }`;
-    return (this.db.prepare(sql).all(...params) as RawRow[]).map(toRow);
+      filter.newestFirst ? ' DESC' : ''
+    }${filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : ''}`;
+    for (const r of this.db.prepare(sql).iterate<RawRow>(...params)) yield toRow(r);
   }
 
   countsByState(route: string): Partial<Record<PackageState, number>> {
@@ -461,43 +507,167 @@ export class Ledger {
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
-  recordRun(route: string, outcome: { at: number; ok: boolean; error?: string | null }): void {
+  /**
+   * How a cycle of a route ended. `ok`: it did its work; `error`: the route could not (failing
+   * from this run on, unless it already was); `interrupted`: stopped by a person (Ctrl+C, SIGTERM):
+   * neither a success nor a failure of the route.
+   */
+  recordRun(route: string, outcome: { at: number; ok: boolean; error?: string | null; interrupted?: boolean }): void {
     this.transaction(() => {
+      if (outcome.interrupted) {
+        this.db
+          .prepare(
+            `INSERT INTO route_runs (route, last_run_at) VALUES (?, ?)
+             ON CONFLICT(route) DO UPDATE SET last_run_at = excluded.last_run_at`,
+          )
+          .run(route, outcome.at);
+        return;
+      }
+      const error = outcome.error ?? null;
       this.db
         .prepare(
-          `INSERT INTO route_runs (route, last_run_at, last_success_at, last_error) VALUES (@route, @at, @success, @error)
+          `INSERT INTO route_runs (route, last_run_at, last_success_at, last_error, failing_since)
+             VALUES (@route, @at, @success, @error, @failing)
            ON CONFLICT(route) DO UPDATE SET last_run_at = @at,
              last_success_at = COALESCE(@success, last_success_at),
-             last_error = @error`,
+             last_error = @error,
+             failing_since = CASE WHEN @error IS NULL THEN NULL ELSE COALESCE(failing_since, @at) END`,
         )
-        .run({ route, at: outcome.at, success: outcome.ok ? outcome.at : null, error: outcome.error ?? null });
+        .run({
+          route,
+          at: outcome.at,
+          success: outcome.ok ? outcome.at : null,
+          error,
+          failing: error === null ? null : outcome.at,
+        });
     });
   }
 
   routeRun(route: string): RouteRun {
     const r = this.db
-      .prepare('SELECT last_run_at, last_success_at, last_error FROM route_runs WHERE route = ?')
-      .get(route) as { last_run_at: number; last_success_at: number | null; last_error: string | null } | undefined;
+      .prepare('SELECT last_run_at, last_success_at, last_error, failing_since FROM route_runs WHERE route = ?')
+      .get<{
+        last_run_at: number | null;
+        last_success_at: number | null;
+        last_error: string | null;
+        failing_since: number | null;
+      }>(route);
     return {
       route,
       lastRunAt: r?.last_run_at ?? null,
       lastSuccessAt: r?.last_success_at ?? null,
       lastError: r?.last_error ?? null,
+      failingSince: r?.failing_since ?? null,
     };
+  }
+
+  /** Who holds the route's lock row, if anyone (alive or not: the caller judges). */
+  lockHolder(route: string): RouteLockRow | undefined {
+    const r = this.db
+      .prepare('SELECT route, pid, boot, acquired_at, renewed_at FROM route_locks WHERE route = ?')
+      .get<{ route: string; pid: number; boot: number; acquired_at: number; renewed_at: number | null }>(route);
+    return (
+      r && {
+        route: r.route,
+        pid: r.pid,
+        boot: r.boot,
+        acquiredAt: r.acquired_at,
+        renewedAt: r.renewed_at ?? r.acquired_at,
+      }
+    );
+  }
+
+  /** The holder says it is still at work. False when the row is no longer ours (taken over). */
+  renewLock(route: string, me: LockHolder): boolean {
+    return (
+      this.db
+        .prepare('UPDATE route_locks SET renewed_at = ? WHERE route = ? AND pid = ? AND boot = ?')
+        .run(this.now(), route, me.pid, me.boot).changes === 1
+    );
+  }
+
+  /**
+   * A person saw these dead/quarantined/refused packages: they stop counting as problems (the
+   * rows stay). Returns the rows acknowledged now; ids in other states are left alone.
+   */
+  acknowledge(ids: number[], event = 'ack', detail = 'acknowledged by a person'): PackageRow[] {
+    return this.transaction(() => {
+      const done: PackageRow[] = [];
+      const marks = PERSON_STATES.map(() => '?').join(', ');
+      const stmt = this.db.prepare(
+        `UPDATE packages SET seen_at = ?, updated_at = ? WHERE id = ? AND seen_at IS NULL AND state IN (${marks})`,
+      );
+      for (const id of ids) {
+        const t = this.now();
+        if (stmt.run(t, t, id, ...PERSON_STATES).changes === 1) {
+          this.addEvent(id, event, detail, t);
+          done.push(this.get(id)!);
+        }
+      }
+      return done;
+    });
+  }
+
+  /**
+   * What needs a person on one route: unacknowledged dead/quarantined/refused packages, and
+   * queued/failed/waiting ones created before `olderThan`. Oldest first, at most `limit`.
+   */
+  problems(route: string, olderThan: number, limit = 1000): PackageRow[] {
+    const person = PERSON_STATES.map(() => '?').join(', ');
+    const pending = PENDING_STATES.map(() => '?').join(', ');
+    return this.db
+      .prepare(
+        `SELECT * FROM packages WHERE route = ?
+           AND ((state IN (${person}) AND seen_at IS NULL) OR (state IN (${pending}) AND created_at < ?))
+         ORDER BY id LIMIT ?`,
+      )
+      .all<RawRow>(route, ...PERSON_STATES, ...PENDING_STATES, olderThan, Math.floor(limit))
+      .map(toRow);
+  }
+
+  /** Counts behind `problems`, by state, without a limit. */
+  problemCounts(route: string, olderThan: number): { state: PackageState; n: number; oldest: number }[] {
+    const person = PERSON_STATES.map(() => '?').join(', ');
+    const pending = PENDING_STATES.map(() => '?').join(', ');
+    return this.db
+      .prepare(
+        `SELECT state, COUNT(*) AS n, MIN(CASE WHEN state IN (${pending}) THEN created_at ELSE updated_at END) AS oldest
+           FROM packages WHERE route = ?
+           AND ((state IN (${person}) AND seen_at IS NULL) OR (state IN (${pending}) AND created_at < ?))
+         GROUP BY state`,
+      )
+      .all<{ state: PackageState; n: number; oldest: number }>(
+        ...PENDING_STATES,
+        route,
+        ...PERSON_STATES,
+        ...PENDING_STATES,
+        olderThan,
+      );
+  }
+
+  /** Oldest created_at among a route's rows in these states (how long work has been waiting). */
+  oldestIn(route: string, states: readonly PackageState[]): number | null {
+    const marks = states.map(() => '?').join(', ');
+    const r = this.db
+      .prepare(`SELECT MIN(created_at) AS t FROM packages WHERE route = ? AND state IN (${marks})`)
+      .get<{ t: number | null }>(route, ...states);
+    return r?.t ?? null;
   }
 
   /**
    * Takes the route for `me` unless a live holder has it. One transaction (BEGIN IMMEDIATE), so
    * two processes can never both take it; a holder that `isGone` (killed, rebooted) is replaced.
    */
-  lockRoute(route: string, me: LockHolder, isGone: (h: LockHolder) => boolean): LockHolder | null {
+  lockRoute(route: string, me: LockHolder, isGone: (h: RouteLockRow) => boolean): RouteLockRow | null {
     return this.transaction(() => {
-      const h = this.db.prepare('SELECT pid, boot FROM route_locks WHERE route = ?').get(route) as
-        LockHolder | undefined;
+      const h = this.lockHolder(route);
       if (h && !(h.pid === me.pid && h.boot === me.boot) && !isGone(h)) return h;
+      const t = this.now();
       this.db
-        .prepare('INSERT OR REPLACE INTO route_locks (route, pid, boot, acquired_at) VALUES (?, ?, ?, ?)')
-        .run(route, me.pid, me.boot, this.now());
+        .prepare(
+          'INSERT OR REPLACE INTO route_locks (route, pid, boot, acquired_at, renewed_at) VALUES (?, ?, ?, ?, ?)',
+        )
+        .run(route, me.pid, me.boot, t, t);
       return null;
     });
   }

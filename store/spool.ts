@@ -69,6 +69,22 @@ export class Spool {
   }
 
   /**
+   * Where our copy of a package's bytes is now (absolute), or null: its stored path (spool or
+   * quarantine), else its archive path; a refused outbox file is still in the outbox.
+   */
+  async whereIs(row: {
+    route: string;
+    id: number;
+    name: string;
+    createdAt: number;
+    storedPath: string | null;
+  }): Promise<string | null> {
+    const candidates = [row.storedPath, this.archivePath(row.route, row.id, row.name, row.createdAt)];
+    for (const rel of candidates) if (rel && (await this.has(rel))) return this.abs(rel);
+    return null;
+  }
+
+  /**
    * Moves a rejected file (possibly on another volume: the inbox) into quarantine under a name
    * that is safe whatever the original was. Returns the path relative to dataDir.
    */

@@ -17,6 +17,8 @@ export interface SqlStatement {
   run(...params: SqlParams): { changes: number; lastInsertRowid: number };
   get<T = Record<string, unknown>>(...params: SqlParams): T | undefined;
   all<T = Record<string, unknown>>(...params: SqlParams): T[];
+  /** Rows one at a time (a million-row listing must not be held in memory at once). */
+  iterate<T = Record<string, unknown>>(...params: SqlParams): IterableIterator<T>;
 }
 
 export interface SqlDatabase {
@@ -51,6 +53,7 @@ interface BetterStatement {
   run(...p: unknown[]): { changes: number; lastInsertRowid: number | bigint };
   get(...p: unknown[]): unknown;
   all(...p: unknown[]): unknown[];
+  iterate(...p: unknown[]): IterableIterator<unknown>;
 }
 interface BetterDb {
   open: boolean;
@@ -67,6 +70,7 @@ interface NodeStatement {
   run(...p: unknown[]): { changes: number | bigint; lastInsertRowid: number | bigint };
   get(...p: unknown[]): unknown;
   all(...p: unknown[]): unknown[];
+  iterate(...p: unknown[]): IterableIterator<unknown>;
 }
 interface NodeDb {
   isOpen?: boolean;
@@ -111,6 +115,7 @@ function loadBetter(): Loaded {
         },
         get: <T>(...p: SqlParams) => s.get(...p) as T | undefined,
         all: <T>(...p: SqlParams) => s.all(...p) as T[],
+        iterate: <T>(...p: SqlParams) => s.iterate(...p) as IterableIterator<T>,
       });
       return {
         driver: 'better-sqlite3',
@@ -159,6 +164,9 @@ function loadNodeSqlite(): Loaded {
         },
         get: <T>(...p: SqlParams) => plain<T>(s.get(...p)),
         all: <T>(...p: SqlParams) => s.all(...p).map((r) => plain<T>(r)!),
+        iterate: function* <T>(...p: SqlParams): IterableIterator<T> {
+          for (const r of s.iterate(...p)) yield plain<T>(r)!;
+        },
       });
       return {
         driver: 'node:sqlite',

@@ -59,7 +59,7 @@ describe('sprelay CLI', () => {
     const once = await cli(['once', '--help']);
     assert.equal(once.code, 0);
     assert.match(once.out, /Task Scheduler/);
-    assert.match(once.out, /exit 0 ok, 2\s+some package failed, 1\s+fatal/);
+    assert.match(once.out, /exit 0 all ok,\s+2 some route has a problem, 1 fatal/);
   });
 
   it('an unknown command or option exits 1 with a usage message', async () => {
@@ -172,7 +172,21 @@ describe('sprelay CLI', () => {
     assert.equal(status.station, 'TEST-001');
     assert.deepEqual(
       status.routes.map((r: Record<string, unknown>) => Object.keys(r).sort()),
-      [0, 1].map(() => ['counts', 'direction', 'lastError', 'lastRunAt', 'lastSuccessAt', 'name', 'profile']),
+      [0, 1].map(() =>
+        [
+          'counts',
+          'direction',
+          'lastError',
+          'lastRunAt',
+          'lastSuccessAt',
+          'name',
+          'profile',
+          'running',
+          'since',
+          'summary',
+          'verdict',
+        ].sort(),
+      ),
     );
     const exp = status.routes.find((r: { name: string }) => r.name === 'export');
     assert.equal(exp.counts.sent, 1);

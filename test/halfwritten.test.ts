@@ -215,7 +215,11 @@ describe('half-written files (guarantee 1)', () => {
         assert.deepEqual(filesIn(st.outbox), ['PAUSED.XML'], 'left in the outbox');
         assert.equal(sha256(read(st.outbox, 'PAUSED.XML')), sha256(doc.subarray(0, cut)), 'untouched');
         assert.deepEqual(filesIn(st.exchange), [], 'nothing at the office');
-        assert.deepEqual(agent.ledger.list({ route: 'export' }), [], 'nothing in the ledger');
+        assert.deepEqual(
+          agent.ledger.list({ route: 'export' }).map((x) => [x.name, x.state, x.sha256]),
+          [['PAUSED.XML', 'refused', null]],
+          'only a refused mark in the ledger, no package',
+        );
       }
 
       const done = lineFrom(child, (l) => l === 'done');
@@ -226,6 +230,11 @@ describe('half-written files (guarantee 1)', () => {
       assert.equal(r!.sent, 1);
       assert.deepEqual(filesIn(st.exchange), ['PAUSED.XML']);
       assert.equal(sha256(read(st.exchange, 'PAUSED.XML')), sha256(doc), 'the complete bytes');
+      assert.deepEqual(
+        agent.ledger.list({ route: 'export' }).map((x) => x.state),
+        ['sent'],
+        'the refused mark went once the file was taken',
+      );
     } finally {
       agent.close();
     }

@@ -51,13 +51,13 @@ describe('ledger', () => {
     const db = openSqlite(path);
     try {
       assert.equal(pragma(db, 'journal_mode'), 'wal');
-      assert.equal(pragma(db, 'user_version'), 2);
+      assert.equal(pragma(db, 'user_version'), 3);
     } finally {
       db.close();
     }
     const again = Ledger.open(path);
     try {
-      assert.equal(again.schemaVersion, 2);
+      assert.equal(again.schemaVersion, 3);
       assert.equal(again.integrityCheck(), 'ok');
       // synchronous is per connection: check the ledger's own
       assert.equal(pragma((again as unknown as { db: SqlDatabase }).db, 'synchronous'), 2);

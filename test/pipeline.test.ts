@@ -2,10 +2,10 @@
 // say must hold, checked on the files and on the ledger.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
-import { hasProblems } from '../agent/route-context.js';
+import { routeVerdict } from '../agent/verdict.js';
 import { TransportError } from '../transports/errors.js';
 import { createLanTransport } from '../transports/lan.js';
 import type { LanProfile, Sink, Transport } from '../transports/types.js';
@@ -31,7 +31,7 @@ describe('outbound then inbound over lan', () => {
       const [out] = await agent.runOnce(['export']);
       assert.equal(out!.taken, 3);
       assert.equal(out!.sent, 3);
-      assert.equal(hasProblems(out!), false);
+      assert.equal(routeVerdict(agent.ledger, agent.route('export'), Date.now()).verdict, 'ok');
       assert.deepEqual(filesIn(st.outbox), []);
       assert.deepEqual(filesIn(st.exchange), [...files.keys()].sort());
       const [inn] = await agent.runOnce(['import']);
@@ -115,13 +115,25 @@ describe('outbound then inbound over lan', () => {
       writeFileSync(join(st.outbox, 'half.xml'), '<?xml version="1.0"?><DATAPACKET><ROWDATA><ROW ID="1"/>');
       const [r] = await agent.runOnce(['export']);
       assert.equal(r!.refused, 1);
-      assert.equal(hasProblems(r!), true);
+      const v = routeVerdict(agent.ledger, agent.route('export'), Date.now());
+      assert.equal(v.verdict, 'attention');
+      const refused = agent.ledger.list({ states: ['refused'] });
+      assert.deepEqual(
+        refused.map((x) => [x.name, x.state]),
+        [['half.xml', 'refused']],
+        'recorded while it stays in the outbox',
+      );
+      assert.deepEqual(v.reasons, [{ kind: 'refused', n: 1, since: refused[0]!.updatedAt, ids: [refused[0]!.id] }]);
+      await agent.runOnce(['export']);
+      assert.equal(agent.ledger.list({ states: ['refused'] }).length, 1, 'one row per file, not one per cycle');
       assert.deepEqual(filesIn(st.outbox), ['half.xml']);
       assert.deepEqual(filesIn(st.exchange), []);
       writeFileSync(join(st.outbox, 'half.xml'), cdsXml('whole'));
       const [r2] = await agent.runOnce(['export']);
       assert.equal(r2!.sent, 1);
       assert.equal(sha256(read(st.exchange, 'half.xml')), sha256(cdsXml('whole')));
+      assert.deepEqual(agent.ledger.list({ states: ['refused'] }), [], 'taken once whole: no longer refused');
+      assert.equal(routeVerdict(agent.ledger, agent.route('export'), Date.now()).verdict, 'ok');
     } finally {
       agent.close();
     }
@@ -239,6 +251,20 @@ describe('inbound rules', () => {
       'broken.xml': '<DATAPACKET><ROWDATA>',
       'fake.zip': 'not a zip at all',
     };
+    if (process.platform === 'win32') {
+      // Names NTFS cannot hold: on Windows they are refused where they are created, so no lan
+      // folder can ever list them (test/inspect.test.ts judges these names on every system).
+      for (const n of ['ctl\u0001.xml', 'a<b>.xml']) {
+        assert.throws(() => writeFileSync(join(st!.exchange, n), hostile[n]!), { code: 'ENOENT' }, n);
+        delete hostile[n];
+      }
+      // Not file names on Windows but paths: `..\..\` climbs out of the folder (path.join resolves
+      // it there), and `a.xml:Zone.Identifier` is the stream Zone.Identifier of a.xml on NTFS (Wine,
+      // which has no streams, would make it a plain name). Neither can be listed under that name.
+      assert.ok(relative(st.exchange, join(st.exchange, '..\\..\\evil.xml')).startsWith('..'));
+      delete hostile['..\\..\\evil.xml'];
+      delete hostile['a.xml:Zone.Identifier'];
+    }
     for (const [n, b] of Object.entries(hostile)) writeFileSync(join(st.exchange, n), b);
     writeFileSync(join(st.exchange, 'huge.xml'), Buffer.alloc(100 * 1024, 0x20));
     writeFileSync(join(st.exchange, 'good.xml'), cdsXml('good'));
@@ -254,7 +280,7 @@ describe('inbound rules', () => {
       assert.equal(q.length, Object.keys(hostile).length + 1);
       for (const row of q) assert.ok(row.lastError && row.lastError.length > 5, `${row.name} has a reason`);
       const reason = (n: string) => q.find((x) => x.name === n)!.lastError!;
-      assert.match(reason('..\\..\\evil.xml'), /separator/);
+      if (process.platform !== 'win32') assert.match(reason('..\\..\\evil.xml'), /separator/);
       assert.match(reason('CON.xml'), /device/i);
       assert.match(reason('xxe.xml'), /DOCTYPE/);
       assert.match(reason('laughs.xml'), /DOCTYPE/);

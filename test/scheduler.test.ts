@@ -10,7 +10,7 @@ import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './help
 import { createLanTransport } from '../transports/lan.js';
 import type { LanProfile, Transport } from '../transports/types.js';
 import type { RouteConfig } from '../agent/config.js';
-import { RouteLock, holderGone } from '../store/lock.js';
+import { LOCK_STALE_MS, RouteLock, holderGone } from '../store/lock.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'sprelay.js');
@@ -71,7 +71,9 @@ describe('single flight', () => {
       );
       writeFileSync(join(st.outbox, 'a.xml'), cdsXml('a'));
       const [busy] = await agent.runOnce(['export']);
-      assert.match(busy!.error!, /another sprelay process \(pid \d+\)/);
+      assert.match(busy!.skipped!, /another sprelay process \(pid \d+\)/);
+      assert.equal(busy!.error, null, 'a route another process works is not an error of the route');
+      assert.equal(agent.ledger.routeRun('export').lastRunAt, null, 'nothing recorded for a skipped route');
       assert.deepEqual(filesIn(st.outbox), ['a.xml'], 'nothing touched');
       other.kill('SIGKILL');
       await new Promise((r) => other.once('exit', r));
@@ -95,6 +97,34 @@ describe('route lock holders', () => {
     assert.equal(holderGone(RouteLock.holder(process.pid)), false);
     assert.equal(holderGone({ pid: process.pid, boot: RouteLock.holder(1).boot - 3_600_000 }), true, 'before reboot');
     assert.equal(holderGone(RouteLock.holder(2 ** 22 + 12345)), true, 'no such process');
+  });
+
+  it('a live pid that stopped renewing the lock long ago is another program now (pid reuse)', () => {
+    const now = Date.now();
+    const me = RouteLock.holder(process.pid);
+    assert.equal(holderGone({ ...me, renewedAt: now - 60_000 }, me.boot, now), false, 'renewed a minute ago');
+    assert.equal(holderGone({ ...me, renewedAt: now - LOCK_STALE_MS - 1000 }, me.boot, now), true, 'stale');
+  });
+
+  it('a lock row whose pid was reused by a live process blocks the route only until it goes stale', async () => {
+    st = makeStation();
+    let now = Date.now();
+    const agent = st.agent({ now: () => now });
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      // a killed holder's row, its pid now another live program's, never renewed since
+      agent.ledger.lockRoute('export', RouteLock.holder(other.pid!), () => false);
+      writeFileSync(join(st.outbox, 'a.xml'), cdsXml('a'));
+      const [busy] = await agent.runOnce(['export']);
+      assert.ok(busy!.skipped, 'a fresh row of a live pid is respected');
+      now += LOCK_STALE_MS + 60_000;
+      const [taken] = await agent.runOnce(['export']);
+      assert.equal(taken!.skipped, null, 'taken over once stale');
+      assert.equal(taken!.sent, 1);
+    } finally {
+      other.kill('SIGKILL');
+      agent.close();
+    }
   });
 });
 
