@@ -3,6 +3,7 @@
 // come through runRoute, so a route behaves the same whichever started it.
 import { join } from 'node:path';
 import type { Config, RouteConfig } from './config.js';
+import { profileWithSecrets } from './credentials.js';
 import { runInbound } from './inbound.js';
 import { createLogger, type Logger } from './log.js';
 import { runOutbound } from './outbound.js';
@@ -32,10 +33,25 @@ export class Agent {
       now?: () => number;
       /** Tests wrap the real transport (e.g. a sink that fails N times). */
       transportFor?: (route: RouteConfig) => Transport;
+      /** Where deferred `${VAR}` secrets are read when a transport connects (default process.env). */
+      env?: NodeJS.ProcessEnv;
     } = {},
   ) {
-    this.transportFor = opts.transportFor ?? ((route) => createTransport(route.profile, config.station));
-    this.scrub = makeScrubber(config.secrets);
+    const env = opts.env ?? process.env;
+    this.transportFor =
+      opts.transportFor ??
+      ((route) => {
+        const { profile, values } = profileWithSecrets(config, route, env);
+        this.addSecrets(values);
+        return createTransport(profile, config.station);
+      });
+    let scrub = makeScrubber(config.secrets);
+    this.secretValues = [...config.secrets];
+    this.rescrub = (values) => {
+      this.secretValues.push(...values);
+      scrub = makeScrubber(this.secretValues);
+    };
+    this.scrub = (text) => scrub(text);
     this.log =
       opts.log ??
       createLogger({
@@ -57,6 +73,14 @@ export class Agent {
 
   private readonly now: () => number;
   private readonly transportFor: (route: RouteConfig) => Transport;
+  private readonly secretValues: string[];
+  private readonly rescrub: (values: string[]) => void;
+
+  /** Secrets read late (a passwordFile, a variable) are scrubbed from every text from now on. */
+  private addSecrets(values: string[]): void {
+    const fresh = values.filter((v) => v.length >= 4 && !this.secretValues.includes(v));
+    if (fresh.length) this.rescrub(fresh);
+  }
 
   route(name: string): RouteConfig {
     const r = this.config.routes.find((x) => x.name === name);

@@ -3,10 +3,10 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import type { RouteConfig } from './config.js';
+import type { Config, RouteConfig } from './config.js';
+import { profileWithSecrets } from './credentials.js';
 import { endpointOf } from './route-context.js';
-import type { Scrub } from './secrets.js';
-import { errorText } from './secrets.js';
+import { errorText, makeScrubber, type Scrub } from './secrets.js';
 import { createTransport } from '../transports/index.js';
 import type { ProbeStep } from '../transports/types.js';
 
@@ -29,14 +29,17 @@ async function localSteps(route: RouteConfig): Promise<ProbeStep[]> {
 }
 
 export async function checkRoute(
+  config: Config,
   route: RouteConfig,
-  station: string,
-  scrub: Scrub,
+  env: NodeJS.ProcessEnv,
   signal: AbortSignal,
 ): Promise<RouteCheck> {
   const steps = await localSteps(route);
+  let scrub: Scrub = makeScrubber(config.secrets);
   try {
-    const transport = createTransport(route.profile, station);
+    const { profile, values } = profileWithSecrets(config, route, env);
+    scrub = makeScrubber([...config.secrets, ...values]);
+    const transport = createTransport(profile, config.station);
     steps.push(...(await transport.probe(endpointOf(route), route.direction, signal)));
   } catch (err) {
     steps.push({ step: `transport ${route.profile.type}`, ok: false, detail: errorText(err) });

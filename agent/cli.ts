@@ -24,7 +24,6 @@ import {
 import { verdictLine } from './texts.js';
 import { hasProblem } from './verdict.js';
 import { Scheduler } from './scheduler.js';
-import { makeScrubber } from './secrets.js';
 import { ledgerDriverText, versionText } from './version.js';
 
 /**
@@ -65,7 +64,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
 
   const config = (): Config => loadConfig(resolveConfigPath(program.opts().config, io.env, io.cwd), io.env);
   const withAgent = async <T>(fn: (agent: Agent) => Promise<T> | T, quiet = false): Promise<T> => {
-    const agent = new Agent(config(), { quiet });
+    const agent = new Agent(config(), { quiet, env: io.env });
     try {
       return await fn(agent);
     } finally {
@@ -115,9 +114,8 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       const driver = ledgerDriverText(io.env);
       io.out(driver);
       if (driver.startsWith('ledger driver: NONE')) exitCode = EXIT.fatal;
-      const scrub = makeScrubber(cfg.secrets);
       for (const r of routes) {
-        const c = await checkRoute(r, cfg.station, scrub, AbortSignal.timeout(Math.max(r.timeoutMs * 4, 10_000)));
+        const c = await checkRoute(cfg, r, io.env, AbortSignal.timeout(Math.max(r.timeoutMs * 4, 10_000)));
         io.out(checkText(c));
         if (!c.ok) exitCode = EXIT.fatal;
       }

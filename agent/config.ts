@@ -61,11 +61,29 @@ export interface RouteConfig {
   alertAfterMs: number;
 }
 
+/** A secret of a profile that is read when its transport connects, not when the config loads. */
+export interface DeferredSecret {
+  /** Where in the profile it goes, e.g. ['password'] or ['smtp', 'password']. */
+  key: string[];
+  /** Its config key path, for messages: `profiles.office-ftp.password`. */
+  path: string;
+  from: { env: string } | { file: string };
+}
+
 /** Language of the station-facing texts (status verdicts, the resend script); logs stay English. */
 export type Lang = 'en' | 'ru' | 'uk';
 export const LANGS: readonly Lang[] = ['en', 'ru', 'uk'];
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+/** A secret of a profile that is read when its transport connects, not when the config loads. */
+export interface DeferredSecret {
+  /** Where in the profile it goes, e.g. ['password'] or ['smtp', 'password']. */
+  key: string[];
+  /** Its config key path, for messages: `profiles.office-ftp.password`. */
+  path: string;
+  from: { env: string } | { file: string };
+}
 
 export interface Config {
   /** Absolute path of the config file. */
@@ -80,6 +98,12 @@ export interface Config {
   routes: RouteConfig[];
   /** Every secret value (>= 4 chars), so other modules can scrub them from any text. */
   secrets: string[];
+  /**
+   * Secrets resolved only when a route's transport connects, per profile name: a `${VAR}` that
+   * is not set in this account's environment, or a `passwordFile`. Reading commands (status,
+   * list, show, ack, resend, purge) never need them.
+   */
+  deferredSecrets: Record<string, DeferredSecret[]>;
 }
 
 export interface ConfigIssue {
@@ -443,7 +467,8 @@ const ftpSchema = obj({
   port: port.optional(),
   security: z.enum(['none', 'explicit', 'implicit']).optional(),
   user: nonEmpty,
-  password: z.string(),
+  password: z.string().optional(),
+  passwordFile: nonEmpty.optional(),
   tls: tlsSchema.optional(),
   encoding: z.enum(['utf8', 'cp1251']).optional(),
 });
@@ -458,6 +483,7 @@ const sftpSchema = obj({
   port: port.optional(),
   user: nonEmpty,
   password: z.string().optional(),
+  passwordFile: nonEmpty.optional(),
   privateKey: nonEmpty.optional(),
   passphrase: z.string().optional(),
   hostKey: z
@@ -478,6 +504,7 @@ const mailServerSchema = obj({
   security: z.enum(['none', 'starttls', 'tls']).optional(),
   user: nonEmpty.optional(),
   password: z.string().optional(),
+  passwordFile: nonEmpty.optional(),
 });
 
 const emailSchema = obj({
@@ -649,14 +676,24 @@ interface EnvState {
   secrets: Set<string>;
   /** Values of secret-looking keys, whatever their type: scrubbed from messages. */
   scrub: Set<string>;
+  /** Secret fields whose variable is not set here: resolved when the transport connects. */
+  deferred: { segs: Seg[]; name: string }[];
 }
 
 function substituteEnv(value: unknown, segs: Seg[], st: EnvState, secretField: boolean, keyField: boolean): unknown {
   if (typeof value === 'string') {
     let missing = false;
     const fromEnv: string[] = [];
+    const deferrable = secretField && !keyField && PH_RE.test(value) && value.replace(PH_RE, '') === '';
+    PH_RE.lastIndex = 0;
     const out = value.replace(PH_RE, (_m, name: string) => {
       const v = st.env[name];
+      if (v === undefined && deferrable) {
+        // a password for a transport: needed when it connects, not to read the ledger (the
+        // cashier's account has no such variable)
+        st.deferred.push({ segs, name });
+        return '';
+      }
       if (v === undefined) {
         st.issues.add(segs, `environment variable ${name} is not set`);
         missing = true;
@@ -694,6 +731,33 @@ interface Ctx {
   baseDir: string;
   issues: Issues;
   secrets: Set<string>;
+  /** passwordFile entries, per profile name, read when the transport connects. */
+  files: Map<string, DeferredSecret[]>;
+}
+
+/** `password` or `passwordFile` (not both, and one is needed where `required`). */
+function passwordSource(
+  raw: Record<string, unknown>,
+  segs: Seg[],
+  key: string[],
+  ctx: Ctx,
+  required: boolean,
+  why = 'required',
+): void {
+  const has = raw.password !== undefined;
+  const file = raw.passwordFile;
+  if (has && file !== undefined)
+    ctx.issues.add([...segs, 'passwordFile'], 'give "password" or "passwordFile", not both');
+  if (!has && file === undefined && required) ctx.issues.add([...segs, 'password'], `${why} (or "passwordFile")`);
+  if (typeof file !== 'string' || file === '') return;
+  const profile = String(segs[1]);
+  const list = ctx.files.get(profile) ?? [];
+  list.push({
+    key,
+    path: formatPath([...segs, 'passwordFile']),
+    from: { file: resolveLocalPath(file, ctx.baseDir) },
+  });
+  ctx.files.set(profile, list);
 }
 
 /** A CA bundle or private key: a file path (relative to the config folder) or the PEM text itself. */
@@ -756,6 +820,7 @@ function checkProfile(raw: unknown, segs: Seg[], ctx: Ctx): ProfileOptions | und
     case 'ftp': {
       const p = issues.check(ftpSchema, raw, segs);
       const tls = loadTls(raw.tls, [...segs, 'tls'], ctx);
+      passwordSource(raw, segs, ['password'], ctx, true);
       if (!p || !tls) return undefined;
       const security = p.security ?? 'explicit';
       if (p.password) ctx.secrets.add(p.password);
@@ -765,7 +830,7 @@ function checkProfile(raw: unknown, segs: Seg[], ctx: Ctx): ProfileOptions | und
         port: p.port ?? (security === 'implicit' ? 990 : 21),
         security,
         user: p.user,
-        password: p.password,
+        password: p.password ?? '',
         tls,
         encoding: p.encoding ?? 'utf8',
       } satisfies FtpProfile;
@@ -773,15 +838,16 @@ function checkProfile(raw: unknown, segs: Seg[], ctx: Ctx): ProfileOptions | und
     case 'sftp': {
       const p = issues.check(sftpSchema, raw, segs);
       const key = loadText(raw.privateKey, [...segs, 'privateKey'], 'key', ctx);
-      if (raw.password === undefined && raw.privateKey === undefined) {
-        issues.add(segs, 'needs "password" or "privateKey" (or both)');
+      if (raw.password === undefined && raw.passwordFile === undefined && raw.privateKey === undefined) {
+        issues.add(segs, 'needs "password" (or "passwordFile") or "privateKey" (or both)');
       }
+      passwordSource(raw, segs, ['password'], ctx, false);
       if (raw.passphrase !== undefined && raw.privateKey === undefined) {
         issues.add([...segs, 'passphrase'], 'only used together with "privateKey"');
       }
       if (!p || key === undefined) return undefined;
       const out: SftpProfile = { type: 'sftp', host: p.host, port: p.port ?? 22, user: p.user, hostKey: p.hostKey };
-      if (p.password !== undefined) out.password = p.password;
+      if (p.password !== undefined || p.passwordFile !== undefined) out.password = p.password ?? '';
       if (key !== null) out.privateKey = key;
       if (p.passphrase !== undefined) out.passphrase = p.passphrase;
       for (const s of [p.password, p.passphrase]) if (s) ctx.secrets.add(s);
@@ -792,12 +858,18 @@ function checkProfile(raw: unknown, segs: Seg[], ctx: Ctx): ProfileOptions | und
       const tls = loadTls(raw.tls, [...segs, 'tls'], ctx);
       for (const kind of ['smtp', 'imap'] as const) {
         const server = raw[kind];
-        if (isRecord(server) && server.password !== undefined && server.user === undefined) {
+        if (!isRecord(server)) continue;
+        if ((server.password !== undefined || server.passwordFile !== undefined) && server.user === undefined) {
           issues.add([...segs, kind, 'user'], 'required when a password is given');
         }
-        if (isRecord(server) && server.user !== undefined && server.password === undefined) {
-          issues.add([...segs, kind, 'password'], 'required when a user is given');
-        }
+        passwordSource(
+          server,
+          [...segs, kind],
+          [kind, 'password'],
+          ctx,
+          server.user !== undefined,
+          'required when a user is given',
+        );
       }
       if (raw.smtp === undefined && raw.imap === undefined) {
         issues.add(segs, 'needs "smtp" (to send), "imap" (to receive), or both');
@@ -829,8 +901,8 @@ function mailServer(p: z.output<typeof mailServerSchema>, kind: 'smtp' | 'imap',
       : { none: 143, starttls: 143, tls: 993 }[security]);
   const out: MailServer = { host: p.host, port, security };
   if (p.user !== undefined) out.user = p.user;
-  if (p.password !== undefined) {
-    out.password = p.password;
+  if (p.password !== undefined || p.passwordFile !== undefined) {
+    out.password = p.password ?? '';
     if (p.password) ctx.secrets.add(p.password);
   }
   return out;
@@ -1069,9 +1141,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
 
   const envIssues = new Issues();
-  const st: EnvState = { env, issues: envIssues, missing: [], secrets, scrub: new Set() };
+  const st: EnvState = { env, issues: envIssues, missing: [], secrets, scrub: new Set(), deferred: [] };
   const root = substituteEnv(doc.value, [], st, false, false) as Record<string, unknown>;
-  const ctx: Ctx = { baseDir, issues, secrets };
+  const ctx: Ctx = { baseDir, issues, secrets, files: new Map() };
 
   const top = issues.check(topSchema, root, []);
   const rawProfiles = isRecord(root.profiles) ? root.profiles : {};
@@ -1145,7 +1217,22 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     profiles,
     routes,
     secrets: [...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length),
+    deferredSecrets: deferredOf(st.deferred, ctx.files),
   };
+}
+
+function deferredOf(
+  fromEnv: { segs: Seg[]; name: string }[],
+  files: Map<string, DeferredSecret[]>,
+): Record<string, DeferredSecret[]> {
+  const out: Record<string, DeferredSecret[]> = {};
+  for (const d of fromEnv) {
+    if (d.segs[0] !== 'profiles' || d.segs.length < 3) continue;
+    const name = String(d.segs[1]);
+    (out[name] ??= []).push({ key: d.segs.slice(2).map(String), path: formatPath(d.segs), from: { env: d.name } });
+  }
+  for (const [name, list] of files) (out[name] ??= []).push(...list);
+  return out;
 }
 
 /** Reads and validates a config file (synchronously). */

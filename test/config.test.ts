@@ -352,10 +352,57 @@ describe('errors name the exact key path', () => {
       'environment variable FTP_DIR is not set',
     );
     assert.equal(err.issues.length, 1, 'no follow-up noise about the empty value');
+  });
+
+  test('a password variable that is not set is resolved when the transport connects, not at load', () => {
+    // the cashier's account runs status and the resend script without the service's variables
+    const c = parse(config({ profiles: FTP_PROFILE + '\n' + MAIL_PROFILE }), { SMTP_PASSWORD: 'smtp-Pa55word!' });
+    assert.deepEqual(c.deferredSecrets['office-ftp'], [
+      { key: ['password'], path: 'profiles.office-ftp.password', from: { env: 'FTP_PASSWORD' } },
+    ]);
+    assert.deepEqual(c.deferredSecrets['office-mail'], [
+      { key: ['imap', 'password'], path: 'profiles.office-mail.imap.password', from: { env: 'IMAP_PASSWORD' } },
+    ]);
+    const mail = c.profiles['office-mail'] as { smtp: { password: string } };
+    assert.equal(mail.smtp.password, 'smtp-Pa55word!', 'a variable that is set resolves at load as before');
+    // only a whole-value secret is deferred: a variable inside another key still names itself
     expectIssue(
-      config({ profiles: FTP_PROFILE }),
+      config({ profiles: FTP_PROFILE.replace('user: azs017', 'user: ${FTP_USER}') }),
+      'profiles.office-ftp.user',
+      'environment variable FTP_USER is not set',
+      ENV,
+    );
+  });
+
+  test('passwordFile beside password: one of them, relative to the config folder, read only when connecting', () => {
+    const dir = freshDir();
+    const c = parse(
+      config({ profiles: FTP_PROFILE.replace('password: ${FTP_PASSWORD}', 'passwordFile: ./secret/ftp.pw') }),
+      {},
+      dir,
+    );
+    assert.deepEqual(c.deferredSecrets['office-ftp'], [
+      { key: ['password'], path: 'profiles.office-ftp.passwordFile', from: { file: join(dir, 'secret', 'ftp.pw') } },
+    ]);
+    expectIssue(
+      config({ profiles: FTP_PROFILE + '\n    passwordFile: ./ftp.pw' }),
+      'profiles.office-ftp.passwordFile',
+      'give "password" or "passwordFile", not both',
+      ENV,
+    );
+    expectIssue(
+      config({ profiles: FTP_PROFILE.replace('\n    password: ${FTP_PASSWORD}', '') }),
       'profiles.office-ftp.password',
-      'environment variable FTP_PASSWORD is not set',
+      'required (or "passwordFile")',
+    );
+    const mail = parse(
+      config({ profiles: MAIL_PROFILE.replace('password: ${SMTP_PASSWORD}', 'passwordFile: smtp.pw') }),
+      ENV,
+      dir,
+    );
+    assert.deepEqual(
+      mail.deferredSecrets['office-mail']!.map((d) => d.path),
+      ['profiles.office-mail.smtp.passwordFile'],
     );
   });
 
@@ -526,7 +573,7 @@ describe('errors name the exact key path', () => {
     expectIssue(
       config({ profiles: sftp.replace(/\n.*password.*/, '') + '\n    hostKey: any' }),
       'profiles.office-sftp',
-      'needs "password" or "privateKey"',
+      'needs "password" (or "passwordFile") or "privateKey"',
     );
     expectIssue(
       config({ profiles: sftp + '\n    hostKey: any\n    privateKey: ./nokey' }),

@@ -275,7 +275,7 @@ routes:
 
   /** `sprelay check` for one route of an agent: the local folder, then the transport's probe. */
   function check(a: Agent, route: string): Promise<RouteCheck> {
-    return checkRoute(a.route(route), a.config.station, a.scrub, new AbortController().signal);
+    return checkRoute(a.config, a.route(route), process.env, new AbortController().signal);
   }
 
   function stepText(c: RouteCheck): string {
