@@ -21,7 +21,7 @@ import {
   verdicts,
   visible,
 } from './report.js';
-import { verdictLine } from './texts.js';
+import { plainVerdict, verdictLine } from './texts.js';
 import { hasProblem } from './verdict.js';
 import { Scheduler } from './scheduler.js';
 import { ledgerDriverText, versionText } from './version.js';
@@ -191,10 +191,19 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       'a verdict per route (ok, needs attention, failing), then per route: packages by state, last run, last success, last error; then the packages that need a person',
     )
     .option('--json', 'machine-readable output')
-    .action(async (opts: { json?: boolean }) =>
+    .option('--brief', 'only the verdict in plain words (what the resend script ends with)')
+    .action(async (opts: { json?: boolean; brief?: boolean }) =>
       withAgent((agent) => {
         const now = Date.now();
         const data = status(agent.config, agent.ledger, now);
+        if (opts.brief) {
+          const ids = agent.ledger
+            .list({ direction: 'out', states: ['queued', 'failed', 'dead', 'refused'] })
+            .filter((r) => r.seenAt === null)
+            .map((r) => r.id);
+          io.out(plainVerdict(agent.config.lang, data.verdicts, ids));
+          return;
+        }
         io.out(opts.json ? JSON.stringify(data.view, null, 2) : statusText(data, agent.config.lang, now));
       }, true),
     );

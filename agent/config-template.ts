@@ -13,10 +13,11 @@ export function configTemplate(dir: string): string {
 # the office share. Try "sprelay check", then "sprelay once".
 
 station: DEMO-001            # this station's name, put into every e-mail subject: CHANGE IT (letters, digits, . _ -)
+lang: en                     # language of status and the resend script for station staff: en | ru | uk
 dataDir: ./data              # ledger, spool, archive and quarantine are kept here
 log:
   level: info                # trace | debug | info | warn | error
-  # file: ./data/logs/sprelay.log   # also write the log to this file
+  file: ./data/logs/sprelay.log   # also write the log to this file (Task Scheduler runs have no console)
 
 # Defaults for every route (any of them may also be set on one route), uncomment to change:
 # settle: 2s                 # a file must stay unchanged this long before it is taken

@@ -66,6 +66,9 @@ interface Words {
   noProblems: string;
   problemsHeader: (n: number) => string;
   resendHint: string;
+  allWell: string;
+  notSent: (n: string, ids: string) => string;
+  notWorking: (routes: string) => string;
 }
 
 const WORDS: Record<Lang, Words> = {
@@ -93,6 +96,9 @@ const WORDS: Record<Lang, Words> = {
     noProblems: 'no problems',
     problemsHeader: (n) => `problems (${n}):`,
     resendHint: '(send failed/dead ones again: sprelay resend --failed; mark ones you have dealt with: sprelay ack ID)',
+    allWell: 'All sent and received.',
+    notSent: (n, ids) => `${n} not sent: call IT and say ${ids}.`,
+    notWorking: (routes) => `Exchange does not work (${routes}): call IT.`,
   },
   ru: {
     packages: { one: 'пакет', few: 'пакета', many: 'пакетов', other: 'пакета', zero: 'пакетов', two: 'пакета' },
@@ -118,6 +124,9 @@ const WORDS: Record<Lang, Words> = {
     noProblems: 'проблем нет',
     problemsHeader: (n) => `проблемы (${n}):`,
     resendHint: '(отправить неотправленные заново: sprelay resend --failed; отметить разобранные: sprelay ack НОМЕР)',
+    allWell: 'Всё отправлено и получено.',
+    notSent: (n, ids) => `Не отправлено: ${n}. Позвоните в ИТ и назовите номера ${ids}.`,
+    notWorking: (routes) => `Обмен не работает (${routes}). Позвоните в ИТ.`,
   },
   uk: {
     packages: { one: 'пакет', few: 'пакети', many: 'пакетів', other: 'пакета', zero: 'пакетів', two: 'пакети' },
@@ -143,6 +152,9 @@ const WORDS: Record<Lang, Words> = {
     noProblems: 'проблем немає',
     problemsHeader: (n) => `проблеми (${n}):`,
     resendHint: '(надіслати ненадіслані знову: sprelay resend --failed; позначити розібрані: sprelay ack НОМЕР)',
+    allWell: 'Усе надіслано й отримано.',
+    notSent: (n, ids) => `Не надіслано: ${n}. Зателефонуйте в ІТ і назвіть номери ${ids}.`,
+    notWorking: (routes) => `Обмін не працює (${routes}). Зателефонуйте в ІТ.`,
   },
 };
 
@@ -203,4 +215,32 @@ export function verdictLine(v: RouteVerdict, lang: Lang, now: number): string {
   }
   if (v.running) line += ` [${w.working(v.running.pid, shortTime(v.running.since, now))}]`;
   return line;
+}
+
+/**
+ * The last words of the resend script, for a cashier: "All sent and received." or "3 packages not
+ * sent: call IT and say #17, #18, #21." (and which routes do not work at all).
+ */
+export function plainVerdict(lang: Lang, vs: RouteVerdict[], notSentIds: number[]): string {
+  const w = WORDS[lang];
+  const lines: string[] = [];
+  if (notSentIds.length) {
+    const shown = notSentIds.slice(0, 10).map((id) => `#${id}`);
+    const more = notSentIds.length > shown.length ? ', …' : '';
+    lines.push(w.notSent(count(lang, notSentIds.length, w.packages), shown.join(', ') + more));
+  }
+  const broken = vs.filter((v) => v.reasons.some((r) => r.kind === 'route-error')).map((v) => v.route);
+  if (broken.length) lines.push(w.notWorking(broken.join(', ')));
+  if (!lines.length && vs.some((v) => v.verdict !== 'ok')) {
+    // quarantined inbound or old waiting work: not the cashier's to resend, still IT's to see
+    lines.push(
+      w.notWorking(
+        vs
+          .filter((v) => v.verdict !== 'ok')
+          .map((v) => v.route)
+          .join(', '),
+      ),
+    );
+  }
+  return lines.length ? lines.join('\n') : w.allWell;
 }

@@ -191,7 +191,12 @@ const LOADERS: Record<LedgerDriverName, () => Loaded> = {
 
 function reason(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text.replace(/\s+/g, ' ').trim().slice(0, 300);
+  // Node's "Require stack:" after a failed require only names our own files
+  return text
+    .split(/\n\s*Require stack:/)[0]!
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 300);
 }
 
 /**

@@ -2,7 +2,16 @@
 // contract. Most cases call main() in-process; the bin is also run as a real child process.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -232,7 +241,6 @@ describe('sprelay CLI', () => {
     assert.match(r.out, /queued for the next cycle/);
     const once = await cli(['--config', st.configFile, 'once', '--route', 'export']);
     assert.equal(once.code, 0, once.err);
-    assert.equal(readFileSync(join(st.exchange, 'a.xml'), 'utf8'), cdsXml('ours').toString());
     const byId = await cli(['--config', st.configFile, 'resend', String(dead[0].id)]);
     assert.equal(byId.code, 0, 'a sent package with its archive copy can be resent');
     const none = await cli(['--config', st.configFile, 'resend']);
@@ -293,6 +301,33 @@ describe('sprelay CLI', () => {
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /queued for the next cycle/);
     assert.match(r.stdout, /no problems/);
+    assert.match(r.stdout, /All sent and received\.\n$/, 'ends with a verdict in plain words');
+
     assert.equal(readFileSync(join(st.exchange, 'a.xml'), 'utf8'), cdsXml('ours').toString());
+
+    // still not sendable: it ends by naming the package for IT, and exits 2
+    writeFileSync(join(st.exchange, 'b.xml'), cdsXml('theirs'));
+    writeFileSync(join(st.outbox, 'b.xml'), cdsXml('ours'));
+    const bad = spawnSync('sh', [join(ROOT, 'scripts', 'resend-failed.sh'), st.configFile], { encoding: 'utf8' });
+    assert.equal(bad.status, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, /1 package not sent: call IT and say #\d+\.\n$/);
+
+    // the README's layout: <dir>/sprelay.yaml beside <dir>/app; no argument, no SPRELAY_CONFIG
+    const layout = mkdtempSync(join(tmpdir(), 'sprelay-layout-'));
+    dirs.push(layout);
+    symlinkSync(ROOT, join(layout, 'app'), 'dir');
+    for (const d of ['outbox', 'share']) mkdirSync(join(layout, d));
+    writeFileSync(
+      join(layout, 'sprelay.yaml'),
+      `station: LAYOUT-1\nlang: ru\nsettle: 100ms\nprofiles:\n  s: { type: lan, root: ./share }\nroutes:\n` +
+        `  - { name: export, direction: out, profile: s, local: ./outbox, remote: x, schedule: "* * * * *" }\n`,
+    );
+    writeFileSync(join(layout, 'outbox', 'c.xml'), cdsXml('c'));
+    const env = { ...process.env };
+    delete env.SPRELAY_CONFIG;
+    const r2 = spawnSync('sh', [join(layout, 'app', 'scripts', 'resend-failed.sh')], { encoding: 'utf8', env });
+    assert.equal(r2.status, 0, r2.stdout + r2.stderr);
+    assert.match(r2.stdout, /Всё отправлено и получено\.\n$/, 'found <dir>/sprelay.yaml; speaks its lang');
+    assert.deepEqual(readdirSync(join(layout, 'share', 'x')), ['c.xml']);
   });
 });
