@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import type { Config, RouteConfig } from './config.js';
 import { profileWithSecrets } from './credentials.js';
 import { runInbound } from './inbound.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, fileLogOf, type Logger } from './log.js';
 import { runOutbound } from './outbound.js';
-import { emptyResult, type CycleResult, type RouteContext, type StopToken } from './route-context.js';
+import { cycleSummary, emptyResult, type CycleResult, type RouteContext, type StopToken } from './route-context.js';
 import { errorText, makeScrubber, type Scrub } from './secrets.js';
 import { Ledger } from '../store/ledger.js';
 import { RouteBusyError, RouteLock } from '../store/lock.js';
@@ -35,6 +35,10 @@ export class Agent {
       transportFor?: (route: RouteConfig) => Transport;
       /** Where deferred `${VAR}` secrets are read when a transport connects (default process.env). */
       env?: NodeJS.ProcessEnv;
+      /** Log level instead of the config's (`-v`: debug). */
+      level?: string;
+      /** Where each cycle's summary line goes: the log (console and file), or the file only (`once` prints its own). */
+      cycleLog?: 'all' | 'file';
     } = {},
   ) {
     const env = opts.env ?? process.env;
@@ -55,10 +59,13 @@ export class Agent {
     this.log =
       opts.log ??
       createLogger({
-        level: config.log.level,
+        level: opts.level ?? config.log.level,
         ...(config.log.file ? { file: config.log.file } : {}),
+        maxSize: config.log.maxSize,
+        keep: config.log.keep,
         quiet: opts.quiet ?? false,
       });
+    this.cycleLog = opts.cycleLog === 'file' ? fileLogOf(this.log) : this.log;
     this.now = opts.now ?? Date.now;
     this.ledger = Ledger.open(join(config.dataDir, 'ledger.sqlite'), { now: this.now });
     this.spool = new Spool(config.dataDir);
@@ -74,6 +81,7 @@ export class Agent {
   private readonly now: () => number;
   private readonly transportFor: (route: RouteConfig) => Transport;
   private readonly secretValues: string[];
+  private readonly cycleLog: Logger;
   private readonly rescrub: (values: string[]) => void;
 
   /** Secrets read late (a passwordFile, a variable) are scrubbed from every text from now on. */
@@ -125,6 +133,12 @@ export class Agent {
   }
 
   private async cycle(route: RouteConfig): Promise<CycleResult> {
+    const result = await this.cycleOf(route);
+    this.cycleLog.info(cycleSummary(result));
+    return result;
+  }
+
+  private async cycleOf(route: RouteConfig): Promise<CycleResult> {
     const started = this.now();
     let lock: RouteLock;
     try {

@@ -9,7 +9,7 @@ import { checkRoute, checkText } from './check.js';
 import { ConfigError, loadConfig, parseDuration, resolveConfigPath, type Config } from './config.js';
 import { configTemplate } from './config-template.js';
 import { purge, resend } from './maintenance.js';
-import type { CycleResult } from './route-context.js';
+import { cycleSummary } from './route-context.js';
 import {
   listText,
   packageView as packageViewOf,
@@ -24,7 +24,8 @@ import {
 import { plainVerdict, verdictLine } from './texts.js';
 import { hasProblem } from './verdict.js';
 import { Scheduler } from './scheduler.js';
-import { ledgerDriverText, versionText } from './version.js';
+import { maintainLog } from './log.js';
+import { appVersion, ledgerDriverText, versionText } from './version.js';
 
 /**
  * Exit codes of the contract: 0 ok, 1 fatal (config, ledger), 2 some route has a problem; a
@@ -63,8 +64,18 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   let exitCode: number = EXIT.ok;
 
   const config = (): Config => loadConfig(resolveConfigPath(program.opts().config, io.env, io.cwd), io.env);
-  const withAgent = async <T>(fn: (agent: Agent) => Promise<T> | T, quiet = false): Promise<T> => {
-    const agent = new Agent(config(), { quiet, env: io.env });
+  const withAgent = async <T>(
+    fn: (agent: Agent) => Promise<T> | T,
+    quiet = false,
+    extra?: ConstructorParameters<typeof Agent>[1],
+  ): Promise<T> => {
+    const verbose = program.opts().verbose === true;
+    const agent = new Agent(config(), {
+      quiet,
+      env: io.env,
+      ...(verbose ? { level: 'debug' } : {}),
+      ...(extra ?? {}),
+    });
     try {
       return await fn(agent);
     } finally {
@@ -79,6 +90,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     )
     .option('-c, --config <file>', 'config file (default: $SPRELAY_CONFIG, else ./sprelay.yaml)')
     .option('-V, --version', 'print the version and the ledger driver, then exit')
+    .option('-v, --verbose', 'log every step (level debug), whatever the config says')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
@@ -129,6 +141,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     .action(async () =>
       withAgent(async (agent) => {
         const scheduler = new Scheduler(agent);
+        let heartbeat: NodeJS.Timeout | undefined;
         await new Promise<void>((done) => {
           let signals = 0;
           const onSignal = (sig: string) => {
@@ -142,9 +155,16 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
           };
           process.on('SIGINT', () => onSignal('SIGINT'));
           process.on('SIGTERM', () => onSignal('SIGTERM'));
+          agent.log.info(
+            `sprelay ${appVersion()} started for station ${agent.config.station} (pid ${process.pid}, ` +
+              `${agent.config.routes.length} routes, ledger ${agent.ledger.driver})`,
+          );
           scheduler.start();
-          agent.log.info(`sprelay running for station ${agent.config.station}: ${agent.config.routes.length} routes`);
+          heartbeat = setInterval(() => agent.log.info(heartbeatLine(agent)), HEARTBEAT_MS);
+          heartbeat.unref();
         });
+        clearInterval(heartbeat);
+        agent.log.info(`sprelay stopped (pid ${process.pid})`);
       }),
     );
 
@@ -155,34 +175,39 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     )
     .addOption(new Option('-r, --route <name...>', 'only these routes (repeatable)'))
     .action(async (opts: { route?: string[] }) =>
-      withAgent(async (agent) => {
-        let stoppedBy: 'SIGINT' | 'SIGTERM' | null = null;
-        const onInt = () => ((stoppedBy ??= 'SIGINT'), agent.requestStop());
-        const onTerm = () => ((stoppedBy ??= 'SIGTERM'), agent.requestStop());
-        process.on('SIGINT', onInt);
-        process.on('SIGTERM', onTerm);
-        try {
-          const names = opts.route ?? [];
-          const results = await agent.runOnce(names);
-          for (const r of results) io.err(summaryLine(r));
-          if (stoppedBy || results.some((r) => r.interrupted)) {
-            io.err(`sprelay: interrupted (${stoppedBy ?? 'stop requested'}): the cycle did not finish`);
-            exitCode = stoppedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
-            return;
+      withAgent(
+        async (agent) => {
+          let stoppedBy: 'SIGINT' | 'SIGTERM' | null = null;
+          const onInt = () => ((stoppedBy ??= 'SIGINT'), agent.requestStop());
+          const onTerm = () => ((stoppedBy ??= 'SIGTERM'), agent.requestStop());
+          process.on('SIGINT', onInt);
+          process.on('SIGTERM', onTerm);
+          try {
+            const names = opts.route ?? [];
+            const results = await agent.runOnce(names);
+            for (const r of results) io.err(visible(cycleSummary(r)));
+            if (stoppedBy || results.some((r) => r.interrupted)) {
+              io.err(`sprelay: interrupted (${stoppedBy ?? 'stop requested'}): the cycle did not finish`);
+              exitCode = stoppedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+              return;
+            }
+            // the exit code says what the ledger says now, not only what this cycle did: a dead
+            // package keeps exit 2 until it is resent or acknowledged
+            const now = Date.now();
+            const ran = results.filter((r) => r.skipped === null).map((r) => r.route);
+            const skipped = results.filter((r) => r.skipped !== null).map((r) => r.route);
+            const bad = verdicts(agent.config, agent.ledger, now, [...ran, ...skipped]).filter(hasProblem);
+            for (const v of bad) io.err(visible(verdictLine(v, agent.config.lang, now)));
+            if (bad.length > 0) exitCode = EXIT.problems;
+          } finally {
+            process.off('SIGINT', onInt);
+            process.off('SIGTERM', onTerm);
           }
-          // the exit code says what the ledger says now, not only what this cycle did: a dead
-          // package keeps exit 2 until it is resent or acknowledged
-          const now = Date.now();
-          const ran = results.filter((r) => r.skipped === null).map((r) => r.route);
-          const skipped = results.filter((r) => r.skipped !== null).map((r) => r.route);
-          const bad = verdicts(agent.config, agent.ledger, now, [...ran, ...skipped]).filter(hasProblem);
-          for (const v of bad) io.err(visible(verdictLine(v, agent.config.lang, now)));
-          if (bad.length > 0) exitCode = EXIT.problems;
-        } finally {
-          process.off('SIGINT', onInt);
-          process.off('SIGTERM', onTerm);
-        }
-      }),
+        },
+        false,
+        // the console gets this command's own summary lines; the log file gets the agent's
+        { cycleLog: 'file' },
+      ),
     );
 
   program
@@ -364,6 +389,22 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   return { program, exitCode: () => exitCode };
 }
 
+/** How often `run` writes its heartbeat line (and checks the log file's size). */
+const HEARTBEAT_MS = 60 * 60_000;
+
+/** `run`'s hourly line: still alive, what each route holds, what needs a person. */
+export function heartbeatLine(agent: Agent): string {
+  maintainLog(agent.log);
+  const now = Date.now();
+  const parts = verdicts(agent.config, agent.ledger, now).map((v) => {
+    const counts = Object.entries(agent.ledger.countsByState(v.route))
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
+    return `${v.route} ${v.verdict}${counts ? ` (${counts})` : ''}`;
+  });
+  return `alive (pid ${process.pid}): ${parts.join('; ')}`;
+}
+
 function packageId(text: string, command: string): number {
   if (!/^#?\d+$/.test(text.trim())) throw new Exit(EXIT.fatal, `${command}: not a package id: ${JSON.stringify(text)}`);
   return Number(text.trim().replace(/^#/, ''));
@@ -376,25 +417,6 @@ function foldersOf(cfg: Config): string[] {
     if (r.profile.type === 'lan') dirs.add(join(r.profile.root, r.remote));
   }
   return [...dirs];
-}
-
-function summaryLine(r: CycleResult): string {
-  const parts = Object.entries({
-    taken: r.taken,
-    sent: r.sent,
-    delivered: r.delivered,
-    duplicates: r.duplicates,
-    waiting: r.waiting,
-    failed: r.failed,
-    dead: r.dead,
-    quarantined: r.quarantined,
-    'refused in outbox': r.refused,
-  })
-    .filter(([, n]) => n > 0)
-    .map(([k, n]) => `${k} ${n}`);
-  if (r.skipped) return `route ${r.route} (${r.direction}): skipped — ${r.skipped}`;
-  const tail = r.error ? ` — ERROR: ${visible(r.error)}` : r.interrupted ? ' — interrupted' : '';
-  return `route ${r.route} (${r.direction}): ${parts.join(', ') || 'nothing to do'}${tail}`;
 }
 
 /** Runs the CLI; returns the exit code instead of exiting (the bin exits). */

@@ -93,7 +93,7 @@ export interface Config {
   lang: Lang;
   /** Absolute. */
   dataDir: string;
-  log: { level: LogLevel; file?: string };
+  log: { level: LogLevel; file?: string; maxSize: number; keep: number };
   profiles: Record<string, ProfileOptions>;
   routes: RouteConfig[];
   /** Every secret value (>= 4 chars), so other modules can scrub them from any text. */
@@ -412,6 +412,8 @@ const topSchema = obj({
   lang: z.enum(['en', 'ru', 'uk']).optional(),
   log: obj({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).optional(),
+    maxSize: sizeField.refine((n) => n >= 64 * 1024, { error: 'must be at least 64KB' }).optional(),
+    keep: z.number().int().min(1).max(100).optional(),
     file: nonEmpty.optional(),
   }).optional(),
   profiles: z.record(z.string(), z.unknown()),
@@ -1206,7 +1208,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
 
   const routes = parsedRoutes.map((r) => buildRoute(r!, top, profiles, baseDir));
-  const log: Config['log'] = { level: top.log?.level ?? DEFAULTS.logLevel };
+  const log: Config['log'] = {
+    level: top.log?.level ?? DEFAULTS.logLevel,
+    maxSize: top.log?.maxSize ?? 10 * MB,
+    keep: top.log?.keep ?? 5,
+  };
   if (top.log?.file !== undefined) log.file = resolveLocalPath(top.log.file, baseDir);
   return {
     file: abs,

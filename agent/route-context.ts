@@ -71,6 +71,26 @@ export function emptyResult(route: RouteConfig): CycleResult {
   };
 }
 
+/** One line per cycle: `route export (out): taken 2, sent 2` (the console and the log file). */
+export function cycleSummary(r: CycleResult): string {
+  if (r.skipped) return `route ${r.route} (${r.direction}): skipped — ${r.skipped}`;
+  const parts = Object.entries({
+    taken: r.taken,
+    sent: r.sent,
+    delivered: r.delivered,
+    duplicates: r.duplicates,
+    waiting: r.waiting,
+    failed: r.failed,
+    dead: r.dead,
+    quarantined: r.quarantined,
+    'refused in outbox': r.refused,
+  })
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`);
+  const tail = r.error ? ` — ERROR: ${r.error}` : r.interrupted ? ' — interrupted' : '';
+  return `route ${r.route} (${r.direction}): ${parts.join(', ') || 'nothing to do'}${tail}`;
+}
+
 export function endpointOf(route: RouteConfig): Endpoint {
   return {
     route: route.name,

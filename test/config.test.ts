@@ -108,7 +108,7 @@ describe('valid configs', () => {
     assert.equal(c.file, join(dir, 'sprelay.yaml'));
     assert.equal(c.station, 'AZS-017');
     assert.equal(c.dataDir, join(dir, 'data'));
-    assert.deepEqual(c.log, { level: 'info' });
+    assert.deepEqual(c.log, { level: 'info', maxSize: 10 * 1024 * 1024, keep: 5 });
     assert.equal(c.routes.length, 2);
     const [out, inn] = c.routes;
     assert.ok(out && inn);
@@ -162,7 +162,12 @@ describe('valid configs', () => {
     const c = loadConfig(join(dir, 'sprelay.yaml'), {});
     assert.notEqual(process.cwd(), dir);
     assert.equal(c.dataDir, join(dir, 'state'));
-    assert.deepEqual(c.log, { level: 'debug', file: join(dir, 'logs', 'sprelay.log') });
+    assert.deepEqual(c.log, {
+      level: 'debug',
+      file: join(dir, 'logs', 'sprelay.log'),
+      maxSize: 10 * 1024 * 1024,
+      keep: 5,
+    });
     assert.equal(c.routes[0]?.local, join(dir, 'outbox'));
     assert.equal(c.routes[1]?.local, join(dir, 'inbox'));
     assert.deepEqual(c.profiles['office-share'], { type: 'lan', root: join(dir, 'share') });

@@ -149,7 +149,7 @@ describe('sprelay run', () => {
       child.stderr.on('data', (d) => (stderr += d));
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       try {
-        await until('the daemon to start', 15_000, () => stderr.includes('sprelay running'));
+        await until('the daemon to start', 15_000, () => /sprelay \S+ started for station/.test(stderr));
         const files = ['one.xml', 'two.xml', 'Отчёт смены.XML'];
         for (const f of files) writeFileSync(join(st.outbox, f), cdsXml(f));
         const s = st;
