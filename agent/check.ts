@@ -20,6 +20,13 @@ async function localSteps(route: RouteConfig): Promise<ProbeStep[]> {
   const what = route.direction === 'out' ? 'outbox' : 'inbox';
   const probe = join(route.local, `.sprelay-probe-${randomBytes(4).toString('hex')}.part`);
   try {
+    const st = await fsp.stat(route.local).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (!st) return [{ step: `${what} ${route.local} writable`, ok: false, detail: 'the folder does not exist' }];
+    if (!st.isDirectory())
+      return [{ step: `${what} ${route.local} writable`, ok: false, detail: 'this is a file, not a folder' }];
     await fsp.writeFile(probe, 'sprelay check');
     await fsp.rm(probe, { force: true });
     return [{ step: `${what} ${route.local} writable`, ok: true }];

@@ -347,6 +347,17 @@ function obj<S extends z.core.$ZodLooseShape>(shape: S) {
 }
 
 const nonEmpty = z.string().min(1);
+// eslint-disable-next-line no-control-regex -- a control character in a path is the mistake to catch
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+/**
+ * A folder or file path: no control characters. "C:\new\test" in double quotes is a line break and
+ * a tab to YAML, so that is what the hint says.
+ */
+const pathText = z.string().refine((s) => !CONTROL_RE.test(s), {
+  error:
+    "contains a control character (a line break or tab): in double quotes a backslash starts an escape (\"C:\\new\" is a line break); write Windows paths without quotes or in single quotes: 'C:\\ServioPump\\Export'",
+});
+const pathField = pathText.pipe(z.string().min(1));
 const port = z.number().int().min(1).max(65535);
 
 const durationField = z
@@ -408,13 +419,13 @@ const topSchema = obj({
         ? 'required'
         : 'expected 1 to 64 characters: letters A-Z, digits, ".", "_" or "-" (it goes into e-mail subjects)',
   }),
-  dataDir: nonEmpty.optional(),
+  dataDir: pathField.optional(),
   lang: z.enum(['en', 'ru', 'uk']).optional(),
   log: obj({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).optional(),
     maxSize: sizeField.refine((n) => n >= 64 * 1024, { error: 'must be at least 64KB' }).optional(),
     keep: z.number().int().min(1).max(100).optional(),
-    file: nonEmpty.optional(),
+    file: pathField.optional(),
   }).optional(),
   profiles: z.record(z.string(), z.unknown()),
   routes: z.array(z.unknown()).min(1, { error: 'at least one route is required' }),
@@ -440,8 +451,8 @@ const routeSchema = obj({
   name: nameField,
   direction: z.enum(['in', 'out']),
   profile: nonEmpty,
-  local: nonEmpty,
-  remote: z.string().optional(),
+  local: pathField,
+  remote: pathText.optional(),
   to: z.array(addressField).min(1).optional(),
   allowFrom: z.array(allowFromField).min(1).optional(),
   include: z.array(nonEmpty).min(1).optional(),
@@ -459,9 +470,9 @@ const routeSchema = obj({
   ...routeDefaultsShape,
 });
 
-const tlsSchema = obj({ ca: nonEmpty.optional(), rejectUnauthorized: z.boolean().optional() });
+const tlsSchema = obj({ ca: pathField.optional(), rejectUnauthorized: z.boolean().optional() });
 
-const lanSchema = obj({ type: z.literal('lan'), root: nonEmpty });
+const lanSchema = obj({ type: z.literal('lan'), root: pathField });
 
 const ftpSchema = obj({
   type: z.literal('ftp'),
@@ -470,7 +481,7 @@ const ftpSchema = obj({
   security: z.enum(['none', 'explicit', 'implicit']).optional(),
   user: nonEmpty,
   password: z.string().optional(),
-  passwordFile: nonEmpty.optional(),
+  passwordFile: pathField.optional(),
   tls: tlsSchema.optional(),
   encoding: z.enum(['utf8', 'cp1251']).optional(),
 });
@@ -485,7 +496,7 @@ const sftpSchema = obj({
   port: port.optional(),
   user: nonEmpty,
   password: z.string().optional(),
-  passwordFile: nonEmpty.optional(),
+  passwordFile: pathField.optional(),
   privateKey: nonEmpty.optional(),
   passphrase: z.string().optional(),
   hostKey: z
@@ -506,7 +517,7 @@ const mailServerSchema = obj({
   security: z.enum(['none', 'starttls', 'tls']).optional(),
   user: nonEmpty.optional(),
   password: z.string().optional(),
-  passwordFile: nonEmpty.optional(),
+  passwordFile: pathField.optional(),
 });
 
 const emailSchema = obj({

@@ -138,6 +138,19 @@ describe('sprelay CLI', () => {
     assert.match(r.out, /FAIL .*root/i);
   });
 
+  it('check: a missing outbox is said plainly; an in-route whose remote folder is missing fails (a typo is not polled forever)', async () => {
+    st = makeStation({ inRemote: 'to-station-typo' });
+    rmSync(st.outbox, { recursive: true });
+    const r = await cli(['--config', st.configFile, 'check']);
+    assert.equal(r.code, 1);
+    assert.match(r.out, new RegExp(`FAIL outbox .*outbox writable — the folder does not exist`));
+    assert.match(
+      r.out,
+      /route import: FAILED\n(.*\n)*.*FAIL list remote — .*to-station-typo does not exist; an in-route does not create it/,
+    );
+    assert.ok(!existsSync(join(st.office, 'to-station-typo')), 'check created nothing');
+  });
+
   it('once exits 0 when all went well, 2 when a package needs attention, 1 on a config error', async () => {
     st = makeStation();
     writeFileSync(join(st.outbox, 'good.xml'), cdsXml('g'));

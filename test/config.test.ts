@@ -350,6 +350,18 @@ describe('errors name the exact key path', () => {
     assert.match(err.message, /line 13:\d+: .*must be put in quotes/);
   });
 
+  test('a path with a control character (a double-quoted "C:\\new\\test") is refused with the hint about quotes', () => {
+    const yaml = config()
+      .replace('local: ./outbox', 'local: "C:\\new\\test"')
+      .replace('root: ./share', 'root: "\\\\OFFICE\\tmp"');
+    const err = expectIssue(yaml, 'routes[0].local', /control character .*single quotes: 'C:\\ServioPump\\Export'/);
+    assert.ok(err.issues.some((i) => i.path === 'profiles.office-share.root' && /control character/.test(i.message)));
+    // the same paths written as the hint says are fine
+    const ok = parse(config().replace('local: ./outbox', "local: 'C:\\new\\test'"));
+    assert.doesNotMatch(ok.routes[0]!.local, /[\n\t]/);
+    assert.match(ok.routes[0]!.local, /new[\\/]test$/);
+  });
+
   test('missing ${VAR} names the variable at its key path', () => {
     const err = expectIssue(
       config().replace('remote: from-station', 'remote: ${FTP_DIR}'),

@@ -438,6 +438,7 @@ describe('ftp transport', () => {
       it(`reports every step (${security})`, T, async () => {
         const s = await serve({ security });
         const profile = profileFor(s, { security, tls: { ca: tls.caPem, rejectUnauthorized: true } });
+        await mkdir(join(s.root, 'in', 'azs017'), { recursive: true }); // the office made the in-route's folder
         const steps = await createFtpTransport(profile).probe(
           endpoint({ afterReceive: { kind: 'move', to: 'done/azs017' } }),
           'in',

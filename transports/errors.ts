@@ -89,12 +89,65 @@ export function fromSystemError(err: unknown, what: string): TransportError {
   if (isAbortError(err)) return new TransportError('aborted', `${what}: aborted`, { cause: err });
   const errno = errnoCode(err);
   const code = (errno && ERRNO_CODES[errno]) || 'network';
-  const detail = err instanceof Error ? err.message : String(err);
+  const words = errno ? networkWords(errno, netFields(err)) : undefined;
+  const detail = words ? `${words} (${errno})` : err instanceof Error ? err.message : String(err);
   return new TransportError(code, `${what}: ${detail}`, { cause: err });
+}
+
+/** Address and port of a net error: its fields, else the `connect ECONNREFUSED 1.2.3.4:21` text. */
+function netFields(err: unknown): NetErrorFields {
+  const e = (err && typeof err === 'object' ? err : {}) as NetErrorFields & { message?: string };
+  if (e.address) return e;
+  const m = /\bE[A-Z]+ (\[[^\]]+\]|[^\s:]+):(\d+)\b/.exec(typeof e.message === 'string' ? e.message : '');
+  return m ? { ...e, address: m[1]!, port: Number(m[2]) } : e;
+}
+
+interface NetErrorFields {
+  address?: string;
+  port?: number;
+  hostname?: string;
+}
+
+/**
+ * The same words for the same network failure, whichever transport met it (FTP said
+ * `connect ECONNREFUSED 127.0.0.1:1 (control socket)` where SFTP said `connection refused`).
+ * Pinned by test/errors.test.ts. Undefined for errors that are not about the network.
+ */
+export function networkWords(errno: string, e: NetErrorFields = {}): string | undefined {
+  const at = e.address ? (e.port ? `${e.address}:${e.port}` : e.address) : 'the server';
+  switch (errno) {
+    case 'ECONNREFUSED':
+      return `connection refused by ${at} (nothing listens there)`;
+    case 'ECONNRESET':
+      return `connection reset by ${at === 'the server' ? 'the other side' : at}`;
+    case 'ETIMEDOUT':
+      return `timed out: no answer from ${at}`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `host name ${e.hostname ?? ''} not resolved`.replace('  ', ' ');
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ENETDOWN':
+      return `${at} unreachable (no network path to it)`;
+    case 'EPIPE':
+    case 'ECONNABORTED':
+    case 'ENOTCONN':
+      return 'connection broken';
+    default:
+      return undefined;
+  }
 }
 
 export function isAbortError(err: unknown): boolean {
   return (
     !!err && typeof err === 'object' && 'name' in err && (err.name === 'AbortError' || err.name === 'TimeoutError')
+  );
+}
+
+/** `check` on an in-route whose remote folder is not there: said the same way by every transport. */
+export function missingInFolder(dir: string): TransportError {
+  return new TransportError(
+    'not-found',
+    `remote folder ${dir} does not exist; an in-route does not create it (check the name, or ask the office to create it)`,
   );
 }

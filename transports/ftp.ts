@@ -22,6 +22,7 @@ import {
   errnoCode,
   fromSystemError,
   isAbortError,
+  missingInFolder,
   type TransportErrorCode,
 } from './errors.js';
 import type {
@@ -245,9 +246,18 @@ export function createFtpTransport(profile: FtpProfile): Transport {
       let dir = '';
       const listed = await step('list remote', async () => {
         dir = session.resolve(ep.remote);
-        await session.enterDir(dir, true, signal);
+        let created = false;
+        try {
+          await session.enterDir(dir, false, signal);
+        } catch (err) {
+          if (session.classify(err, `open ${dir}`, { missing: 'not-found' }).code !== 'not-found') throw err;
+          // an in-route never creates its remote folder: a typo there would be polled forever
+          if (direction === 'in') throw missingInFolder(dir);
+          await session.enterDir(dir, true, signal);
+          created = true;
+        }
         const entries = await session.listHere(`list ${dir}`, signal);
-        return `${entries.length} file(s) in ${dir}`;
+        return `${entries.length} file(s) in ${dir}${created ? ' (created: it was not there)' : ''}`;
       });
       if (!listed) return steps;
       const probeName = `${HIDDEN_PREFIX}probe-${randomBytes(6).toString('hex')}${PART}`;

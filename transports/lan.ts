@@ -6,7 +6,7 @@ import { promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { IdleWatch, withDeadline } from './deadline.js';
-import { TransportError, errnoCode, fromSystemError, type TransportErrorCode } from './errors.js';
+import { TransportError, errnoCode, fromSystemError, missingInFolder, type TransportErrorCode } from './errors.js';
 import type {
   Endpoint,
   LanProfile,
@@ -419,9 +419,13 @@ export function createLanTransport(profile: LanProfile): Transport {
     if (
       !(await step('list remote', async () => {
         const segments = relativeSegments(ep.remote, 'remote');
+        const rel = segments.join('/') || '.';
+        const before = await statOrNull(path.join(root, ...segments), ms, signal);
+        // an in-route never creates its remote folder: a typo there would be polled forever
+        if (!before?.isDirectory() && direction === 'in') throw missingInFolder(rel);
         dir = await ensureDir(segments, ms, signal);
         const entries = await listDir(dir, ms, signal);
-        return `${entries.length} file(s) in ${segments.join('/') || '.'}`;
+        return `${entries.length} file(s) in ${rel}${before?.isDirectory() ? '' : ' (created: it was not there)'}`;
       }))
     ) {
       return steps;

@@ -15,7 +15,15 @@ import { Transform, type Readable } from 'node:stream';
 import type { Client, ConnectConfig, FileEntry, SFTPWrapper, Stats as SftpStats } from 'ssh2';
 import SftpClient from 'ssh2-sftp-client';
 import { IdleWatch, formatMs, withDeadline } from './deadline.js';
-import { TransportError, errnoCode, fromSystemError, isAbortError, type TransportErrorCode } from './errors.js';
+import {
+  TransportError,
+  errnoCode,
+  fromSystemError,
+  isAbortError,
+  missingInFolder,
+  networkWords,
+  type TransportErrorCode,
+} from './errors.js';
 import type {
   Endpoint,
   OutgoingPackage,
@@ -464,9 +472,12 @@ export function createSftpTransport(profile: SftpProfile): Transport {
     try {
       if (
         !(await step('list remote', async () => {
+          const before = await statOrNull(conn, dir, `stat ${dir}`, ms, signal);
+          // an in-route never creates its remote folder: a typo there would be polled forever
+          if (!before && direction === 'in') throw missingInFolder(dir);
           await ensureDir(conn, dir, ms, signal);
           const entries = await listDir(conn, dir, ms, signal);
-          return `${entries.length} file(s) in ${dir}`;
+          return `${entries.length} file(s) in ${dir}${before ? '' : ' (created: it was not there)'}`;
         }))
       ) {
         return steps;
@@ -797,22 +808,9 @@ function connectError(
   if (e.level === 'client-timeout')
     return new TransportError('timeout', `connect to ${label}: ${detail}`, { cause: err });
   if (e.level === 'client-dns' || errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') {
-    return new TransportError(
-      'dns',
-      `connect to ${label}: host name ${profile.host} could not be resolved (${errno ?? detail})`,
-      {
-        cause: err,
-      },
-    );
-  }
-  if (errno === 'ECONNREFUSED') {
-    return new TransportError(
-      'network',
-      `connect to ${label}: connection refused (nothing listens on port ${profile.port})`,
-      {
-        cause: err,
-      },
-    );
+    return new TransportError('dns', `connect to ${label}: ${networkWords('ENOTFOUND', { hostname: profile.host })}`, {
+      cause: err,
+    });
   }
   if (errno && errno !== 'ERR_GENERIC_CLIENT') return fromSystemError(e, `connect to ${label}`);
   if (e.level === 'handshake') {

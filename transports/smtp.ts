@@ -323,7 +323,9 @@ export function smtpError(err: unknown, what: string): TransportError {
     case 'ESOCKET':
     case 'ECONNECTION':
     default: {
-      const errno = errnoCode(err) ?? e.originalCode;
+      // nodemailer wraps the socket error (ESOCKET) and keeps the system's code in originalCode or the text
+      const own = errnoCode(err);
+      const errno = e.originalCode ?? (own && own !== e.code ? own : undefined) ?? /\b(E[A-Z]{3,})\b/.exec(detail)?.[1];
       if (errno && errno !== e.code) return fromSystemError(Object.assign(new Error(detail), { code: errno }), what);
       return make('network', detail);
     }

@@ -380,6 +380,8 @@ export function runConformance(
         `probe (${direction}) on a good endpoint: every step ok, no probe file left`,
         { timeout: CASE_TIMEOUT },
         async () => {
+          // an in-route's folder is the office's to make: have it there (an out probe makes it)
+          if (direction === 'in') await fx.transport.probe(fx.endpoint(), 'out', signal());
           const steps = await fx.transport.probe(fx.endpoint(), direction, signal());
           assert.ok(steps.length >= 2, 'probe reports its steps');
           for (const st of steps) assert.equal(st.ok, true, `${st.step}: ${st.detail ?? ''}`);
@@ -387,6 +389,24 @@ export function runConformance(
         },
       );
     }
+
+    it(
+      'probe (in) on a remote folder that is not there fails at list remote and creates nothing; probe (out) creates it and says so',
+      { timeout: CASE_TIMEOUT },
+      async () => {
+        const typo = { remote: `${fx.endpoint().remote}/typo-folder` };
+        const steps = await fx.transport.probe(fx.endpoint(typo), 'in', signal());
+        const list = steps.find((st) => st.step === 'list remote');
+        assert.ok(list, `a list remote step: ${JSON.stringify(steps)}`);
+        assert.equal(list.ok, false);
+        assert.equal(list.code, 'not-found');
+        assert.match(list.detail ?? '', /typo-folder does not exist; an in-route does not create it/);
+        const out = await fx.transport.probe(fx.endpoint(typo), 'out', signal());
+        assert.match(out.find((st) => st.step === 'list remote')?.detail ?? '', /\(created: it was not there\)/);
+        const again = await fx.transport.probe(fx.endpoint(typo), 'in', signal());
+        for (const st of again) assert.equal(st.ok, true, `${st.step}: ${st.detail ?? ''}`);
+      },
+    );
 
     it('close never throws and is safe to call twice', { timeout: CASE_TIMEOUT }, async () => {
       const s = await fx.transport.openSink(fx.endpoint(), signal());
