@@ -145,7 +145,11 @@ describe('sftp transport', () => {
       await rejectsWith(withKey({ passphrase: undefined }).openSink(endpoint(), signal()), 'auth');
 
       const stranger = sshKeyPair();
-      await rejectsWith(withKey({ privateKey: stranger.private }).openSink(endpoint(), signal()), 'auth');
+      const refused = await rejectsWith(
+        withKey({ privateKey: stranger.private }).openSink(endpoint(), signal()),
+        'auth',
+      );
+      assert.match(refused.message, /login refused \(tried: private key\)/, 'the same words as FTP, SMTP and IMAP');
     });
   });
 

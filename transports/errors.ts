@@ -151,3 +151,24 @@ export function missingInFolder(dir: string): TransportError {
     `remote folder ${dir} does not exist; an in-route does not create it (check the name, or ask the office to create it)`,
   );
 }
+
+const CERT_NOT_TRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+/** The same words for a TLS failure on FTPS, SMTP and IMAP, from the system's code (if any). */
+export function tlsWords(errno: string | undefined): string {
+  if (errno === 'ERR_TLS_CERT_ALTNAME_INVALID' || errno === 'HOSTNAME_MISMATCH')
+    return 'TLS: the server certificate does not name this host';
+  if (errno && CERT_NOT_TRUSTED.has(errno)) return 'TLS: the server certificate is not trusted (give its CA in tls.ca)';
+  if (errno === 'CERT_HAS_EXPIRED') return 'TLS: the server certificate has expired';
+  return 'TLS failed';
+}
+
+/** The same words for a refused login on every transport. */
+export const LOGIN_REFUSED = 'login refused';

@@ -22,7 +22,9 @@ import {
   errnoCode,
   fromSystemError,
   isAbortError,
+  LOGIN_REFUSED,
   missingInFolder,
+  tlsWords,
   type TransportErrorCode,
 } from './errors.js';
 import type {
@@ -842,15 +844,6 @@ const TLS_ERROR_CODES = new Set([
   'HOSTNAME_MISMATCH',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
-const CERT_NOT_TRUSTED = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_UNTRUSTED',
-]);
-
 function isTlsCode(code: string): boolean {
   return TLS_ERROR_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_');
 }
@@ -882,18 +875,14 @@ function classifyFtp(err: unknown, what: string, ctx: ErrorContext, text: (s: st
   if (isAbortError(err)) return new TransportError('aborted', `${what}: aborted`, { cause: err });
   if (err instanceof FTPError) {
     const reply = text(err.message).trim();
-    return new TransportError(replyCode(err.code, reply, ctx), `${what}: the server answered ${reply}`, { cause: err });
+    const code = replyCode(err.code, reply, ctx);
+    const words = code === 'auth' ? `${LOGIN_REFUSED}: ` : '';
+    return new TransportError(code, `${what}: ${words}the server answered ${reply}`, { cause: err });
   }
   const message = err instanceof Error ? text(err.message) : String(err);
   const errno = errnoCode(err);
   if (errno && isTlsCode(errno)) {
-    const why =
-      errno === 'ERR_TLS_CERT_ALTNAME_INVALID' || errno === 'HOSTNAME_MISMATCH'
-        ? 'the server certificate does not name this host'
-        : CERT_NOT_TRUSTED.has(errno)
-          ? 'the server certificate is not trusted (give its CA in tls.ca)'
-          : 'TLS failed';
-    return new TransportError('tls', `${what}: ${why}: ${errno}: ${message}`, { cause: err });
+    return new TransportError('tls', `${what}: ${tlsWords(errno)}: ${errno}: ${message}`, { cause: err });
   }
   // "Client is closed because <reason>": basic-ftp copies the reason's code, ours included
   if (errno && errno in TRANSPORT_ERROR_CODES) {

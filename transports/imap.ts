@@ -28,7 +28,15 @@ import { Transform, type Readable } from 'node:stream';
 import { ImapFlow, type FetchMessageObject, type MessageStructureObject } from 'imapflow';
 import { isRemotePackage } from './include.js';
 import { IdleWatch, withDeadline } from './deadline.js';
-import { TransportError, errnoCode, fromSystemError, isAbortError, type TransportErrorCode } from './errors.js';
+import {
+  LOGIN_REFUSED,
+  TransportError,
+  errnoCode,
+  fromSystemError,
+  isAbortError,
+  tlsWords,
+  type TransportErrorCode,
+} from './errors.js';
 import { isTlsErrorCode } from './smtp.js';
 import type { EmailProfile, Endpoint, MailServer, ProbeStep, RemoteEntry, Source, TlsOptions } from './types.js';
 
@@ -622,9 +630,9 @@ export function imapError(err: unknown, what: string): TransportError {
   const make = (code: TransportErrorCode, text: string) => new TransportError(code, `${what}: ${text}`, { cause: err });
   const response = e.serverResponseCode?.toUpperCase();
   if (e.authenticationFailed || response === 'AUTHENTICATIONFAILED' || response === 'AUTHORIZATIONFAILED') {
-    return make('auth', `login refused: ${detail}`);
+    return make('auth', `${LOGIN_REFUSED}: ${detail}`);
   }
-  if (e.tlsFailed || isTlsErrorCode(e.code)) return make('tls', `TLS failed: ${detail}`);
+  if (e.tlsFailed || isTlsErrorCode(e.code)) return make('tls', `${tlsWords(e.code ?? errnoCode(err))}: ${detail}`);
   if (response === 'UNAVAILABLE' || response === 'INUSE' || response === 'LIMIT') {
     return make('unavailable', `the server is not available right now: ${detail}`);
   }

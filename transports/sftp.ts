@@ -20,6 +20,7 @@ import {
   errnoCode,
   fromSystemError,
   isAbortError,
+  LOGIN_REFUSED,
   missingInFolder,
   networkWords,
   type TransportErrorCode,
@@ -798,7 +799,7 @@ function connectError(
     const methods = [profile.password !== undefined && 'password', profile.privateKey !== undefined && 'private key']
       .filter(Boolean)
       .join(', ');
-    return new TransportError('auth', `connect to ${label}: authentication refused (tried: ${methods || 'none'})`, {
+    return new TransportError('auth', `connect to ${label}: ${LOGIN_REFUSED} (tried: ${methods || 'none'})`, {
       cause: err,
     });
   }

@@ -18,7 +18,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
 import { formatMs, withDeadline } from './deadline.js';
-import { TransportError, errnoCode, fromSystemError, isAbortError } from './errors.js';
+import { LOGIN_REFUSED, TransportError, errnoCode, fromSystemError, isAbortError, tlsWords } from './errors.js';
 import type {
   EmailProfile,
   Endpoint,
@@ -283,12 +283,12 @@ export function smtpError(err: unknown, what: string): TransportError {
     new TransportError(code, `${what}: ${text}`, { cause: err });
   if (e.code === 'EABORT' || isAbortError(err)) return make('aborted', 'aborted');
   if (e.code === 'ETLS' || isTlsErrorCode(e.originalCode) || isTlsErrorCode(errnoCode(err))) {
-    return make('tls', `TLS failed: ${detail}`);
+    return make('tls', `${tlsWords(e.originalCode ?? errnoCode(err))}: ${detail}`);
   }
   if (e.code === 'EAUTH' || e.code === 'ENOAUTH' || reply === 530 || reply === 534 || reply === 535) {
     if (reply !== undefined && reply >= 400 && reply < 500)
       return make('unavailable', `login failed for now: ${detail}`);
-    return make('auth', `login refused: ${detail}`);
+    return make('auth', `${LOGIN_REFUSED}: ${detail}`);
   }
   if (reply !== undefined && reply >= 400 && reply < 500) {
     if (reply === 421) return make('network', `the server is closing the connection: ${detail}`);
