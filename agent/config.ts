@@ -355,7 +355,7 @@ const CONTROL_RE = /[\u0000-\u001f\u007f]/;
  */
 const pathText = z.string().refine((s) => !CONTROL_RE.test(s), {
   error:
-    "contains a control character (a line break or tab): in double quotes a backslash starts an escape (\"C:\\new\" is a line break); write Windows paths without quotes or in single quotes: 'C:\\ServioPump\\Export'",
+    'contains a control character (a line break or tab): in double quotes a backslash starts an escape ("C:\\new" is a line break); write Windows paths without quotes or in single quotes: \'C:\\ServioPump\\Export\'',
 });
 const pathField = pathText.pipe(z.string().min(1));
 const port = z.number().int().min(1).max(65535);

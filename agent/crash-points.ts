@@ -1,6 +1,8 @@
 // Named points in the pipelines where the kill -9 tests stop the process dead. Set
 // SPRELAY_CRASH_AT=<point> (optionally <point>@<n> for the n-th time it is reached) and the agent
 // SIGKILLs itself there: no cleanup, no flush, exactly like a power cut. Unset, this is a no-op.
+import { writeSync } from 'node:fs';
+
 export type CrashPoint =
   | 'out:after-spool-rename' // bytes in the spool, ledger does not know yet
   | 'out:after-ledger-queued' // ledger knows, outbox copy not yet removed
@@ -19,5 +21,14 @@ let seen = 0;
 export function crashPoint(point: CrashPoint): void {
   if (!spec || point !== target) return;
   seen++;
-  if (seen >= Number(nth ?? 1)) process.kill(process.pid, 'SIGKILL');
+  if (seen < Number(nth ?? 1)) return;
+  // On Windows a process that kills itself ends through TerminateProcess with exit code 1 and no
+  // signal, like any fatal exit: this line (written synchronously, nothing else is flushed) is
+  // how a test tells the two apart there.
+  try {
+    writeSync(2, `SPRELAY_CRASH_AT ${point}@${seen}: killing this process\n`);
+  } catch {
+    // no stderr: the kill is what matters
+  }
+  process.kill(process.pid, 'SIGKILL');
 }

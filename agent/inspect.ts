@@ -3,7 +3,7 @@
 // that is fine on Linux can still escape or hit a device there), whether an .xml is well-formed
 // (streamed, DOCTYPE refused so nothing is ever expanded or fetched), whether a .zip looks whole,
 // and whether a name matches a route's include globs.
-import { createReadStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { SaxesParser } from 'saxes';
 import { isPartName } from '../transports/include.js';
 
@@ -182,7 +182,12 @@ async function parseXml(
     return null;
   };
 
-  const stream = createReadStream(path, { highWaterMark: READ_CHUNK, signal });
+  // Our own handle, closed in `finally`, and the signal checked between chunks rather than given to
+  // the stream: a read stream given an already aborted signal never closes its file (Node 20 and
+  // 22), and on Windows an open handle gets in the way of the rename or delete that comes next.
+  signal?.throwIfAborted();
+  const fh = await fsp.open(path, 'r');
+  const stream = fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false });
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       signal?.throwIfAborted();
@@ -204,6 +209,7 @@ async function parseXml(
     return feed(rest) ?? feed(null);
   } finally {
     stream.destroy();
+    await fh.close();
   }
 }
 

@@ -2,7 +2,8 @@
 // Runs every test/**/*.test.ts with node's test runner. Node 20 does not expand globs and a bare
 // `--test` finds no .ts files (and exits 0 having run nothing), so the files are listed here.
 // Usage: node scripts/run-tests.mjs [substring...]   (only files whose path contains a substring;
-// test/interop/ only when a substring names it)
+// test/interop/ and test/windows/ only when a substring names them: the interop tier needs real
+// servers, the Windows suites need Windows and run under Wine with `npm run test:windows`)
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -14,9 +15,11 @@ const filters = process.argv.slice(2);
 function walk(dir, out) {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
-    // test/interop needs real servers (scripts/run-interop.sh starts them): only when asked for
+    // test/interop needs real servers (scripts/run-interop.sh starts them), test/windows needs
+    // Windows (scripts/windows/run-tests.sh): only when asked for
     if (statSync(p).isDirectory()) {
-      if (name !== 'interop' || filters.some((f) => f.includes('interop'))) walk(p, out);
+      const onRequest = name === 'interop' || name === 'windows';
+      if (!onRequest || filters.some((f) => f.includes(name))) walk(p, out);
     } else if (name.endsWith('.test.ts')) out.push(relative(root, p));
   }
   return out;

@@ -252,7 +252,11 @@ export function createFtpTransport(profile: FtpProfile): Transport {
         try {
           await session.enterDir(dir, false, signal);
         } catch (err) {
-          if (session.classify(err, `open ${dir}`, { missing: 'not-found' }).code !== 'not-found') throw err;
+          // vsftpd says "550 Failed to change directory." for a folder that is not there
+          const missing =
+            (err instanceof FTPError && err.code === 550) ||
+            session.classify(err, `open ${dir}`, { missing: 'not-found' }).code === 'not-found';
+          if (!missing) throw err;
           // an in-route never creates its remote folder: a typo there would be polled forever
           if (direction === 'in') throw missingInFolder(dir);
           await session.enterDir(dir, true, signal);

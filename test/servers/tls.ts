@@ -1,14 +1,14 @@
 // Throwaway TLS material for the protocol servers the tests start (FTPS, SMTP/IMAP over TLS): one
-// CA of its own signing one server certificate for `localhost` and `127.0.0.1`, made with the
-// `openssl` CLI in a temp dir. Clients trust it through `tls.ca`, never by switching checks off.
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+// CA of its own signing one server certificate for `localhost` and `127.0.0.1`, made in JavaScript
+// (keys by node:crypto, certificates by node-forge), so that no `openssl` command is needed: under
+// Wine a Windows node.exe cannot start a Linux binary. Clients trust it through `tls.ca`, never by
+// switching checks off.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import forge from 'node-forge';
 
 export interface TestTls {
   /** PEM of the CA that signed the server certificate: what a client puts in `tls.ca`. */
@@ -24,7 +24,7 @@ export interface TestTls {
 }
 
 export interface TestTlsOptions {
-  /** Subject alternative names: `DNS:` for names, `IP:` for addresses. Default localhost + 127.0.0.1. */
+  /** Subject alternative names: host names, and IP addresses (v4 or v6). Default localhost + 127.0.0.1. */
   names?: string[];
   /** Common name of the CA, to tell several test CAs apart in messages. */
   caName?: string;
@@ -32,78 +32,94 @@ export interface TestTlsOptions {
   days?: number;
 }
 
-/** Makes a CA and a server certificate signed by it (EC P-256: fast to generate). */
+interface KeyPair {
+  pem: string;
+  privateKey: forge.pki.rsa.PrivateKey;
+  publicKey: forge.pki.rsa.PublicKey;
+}
+
+/** RSA 2048 from node:crypto (native, fast), handed to node-forge for signing. */
+function rsaKey(): KeyPair {
+  const { privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const key = forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey;
+  return { pem: privateKey, privateKey: key, publicKey: forge.pki.setRsaPublicKey(key.n, key.e) };
+}
+
+function certificate(opts: {
+  subject: string;
+  issuer: string;
+  publicKey: forge.pki.rsa.PublicKey;
+  signer: forge.pki.rsa.PrivateKey;
+  days: number;
+  extensions: object[];
+}): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = opts.publicKey;
+  cert.serialNumber = '01' + randomBytes(8).toString('hex'); // positive, minimal DER
+  cert.validity.notBefore = new Date(Date.now() - 60_000);
+  cert.validity.notAfter = new Date(Date.now() + opts.days * 86_400_000);
+  cert.setSubject([{ name: 'commonName', value: opts.subject }]);
+  cert.setIssuer([{ name: 'commonName', value: opts.issuer }]);
+  cert.setExtensions(opts.extensions);
+  cert.sign(opts.signer, forge.md.sha256.create());
+  return cert;
+}
+
+/** Makes a CA and a server certificate signed by it. */
 export async function makeTestTls(opts: TestTlsOptions = {}): Promise<TestTls> {
   const names = opts.names ?? ['localhost', '127.0.0.1'];
-  const days = String(opts.days ?? 2);
+  const days = opts.days ?? 2;
+  const caName = opts.caName ?? 'sprelay test CA';
+  const ca = rsaKey();
+  const server = rsaKey();
+  const caCert = certificate({
+    subject: caName,
+    issuer: caName,
+    publicKey: ca.publicKey,
+    signer: ca.privateKey,
+    days,
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+      { name: 'subjectKeyIdentifier' },
+    ],
+  });
+  const leaf = certificate({
+    subject: names[0] ?? 'localhost',
+    issuer: caName,
+    publicKey: server.publicKey,
+    signer: ca.privateKey,
+    days,
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      {
+        name: 'subjectAltName',
+        // GeneralName types: 2 dNSName, 7 iPAddress
+        altNames: names.map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n })),
+      },
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
+    ],
+  });
+  const caPem = forge.pki.certificateToPem(caCert);
+  const certPem = forge.pki.certificateToPem(leaf);
+  const keyPem = server.pem;
+
   const dir = await mkdtemp(join(tmpdir(), 'sprelay-tls-'));
-  const file = (n: string) => join(dir, n);
   const cleanup = () => rm(dir, { recursive: true, force: true }).catch(() => undefined);
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   try {
-    await run('openssl', [
-      'req',
-      '-x509',
-      ...ec,
-      '-keyout',
-      file('ca.key'),
-      '-out',
-      file('ca.pem'),
-      '-days',
-      days,
-      '-subj',
-      `/CN=${opts.caName ?? 'sprelay test CA'}`,
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ]);
-    await run('openssl', [
-      'req',
-      '-new',
-      ...ec,
-      '-keyout',
-      file('server.key'),
-      '-out',
-      file('server.csr'),
-      '-subj',
-      `/CN=${names[0] ?? 'localhost'}`,
-    ]);
-    const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
-    await writeFile(
-      file('server.ext'),
-      [
-        `subjectAltName=${san}`,
-        'basicConstraints=CA:FALSE',
-        'keyUsage=critical,digitalSignature,keyEncipherment',
-        'extendedKeyUsage=serverAuth',
-        '',
-      ].join('\n'),
-    );
-    await run('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      file('server.csr'),
-      '-CA',
-      file('ca.pem'),
-      '-CAkey',
-      file('ca.key'),
-      '-set_serial',
-      `0x${randomBytes(8).toString('hex')}`,
-      '-days',
-      days,
-      '-extfile',
-      file('server.ext'),
-      '-out',
-      file('server.pem'),
-    ]);
-    const [caPem, certPem, keyPem] = await Promise.all(
-      ['ca.pem', 'server.pem', 'server.key'].map((n) => readFile(file(n), 'utf8')),
-    );
-    return { caPem: caPem!, certPem: certPem!, keyPem: keyPem!, dir, cleanup };
+    await writeFile(join(dir, 'ca.pem'), caPem);
+    await writeFile(join(dir, 'server.pem'), certPem);
+    await writeFile(join(dir, 'server.key'), keyPem, { mode: 0o600 });
   } catch (err) {
     await cleanup();
     throw err;
   }
+  return { caPem, certPem, keyPem, dir, cleanup };
 }
