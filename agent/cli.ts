@@ -3,6 +3,7 @@
 // resend: 1 when an id is unknown). Nothing here moves a file itself.
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { join, resolve } from 'node:path';
 import { Agent } from './agent.js';
 import { checkRoute, checkText } from './check.js';
@@ -44,6 +45,11 @@ class Exit extends Error {
 
 interface Io {
   out: (text: string) => void;
+  /**
+   * Where long output streams to, with backpressure (`list --json --all` over a million rows must
+   * not queue them all in memory behind a slow pipe). Absent: `out` line by line.
+   */
+  stdout?: NodeJS.WritableStream;
   err: (text: string) => void;
   env: NodeJS.ProcessEnv;
   cwd: string;
@@ -247,7 +253,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     .option('--json', 'machine-readable output')
     .action(
       async (opts: { state?: string; route?: string; since?: string; limit?: string; all?: boolean; json?: boolean }) =>
-        withAgent((agent) => {
+        withAgent(async (agent) => {
           const state = opts.state === undefined ? undefined : parseState(opts.state);
           if (opts.state !== undefined && !state)
             throw new Exit(EXIT.fatal, `--state: unknown state ${JSON.stringify(opts.state)}`);
@@ -263,13 +269,23 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
             newestFirst: true,
           };
           if (opts.json) {
-            // one row per write: a million rows never sit in memory as one array or one string
+            // rows in small batches, waiting for the pipe to drain: a million rows never sit in
+            // memory as one array, one string, or a queue of writes
             let first = true;
+            let batch: string[] = [];
+            const flush = async () => {
+              const text = batch.join('\n');
+              batch = [];
+              if (!io.stdout) return io.out(text);
+              if (!io.stdout.write(text + '\n')) await once(io.stdout, 'drain');
+            };
             for (const row of agent.ledger.iterate(filter)) {
-              io.out(`${first ? '[' : ','}${JSON.stringify(packageViewOf(row))}`);
+              batch.push(`${first ? '[' : ','}${JSON.stringify(packageViewOf(row))}`);
               first = false;
+              if (batch.length >= 500) await flush();
             }
-            io.out(first ? '[]' : ']');
+            batch.push(first ? '[]' : ']');
+            await flush();
             return;
           }
           const rows = agent.ledger.list(filter);

@@ -194,13 +194,14 @@ export function listText(rows: PackageRow[], now = Date.now(), lang: Lang = 'en'
     `"${visible(p.name)}"`,
     p.lastError ? visible(p.lastError) : '',
   ]);
-  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...table.map((r) => r[i]!.length)));
+  const header = COLUMNS.map((c) => (c === 'updated' ? `updated (${utcOffset(now)})` : c));
+  const widths = header.map((c, i) => Math.max(c.length, ...table.map((r) => r[i]!.length)));
   const fmt = (cells: string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  return [fmt(COLUMNS), ...table.map(fmt)].join('\n');
+  return [fmt(header), ...table.map(fmt)].join('\n');
 }
 
 // ---- one package's story (`show`) ----------------------------------------------------------------

@@ -5,6 +5,7 @@ import { main } from '../dist/agent/cli.js';
 const code = await main(process.argv.slice(2), {
   out: (text) => process.stdout.write(text + '\n'),
   err: (text) => process.stderr.write(text + '\n'),
+  stdout: process.stdout,
   env: process.env,
   cwd: process.cwd(),
 });

@@ -268,7 +268,10 @@ describe('show, list', () => {
     l.close();
     const r = await run(s, 'list');
     const lines = r.out.trim().split('\n');
-    assert.match(lines[0]!, /^#\s+updated\s+age\s+route\s+dir\s+state\s+tries\s+next try\s+size\s+name/);
+    assert.match(
+      lines[0]!,
+      /^#\s+updated \([+-]\d\d:\d\d\)\s+age\s+route\s+dir\s+state\s+tries\s+next try\s+size\s+name/,
+    );
     assert.match(lines[1]!, /^#60 /, 'newest first');
     assert.equal(lines.filter((x) => /^#\d/.test(x)).length, 50);
     assert.match(r.out, /the newest 50; more with --limit N or --all/);
