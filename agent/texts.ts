@@ -167,7 +167,8 @@ const count = (lang: Lang, n: number, forms: Plural) => `${n} ${plural(lang, n, 
 /** `6 h`, `25 min`, `3 days`: a duration as a person says it. */
 export function duration(lang: Lang, ms: number): string {
   const w = WORDS[lang];
-  const min = Math.max(1, Math.round(ms / 60_000));
+  if (ms < 60_000) return `<${count(lang, 1, w.minutes)}`;
+  const min = Math.round(ms / 60_000);
   if (min < 120) return count(lang, min, w.minutes);
   const h = Math.round(min / 60);
   if (h < 48) return count(lang, h, w.hours);
