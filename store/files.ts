@@ -6,6 +6,9 @@ import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { errnoOf, fsyncDir, retryWhileLocked } from './durable.js';
+
+export { fsyncDir } from './durable.js';
 
 export interface WrittenFile {
   size: number;
@@ -75,35 +78,12 @@ function nullSink(): Transform {
   });
 }
 
-/** fsync a directory so a rename in it survives power loss. Windows (and some SMB mounts) cannot. */
-export async function fsyncDir(dir: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EPERM' || code === 'EISDIR' || code === 'EINVAL' || code === 'ENOTSUP' || code === 'EACCES') return;
-    throw err;
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
-}
-
-const TRANSIENT_RENAME = new Set(['EBUSY', 'EPERM', 'EACCES']);
+/** Waits between `tries` attempts on a file Windows reports as held by someone else: 50 ms, doubling. */
+const lockedWaits = (tries: number) => Array.from({ length: Math.max(0, tries - 1) }, (_, i) => 50 * 2 ** i);
 
 /** rename, retried briefly while Windows reports the file as held by someone else (antivirus, indexer). */
 export async function renameRetrying(from: string, to: string, tries = 6): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await fsp.rename(from, to);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (i >= tries - 1 || !TRANSIENT_RENAME.has(code)) throw err;
-      await new Promise((r) => setTimeout(r, 50 * 2 ** i));
-    }
-  }
+  await retryWhileLocked(() => fsp.rename(from, to), lockedWaits(tries));
 }
 
 /**
@@ -129,17 +109,13 @@ export async function renameNoReplace(from: string, to: string): Promise<boolean
 }
 
 export async function unlinkRetrying(path: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await fsp.unlink(path);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (code === 'ENOENT') return;
-      if (i >= 5 || !TRANSIENT_RENAME.has(code)) throw err;
-      await new Promise((r) => setTimeout(r, 50 * 2 ** i));
-    }
-  }
+  await retryWhileLocked(
+    () =>
+      fsp.unlink(path).catch((err: unknown) => {
+        if (errnoOf(err) !== 'ENOENT') throw err;
+      }),
+    lockedWaits(6),
+  );
 }
 
 export async function exists(path: string): Promise<boolean> {

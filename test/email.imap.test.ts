@@ -9,7 +9,7 @@ import { readAll, rejectsWith, sha256 } from './conformance/suite.js';
 import { startImapServer, type TestImapOptions, type TestImapServer } from './servers/imap-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { createEmailTransport } from '../transports/email.js';
-import { decodedLowerBound, parseRef } from '../transports/imap.js';
+import { decodedLowerBound, parseRef } from '../transports/imap/index.js';
 import type { EmailProfile, Endpoint, MailServer, RemoteEntry, Source } from '../transports/types.js';
 
 const OFFICE = 'office@example.com';
@@ -58,6 +58,7 @@ function endpoint(over: Partial<Endpoint> & { maxSize?: number } = {}): Endpoint
     remote: 'INBOX',
     overwrite: false,
     timeoutMs: 5000,
+    maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml', '*.zip'],
     allowFrom: [OFFICE],
@@ -344,7 +345,9 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     const s = await server();
     const open = (ep: Endpoint) => createEmailTransport(profile(s), 'AZS-017').openSource(ep, signal());
     await rejectsWith(open(endpoint({ afterRefuse: { kind: 'move', to: 'inbox' } })), 'invalid-name');
-    await rejectsWith(open(endpoint({ afterRefuse: { kind: 'delete' } })), 'unsupported');
+    // a caller outside the types (afterRefuse allows leave or move only)
+    const refuseDelete = { kind: 'delete' } as unknown as Endpoint['afterRefuse'];
+    await rejectsWith(open(endpoint({ afterRefuse: refuseDelete })), 'unsupported');
   });
 
   it('passes traversal and device names through raw, from RFC 2231 and encoded-words', CASE, async () => {

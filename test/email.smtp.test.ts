@@ -9,9 +9,9 @@ import { packageOf, rejectsWith, sha256 } from './conformance/suite.js';
 import { startSmtpServer, type TestSmtpServer } from './servers/smtp-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { bundleMessageIdFor, createEmailTransport, messageIdFor } from '../transports/email.js';
-import { declaredHashes } from '../transports/imap.js';
+import { declaredHashes } from '../transports/imap/index.js';
 import { smtpError } from '../transports/smtp.js';
-import type { EmailProfile, Endpoint, MailServer, OutgoingPackage } from '../transports/types.js';
+import type { EmailProfile, Endpoint, MailServer, OutgoingPackage, Sink } from '../transports/types.js';
 
 const STATION = 'AZS-017';
 const USER = 'azs017';
@@ -65,6 +65,7 @@ function endpoint(over: Partial<Endpoint> = {}): Endpoint {
     remote: '',
     overwrite: false,
     timeoutMs: 5000,
+    maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml', '*.zip'],
     to: ['office@example.com'],
@@ -364,19 +365,20 @@ describe('e-mail sink bundling (maxPerMessage > 1)', () => {
     ['Цены АЗС 17.zip', randomBytes(300 * 1024 + 3)],
   ];
 
+  const limitsOf = (sink: Sink) => sink.bundle && { maxCount: sink.bundle.maxCount, maxBytes: sink.bundle.maxBytes };
+
   it('maxPerMessage 1 offers no bundling; above 1 the limits are maxPerMessage and maxSize', async () => {
     const s = await server('starttls');
     const t = (n: number) => createEmailTransport({ ...profile(s), maxPerMessage: n }, STATION);
     const single = await t(1).openSink(endpoint(), signal());
-    assert.equal(single.batch, undefined);
-    assert.equal(single.putBatch, undefined);
+    assert.equal(single.bundle, undefined);
     await single.close();
     const bundling = await t(3).openSink(endpoint(), signal());
-    assert.deepEqual(bundling.batch, { maxCount: 3, maxBytes: 50 * 1024 * 1024 });
-    assert.equal(typeof bundling.putBatch, 'function');
+    assert.deepEqual(limitsOf(bundling), { maxCount: 3, maxBytes: 50 * 1024 * 1024 });
+    assert.equal(typeof bundling.bundle?.put, 'function');
     await bundling.close();
     const limited = await t(5).openSink(endpoint({ maxSize: 1024 }), signal());
-    assert.deepEqual(limited.batch, { maxCount: 5, maxBytes: 1024 });
+    assert.deepEqual(limitsOf(limited), { maxCount: 5, maxBytes: 1024 });
     await limited.close();
   });
 
@@ -390,7 +392,7 @@ describe('e-mail sink bundling (maxPerMessage > 1)', () => {
     );
     let result;
     try {
-      result = await sink.putBatch!(pkgs, signal());
+      result = await sink.bundle!.put(pkgs, signal());
     } finally {
       await sink.close();
     }
@@ -434,15 +436,15 @@ describe('e-mail sink bundling (maxPerMessage > 1)', () => {
       signal(),
     );
     try {
-      const first = await sink.putBatch!(pkgs(), signal());
-      const again = await sink.putBatch!(pkgs(), signal());
+      const first = await sink.bundle!.put(pkgs(), signal());
+      const again = await sink.bundle!.put(pkgs(), signal());
       assert.equal(again.remoteRef, first.remoteRef, 'a resend of the same bundle is recognisable');
-      const reordered = await sink.putBatch!([...pkgs()].reverse(), signal());
+      const reordered = await sink.bundle!.put([...pkgs()].reverse(), signal());
       assert.notEqual(reordered.remoteRef, first.remoteRef);
-      const fewer = await sink.putBatch!(pkgs().slice(0, 2), signal());
+      const fewer = await sink.bundle!.put(pkgs().slice(0, 2), signal());
       assert.notEqual(fewer.remoteRef, first.remoteRef);
       // a bundle of one is the plain single message
-      const one = await sink.putBatch!(pkgs().slice(0, 1), signal());
+      const one = await sink.bundle!.put(pkgs().slice(0, 1), signal());
       assert.equal(one.remoteRef, messageIdFor(STATION, SERVIO, sha256(files[0]![1])));
     } finally {
       await sink.close();
@@ -470,11 +472,11 @@ describe('e-mail sink bundling (maxPerMessage > 1)', () => {
       signal(),
     );
     try {
-      const err = await rejectsWith(sink.putBatch!([pkgs[0]!, lying, pkgs[2]!], signal()), 'corrupt');
+      const err = await rejectsWith(sink.bundle!.put([pkgs[0]!, lying, pkgs[2]!], signal()), 'corrupt');
       assert.ok(err.message.includes(CYRILLIC), `names the package: ${err.message}`);
-      await rejectsWith(sink.putBatch!([...pkgs, pkgs[0]!], signal()), 'unsupported');
+      await rejectsWith(sink.bundle!.put([...pkgs, pkgs[0]!], signal()), 'unsupported');
       const big = packageOf('big.zip', randomBytes(200 * 1024));
-      await rejectsWith(sink.putBatch!([pkgs[2]!, big], signal()), 'unsupported');
+      await rejectsWith(sink.bundle!.put([pkgs[2]!, big], signal()), 'unsupported');
     } finally {
       await sink.close();
     }

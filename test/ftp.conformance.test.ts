@@ -3,7 +3,7 @@
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { createFtpTransport } from '../transports/ftp.js';
+import { createFtpTransport } from '../transports/ftp/index.js';
 import { runConformance, type ConformanceFixture } from './conformance/suite.js';
 import { startFtpServer } from './servers/ftp-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
@@ -40,6 +40,7 @@ async function fixture(security: 'none' | 'explicit'): Promise<ConformanceFixtur
       remote: REMOTE,
       overwrite: false,
       timeoutMs: 5000,
+      maxSize: 50 * 1024 * 1024,
       afterReceive: { kind: 'delete' },
       include: ['*.xml'],
       ...o,

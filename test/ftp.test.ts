@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { TransportError } from '../transports/errors.js';
-import { createFtpTransport, ftpWireName } from '../transports/ftp.js';
+import { createFtpTransport, ftpWireName } from '../transports/ftp/index.js';
 import type { Endpoint, FtpProfile, ProbeStep, Sink, Source } from '../transports/types.js';
 import { packageOf, readAll, rejectsWith, sha256 } from './conformance/suite.js';
 import { startFtpServer, type FtpServerOptions, type TestFtpServer } from './servers/ftp-server.js';
@@ -28,6 +28,7 @@ const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
   remote: 'in/azs017',
   overwrite: false,
   timeoutMs: 5000,
+  maxSize: 50 * 1024 * 1024,
   afterReceive: { kind: 'delete' },
   include: ['*.xml'],
   ...o,

@@ -21,6 +21,7 @@ runConformance(
         remote: 'from station',
         overwrite: false,
         timeoutMs: 5000,
+        maxSize: 50 * 1024 * 1024,
         afterReceive: { kind: 'delete' },
         include: ['*.xml'],
         ...o,

@@ -3,7 +3,7 @@
 // once offering OpenSSH's posix-rename and fsync.
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createSftpTransport } from '../transports/sftp.js';
+import { createSftpTransport } from '../transports/sftp/index.js';
 import { runConformance } from './conformance/suite.js';
 import { startSftpServer } from './servers/sftp-server.js';
 
@@ -30,6 +30,7 @@ for (const openSshExtensions of [false, true]) {
           remote: '/Обмен/from station',
           overwrite: false,
           timeoutMs: 5000,
+          maxSize: 50 * 1024 * 1024,
           afterReceive: { kind: 'delete' },
           include: ['*.xml'],
           ...o,

@@ -8,7 +8,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { TransportError } from '../transports/errors.js';
-import { createSftpTransport } from '../transports/sftp.js';
+import { createSftpTransport } from '../transports/sftp/index.js';
 import type { Endpoint, ProbeStep, SftpProfile } from '../transports/types.js';
 import { packageOf, readAll, rejectsWith, sha256, slowPackage } from './conformance/suite.js';
 import { sshKeyPair, startSftpServer, type SftpServerOptions, type SftpTestServer } from './servers/sftp-server.js';
@@ -43,6 +43,7 @@ describe('sftp transport', () => {
     remote: REMOTE,
     overwrite: false,
     timeoutMs: 5000,
+    maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml'],
     ...o,

@@ -1,8 +1,8 @@
 // Picks the transport for a profile. The only place that knows every kind.
 import { createEmailTransport } from './email.js';
-import { createFtpTransport } from './ftp.js';
+import { createFtpTransport } from './ftp/index.js';
 import { createLanTransport } from './lan.js';
-import { createSftpTransport } from './sftp.js';
+import { createSftpTransport } from './sftp/index.js';
 import type { ProfileOptions, Transport } from './types.js';
 
 export const AVAILABLE_TRANSPORTS = ['lan', 'ftp', 'sftp', 'email'] as const;

@@ -1,11 +1,14 @@
 // The `lan` transport: a folder under a path the OS opens (UNC share, mapped drive, mounted share,
 // local directory). Owns the file-system rules of the exchange: `.part` then rename, names that can
 // never leave the route's directory, and a deadline on every call that a dead share could hang.
-import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { IdleWatch, withDeadline } from './deadline.js';
+import type { Readable } from 'node:stream';
+import { fsyncDir as fsyncDirNow, LOCKED_ERRNOS, retryWhileLocked } from '../store/durable.js';
+import { freeName, isVisible, PART, plainName, probeFileName, refuseMoveIntoSelf } from './common/names.js';
+import { probeRun } from './common/probe.js';
+import { exactLength, localReadError, openPackage, PackageCheck, sha256Of, watched } from './common/streams.js';
+import { withDeadline } from './deadline.js';
 import { TransportError, errnoCode, fromSystemError, missingInFolder, type TransportErrorCode } from './errors.js';
 import type {
   Endpoint,
@@ -19,13 +22,8 @@ import type {
   Transport,
 } from './types.js';
 
-const PART = '.part';
-const HIDDEN_PREFIX = '.sprelay-';
 /** Waits between attempts on a locked file: 5 tries over about 2 s. */
 const LOCKED_BACKOFF_MS = [100, 250, 500, 1000];
-const LOCKED_ERRNOS = new Set(['EBUSY', 'EPERM', 'EACCES']);
-/** Directory fsync is refused on Windows and by some SMB/CIFS mounts; losing it costs durability only. */
-const DIR_FSYNC_TOLERATED = new Set(['EPERM', 'EISDIR', 'EACCES', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
 
 export function createLanTransport(profile: LanProfile): Transport {
   const root = profile.root;
@@ -116,21 +114,7 @@ export function createLanTransport(profile: LanProfile): Transport {
   }
 
   async function fsyncDir(dir: string, ms: number, signal: AbortSignal): Promise<void> {
-    if (process.platform === 'win32') return; // NTFS has no directory fsync; open() of a directory fails
-    try {
-      await withDeadline(`sync ${dir}`, ms, signal, async () => {
-        const handle = await fsp.open(dir, 'r');
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-      });
-    } catch (err) {
-      const errno = errnoCode(err);
-      if (errno && DIR_FSYNC_TOLERATED.has(errno)) return;
-      throw err;
-    }
+    await withDeadline(`sync ${dir}`, ms, signal, () => fsyncDirNow(dir));
   }
 
   /**
@@ -138,28 +122,19 @@ export function createLanTransport(profile: LanProfile): Transport {
    * a reader holds a new file for a moment (EBUSY/EPERM/EACCES). Still locked after that: 'busy'.
    */
   async function whileLocked(what: string, ms: number, signal: AbortSignal, fn: () => Promise<void>): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await withDeadline(what, ms, signal, fn);
-        return;
-      } catch (err) {
-        const errno = errnoCode(err);
-        if (!errno || !LOCKED_ERRNOS.has(errno)) throw err;
-        if (attempt >= LOCKED_BACKOFF_MS.length) {
-          throw new TransportError('busy', `${what}: still locked after ${attempt + 1} attempts (${errno})`, {
-            cause: err,
-          });
-        }
-        await sleep(LOCKED_BACKOFF_MS[attempt]!, signal, what);
-      }
+    try {
+      await retryWhileLocked(() => withDeadline(what, ms, signal, fn), LOCKED_BACKOFF_MS, signal);
+    } catch (err) {
+      const errno = errnoCode(err);
+      if (!errno || !LOCKED_ERRNOS.has(errno)) throw err;
+      const attempts = LOCKED_BACKOFF_MS.length + 1;
+      throw new TransportError('busy', `${what}: still locked after ${attempts} attempts (${errno})`, { cause: err });
     }
   }
 
   async function readAllHashed(file: string, what: string, ms: number, signal: AbortSignal): Promise<string> {
     const handle = await withDeadline(what, ms, signal, () => fsp.open(file, 'r'));
-    const hash = createHash('sha256');
-    for await (const chunk of watched(handle.createReadStream(), what, ms, signal)) hash.update(chunk as Buffer);
-    return hash.digest('hex');
+    return sha256Of(watched(handle.createReadStream(), what, ms, signal));
   }
 
   /** The entries of a directory as a Source lists them. */
@@ -224,19 +199,13 @@ export function createLanTransport(profile: LanProfile): Transport {
     const handle = await withDeadline(`${what}: create ${path.basename(part)}`, ms, signal, () => fsp.open(part, 'w'));
     let open = true;
     try {
-      const hash = createHash('sha256');
-      let written = 0;
-      let source: Readable;
-      try {
-        source = pkg.open();
-      } catch (err) {
-        throw localReadError(err, what);
-      }
+      const check = new PackageCheck(pkg, what);
+      const source = openPackage(pkg, what);
       // Our own write loop, each write under a deadline: a write stuck on a dead share must not
       // hold the caller (a stream pipeline would wait for it to settle before reporting).
-      for await (const chunk of watched(source, what, ms, signal, (err) => localReadError(err, what))) {
+      for await (const chunk of watched(source, what, ms, signal, { mapError: (err) => localReadError(err, what) })) {
         const buf = chunk as Buffer;
-        hash.update(buf);
+        check.update(buf);
         let at = 0;
         while (at < buf.length) {
           const { bytesWritten } = await withDeadline(`${what}: write`, ms, signal, () =>
@@ -244,14 +213,8 @@ export function createLanTransport(profile: LanProfile): Transport {
           );
           at += bytesWritten;
         }
-        written += buf.length;
       }
-      if (written !== pkg.size) {
-        throw new TransportError('corrupt', `${what}: the package gave ${written} bytes, ${pkg.size} expected`);
-      }
-      if (hash.digest('hex') !== pkg.sha256.toLowerCase()) {
-        throw new TransportError('corrupt', `${what}: the package bytes do not match its SHA-256`);
-      }
+      check.verify();
       await withDeadline(`${what}: sync`, ms, signal, () => handle.sync());
       const st = await withDeadline(`${what}: stat`, ms, signal, () => handle.stat());
       if (st.size !== pkg.size) {
@@ -274,10 +237,7 @@ export function createLanTransport(profile: LanProfile): Transport {
     const segments = relativeSegments(ep.remote, 'remote');
     const to = ep.afterReceive.kind === 'move' ? ep.afterReceive.to : null;
     const moveSegments = to === null ? null : relativeSegments(to, 'move target');
-    // moving into the listed directory would hand the same file back next cycle, forever
-    if (moveSegments && moveSegments.join('/') === segments.join('/')) {
-      throw new TransportError('invalid-name', `move target ${JSON.stringify(to)} is the remote directory itself`);
-    }
+    refuseMoveIntoSelf(segments.join('/'), moveSegments && moveSegments.join('/'), to ?? '');
     return { segments, moveSegments };
   }
 
@@ -340,11 +300,7 @@ export function createLanTransport(profile: LanProfile): Transport {
           const counted = exactLength(entry.size, what);
           file$.on('error', (err) => counted.destroy(fromSystemError(err, what)));
           counted.on('close', () => file$.destroy());
-          const stream = watched(file$.pipe(counted), what, ms, sig);
-          // The reader gets the error through its pipeline / for-await as usual; this listener only
-          // keeps a reader that has not attached one yet from turning a dead share into a crash.
-          stream.on('error', () => undefined);
-          return stream;
+          return watched(file$.pipe(counted), what, ms, sig);
         } catch (err) {
           throw await classify(err, what, ms, 'not-found');
         }
@@ -357,7 +313,14 @@ export function createLanTransport(profile: LanProfile): Transport {
         try {
           if (moveSegments) {
             const target = await ensureDir(moveSegments, ms, sig);
-            const free = await freeName(target, name, ms, sig);
+            const free = await freeName(name, async (candidate) => {
+              const at = path.join(target, candidate);
+              const st = await withDeadline(`stat ${candidate}`, ms, sig, () => fsp.lstat(at)).catch((err: unknown) => {
+                if (errnoCode(err) === 'ENOENT') return null;
+                throw err;
+              });
+              return st !== null;
+            });
             await whileLocked(`${what}: move`, ms, sig, () => fsp.rename(file, path.join(target, free)));
             await fsyncDir(target, ms, sig);
           } else {
@@ -375,39 +338,12 @@ export function createLanTransport(profile: LanProfile): Transport {
     return source;
   }
 
-  /** `NAME.ext`, else `NAME (2).ext`, `NAME (3).ext`...: a move never replaces what is there. */
-  async function freeName(dir: string, name: string, ms: number, signal: AbortSignal): Promise<string> {
-    const ext = path.extname(name);
-    const stem = name.slice(0, name.length - ext.length);
-    for (let n = 1; ; n++) {
-      const candidate = n === 1 ? name : `${stem} (${n})${ext}`;
-      const st = await withDeadline(`stat ${candidate}`, ms, signal, () => fsp.lstat(path.join(dir, candidate))).catch(
-        (err: unknown) => {
-          if (errnoCode(err) === 'ENOENT') return null;
-          throw err;
-        },
-      );
-      if (!st) return candidate;
-    }
-  }
-
   async function probe(ep: Endpoint, direction: 'in' | 'out', signal: AbortSignal): Promise<ProbeStep[]> {
     const ms = ep.timeoutMs;
-    const steps: ProbeStep[] = [];
-    const step = async (name: string, fn: () => Promise<string | undefined>): Promise<boolean> => {
-      try {
-        const detail = await fn();
-        steps.push(detail === undefined ? { step: name, ok: true } : { step: name, ok: true, detail });
-        return true;
-      } catch (err) {
-        const e = await classify(err, name, ms, 'unavailable');
-        steps.push({ step: name, ok: false, detail: e.message, code: e.code });
-        return false;
-      }
-    };
+    const { steps, step } = probeRun((err, name) => classify(err, name, ms, 'unavailable'));
 
     let dir = '';
-    const probeName = `${HIDDEN_PREFIX}probe-${randomBytes(6).toString('hex')}${PART}`;
+    const probeName = probeFileName();
     if (
       !(await step('root reachable', async () => {
         await checkRoot(ms, signal);
@@ -468,32 +404,6 @@ export function createLanTransport(profile: LanProfile): Transport {
 
 // ---- names -------------------------------------------------------------------------------------
 
-/** A name listing shows: not a transfer in progress, not one of our own probe files. */
-function isVisible(name: string): boolean {
-  const lower = name.toLowerCase();
-  return !lower.endsWith(PART) && !lower.startsWith(HIDDEN_PREFIX);
-}
-
-/**
- * A single path component that cannot leave its directory: no separators of either OS, not `.` or
- * `..`, no NUL, and on Windows no `:` (drive letters, alternate data streams).
- */
-function plainName(name: string, what: string, forWriting = false): string {
-  const bad =
-    name === '' ||
-    name === '.' ||
-    name === '..' ||
-    name.includes('/') ||
-    name.includes('\0') ||
-    // `\` and `:` are ordinary characters in a Linux file name, so an entry listed there may carry
-    // them and must still be readable (the pipeline quarantines it); they only lead elsewhere on
-    // Windows. We never create a name with `\` anywhere.
-    ((forWriting || process.platform === 'win32') && name.includes('\\')) ||
-    (process.platform === 'win32' && name.includes(':'));
-  if (bad) throw new TransportError('invalid-name', `${what} ${JSON.stringify(name)} refused: not a plain file name`);
-  return name;
-}
-
 /** `remote` / `move:` directory relative to the profile root, as path segments ('' and '.' = root). */
 function relativeSegments(rel: string, what: string): string[] {
   if (path.posix.isAbsolute(rel) || path.win32.isAbsolute(rel) || /^[a-zA-Z]:/.test(rel)) {
@@ -510,61 +420,4 @@ function relativeSegments(rel: string, what: string): string[] {
     plainName(s, what);
   }
   return segments;
-}
-
-// ---- streams -----------------------------------------------------------------------------------
-
-/**
- * `source` through an IdleWatch. Errors of the source reach the reader as TransportErrors; when
- * the reader stops (or the watch fires) the source is destroyed, so no file handle is left open.
- */
-function watched(
-  source: Readable,
-  what: string,
-  ms: number,
-  signal: AbortSignal,
-  mapError: (err: unknown) => TransportError = (err) => fromSystemError(err, what),
-): Readable {
-  const watch = new IdleWatch(what, ms, signal);
-  source.on('error', (err) => watch.destroy(mapError(err)));
-  watch.on('close', () => source.destroy());
-  source.pipe(watch);
-  return watch;
-}
-
-/** Passes exactly `expected` bytes or fails: a file that changes while read is not delivered. */
-function exactLength(expected: number, what: string): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      if (seen > expected) cb(new TransportError('busy', `${what}: the file grew while being read`));
-      else cb(null, chunk);
-    },
-    flush(cb) {
-      if (seen !== expected) cb(new TransportError('busy', `${what}: ${seen} bytes read, ${expected} listed`));
-      else cb();
-    },
-  });
-}
-
-/** The package's own stream failed: that is our local disk, not the share. */
-function localReadError(err: unknown, what: string): TransportError {
-  if (err instanceof TransportError) return err;
-  return fromSystemError(err, `${what}: reading the package`);
-}
-
-function sleep(ms: number, signal: AbortSignal, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new TransportError('aborted', `${what}: aborted`));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new TransportError('aborted', `${what}: aborted`));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

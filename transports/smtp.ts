@@ -14,12 +14,16 @@
 // - STARTTLS is required when configured (requireTLS), file and URL access are off, so message
 //   content can only ever be the bytes we hand over.
 import { createHash } from 'node:crypto';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
+import { mailSetupSteps } from './common/probe.js';
+import { localReadError, verifiedPackage } from './common/streams.js';
+import { isTlsErrorCode } from './common/tls.js';
 import { formatMs, withDeadline } from './deadline.js';
 import { LOGIN_REFUSED, TransportError, errnoCode, fromSystemError, isAbortError, tlsWords } from './errors.js';
 import type {
+  Bundle,
   EmailProfile,
   Endpoint,
   MailServer,
@@ -32,8 +36,6 @@ import type {
 
 /** Connect, greeting, TLS, login: the phases before the first byte, each with its own timeout. */
 const SETUP_PHASES = 4;
-/** A bundle's byte limit when the route gives no maxSize (the contract's default maxSize). */
-const DEFAULT_BUNDLE_BYTES = 50 * 1024 * 1024;
 
 /** The Message-ID of a package: the same station, name and bytes always give the same id. */
 export function messageIdFor(station: string, name: string, sha256: string): string {
@@ -99,7 +101,7 @@ export async function openSmtpSink(
   if (signal.aborted) throw new TransportError('aborted', `open smtp ${server.host}: aborted`);
   const from = profile.from;
   const ms = ep.timeoutMs;
-  const batch = { maxCount: profile.maxPerMessage, maxBytes: ep.maxSize ?? DEFAULT_BUNDLE_BYTES };
+  const limits = { maxCount: profile.maxPerMessage, maxBytes: ep.maxSize };
   let transporter: ReturnType<typeof nodemailer.createTransport> | null = nodemailer.createTransport(
     smtpOptions(server, profile.tls, ms),
   );
@@ -119,7 +121,7 @@ export async function openSmtpSink(
       for (const pkg of pkgs) sources.push(pkg.open());
     } catch (err) {
       for (const src of sources) src.destroy();
-      throw fromSystemError(err, `${what}: reading the package`);
+      throw localReadError(err, what);
     }
     const ctl = new AbortController();
     // One failure wins: the deadline, the caller's abort, or a package stream itself. Whatever
@@ -150,8 +152,10 @@ export async function openSmtpSink(
     sig.addEventListener('abort', onAbort, { once: true });
     const contents = pkgs.map((pkg, i) => {
       const source = sources[i]!;
-      const content = verified(pkg, whatOf(pkg), progress);
-      source.on('error', (err) => content.destroy(fromSystemError(err, `${whatOf(pkg)}: reading the package`)));
+      // fails before the end of the stream (so before the message is completed) when the bytes are
+      // not the package's size and SHA-256: a changed spool file is never mailed under the declared hash
+      const content = verifiedPackage(pkg, whatOf(pkg), progress);
+      source.on('error', (err) => content.destroy(localReadError(err, whatOf(pkg))));
       content.on('error', (err) => fail(err instanceof TransportError ? err : fromSystemError(err, what)));
       content.on('close', () => source.destroy());
       // Piped only once nodemailer starts reading this attachment: a file read ahead would count
@@ -210,50 +214,23 @@ export async function openSmtpSink(
       }
     },
   };
-  if (batch.maxCount <= 1) return sink;
-  return {
-    ...sink,
-    batch,
-    async putBatch(pkgs, sig) {
+  if (limits.maxCount <= 1) return sink;
+  const bundle: Bundle = {
+    ...limits,
+    async put(pkgs, sig) {
       const bytes = pkgs.reduce((n, p) => n + p.size, 0);
-      // The pipeline keeps within `batch`; anything else is a bug, reported without sending.
-      if (pkgs.length === 0 || pkgs.length > batch.maxCount || (pkgs.length > 1 && bytes > batch.maxBytes)) {
+      // The pipeline keeps within the limits; anything else is a bug, reported without sending.
+      if (pkgs.length === 0 || pkgs.length > limits.maxCount || (pkgs.length > 1 && bytes > limits.maxBytes)) {
         throw new TransportError(
           'unsupported',
           `send a bundle of ${pkgs.length} package(s), ${bytes} bytes: outside the limits of ` +
-            `${batch.maxCount} packages and ${batch.maxBytes} bytes per message`,
+            `${limits.maxCount} packages and ${limits.maxBytes} bytes per message`,
         );
       }
       return send(pkgs, sig);
     },
-  } satisfies Sink;
-}
-
-/**
- * Passes the package bytes on, refreshing the progress deadline with every chunk, and fails
- * before the end of the stream (so before the message is completed) when the bytes are not the
- * package's size and SHA-256: a changed spool file is never mailed under the declared hash.
- */
-function verified(pkg: OutgoingPackage, what: string, progress: () => void): Transform {
-  const hash = createHash('sha256');
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      progress();
-      seen += chunk.length;
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-    flush(cb) {
-      if (seen !== pkg.size) {
-        return cb(new TransportError('corrupt', `${what}: the package gave ${seen} bytes, ${pkg.size} expected`));
-      }
-      if (hash.digest('hex') !== pkg.sha256.toLowerCase()) {
-        return cb(new TransportError('corrupt', `${what}: the package bytes do not match its SHA-256`));
-      }
-      cb();
-    },
-  });
+  };
+  return { ...sink, bundle } satisfies Sink;
 }
 
 // ---- errors ---------------------------------------------------------------------------------------
@@ -264,13 +241,6 @@ interface SmtpFailure {
   originalCode?: string;
   command?: string;
   message?: string;
-}
-
-const TLS_ERROR_RE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|HOSTNAME_MISMATCH|EPROTO$)/;
-
-/** A Node TLS / certificate error code. */
-export function isTlsErrorCode(code: string | undefined): boolean {
-  return !!code && TLS_ERROR_RE.test(code);
 }
 
 /** Maps a nodemailer failure onto a TransportError. The message carries the server's reply, never credentials. */
@@ -344,25 +314,17 @@ export async function probeSmtp(profile: EmailProfile, ep: Endpoint, signal: Abo
   const connectStep = `connect to smtp ${where}`;
   const tlsStep = server.security === 'none' ? 'TLS: none (security: none)' : `TLS (${server.security})`;
   const loginStep = server.user ? `log in as ${server.user}` : 'log in: no user configured';
-  const steps: ProbeStep[] = [];
+  const plaintext = server.security === 'none';
   const transporter = nodemailer.createTransport(smtpOptions(server, profile.tls, ms));
   try {
     // verify: connect, greeting, EHLO, STARTTLS / TLS, AUTH, QUIT; each phase has its own timeout
     await withDeadline(`check smtp ${where}`, ms * SETUP_PHASES, signal, () => transporter.verify());
-    steps.push({ step: connectStep, ok: true });
-    steps.push({ step: tlsStep, ok: true, ...(server.security === 'none' ? { detail: 'not encrypted' } : {}) });
-    steps.push({ step: loginStep, ok: true });
   } catch (err) {
-    const e = smtpError(err, `smtp ${where}`);
-    const failed = (step: string): ProbeStep => ({ step, ok: false, detail: e.message, code: e.code });
-    if (e.code === 'tls') steps.push({ step: connectStep, ok: true }, failed(tlsStep));
-    else if (e.code === 'auth')
-      steps.push({ step: connectStep, ok: true }, { step: tlsStep, ok: true }, failed(loginStep));
-    else steps.push(failed(connectStep));
-    return steps;
+    return mailSetupSteps(smtpError(err, `smtp ${where}`), connectStep, tlsStep, loginStep, plaintext);
   } finally {
     transporter.close();
   }
+  const steps = mailSetupSteps(undefined, connectStep, tlsStep, loginStep, plaintext);
   const to = ep.to ?? [];
   if (!profile.from || to.length === 0) {
     steps.push({

@@ -83,17 +83,23 @@ export interface Sink {
    */
   put(pkg: OutgoingPackage, signal: AbortSignal): Promise<PutResult>;
   /**
-   * Optional: how many packages, and how many bytes in all, one putBatch may carry. Present only
-   * when the transport bundles (e-mail with maxPerMessage > 1).
+   * Optional capability: the sink can carry several packages in one transfer (one e-mail with
+   * several attachments). Present only when the transport bundles (e-mail with maxPerMessage > 1).
    */
-  readonly batch?: { maxCount: number; maxBytes: number };
-  /**
-   * Optional: sends several packages in one transfer (one e-mail with several attachments), all
-   * or nothing: on failure none of them counts as sent. Same rules as `put` otherwise.
-   */
-  putBatch?(pkgs: OutgoingPackage[], signal: AbortSignal): Promise<PutResult>;
+  readonly bundle?: Bundle;
   /** Releases the connection. Never throws; safe to call twice. */
   close(): Promise<void>;
+}
+
+/** Several packages in one transfer: at most `maxCount` of them and `maxBytes` in all. */
+export interface Bundle {
+  readonly maxCount: number;
+  readonly maxBytes: number;
+  /**
+   * Sends `pkgs` in one transfer, all or nothing: on failure none of them counts as sent. Same
+   * rules as `Sink.put` otherwise. More than the limits: TransportError('unsupported'), nothing sent.
+   */
+  put(pkgs: OutgoingPackage[], signal: AbortSignal): Promise<PutResult>;
 }
 
 /** What a route asks of its remote end. */
@@ -111,7 +117,7 @@ export interface Endpoint {
   /** Glob patterns (case-insensitive) a package name must match. */
   include: string[];
   /** Largest package the route accepts (bytes): a transport may refuse bigger ones before downloading. */
-  maxSize?: number;
+  maxSize: number;
   /** E-mail out-routes: recipients. */
   to?: string[];
   /** E-mail in-routes: allowed senders. */
@@ -119,12 +125,13 @@ export interface Endpoint {
   /**
    * E-mail in-routes: what acknowledging a refused entry (`refusal` set: a whole message that is
    * not delivered) does to the message once the pipeline has recorded it. Absent: left where it is.
-   * Only `move` is offered; a refused message is never deleted.
+   * A refused message is never deleted.
    */
-  afterRefuse?: AckAction;
+  afterRefuse?: RefuseAction;
 }
 
 export type AckAction = { kind: 'delete' } | { kind: 'move'; to: string };
+export type RefuseAction = { kind: 'leave' } | { kind: 'move'; to: string };
 
 /** One step of `sprelay check`, in the order performed. */
 export interface ProbeStep {
@@ -135,8 +142,10 @@ export interface ProbeStep {
   code?: string;
 }
 
+export type TransportKind = ProfileOptions['type'];
+
 export interface Transport {
-  readonly kind: string;
+  readonly kind: TransportKind;
   openSink(endpoint: Endpoint, signal: AbortSignal): Promise<Sink>;
   openSource(endpoint: Endpoint, signal: AbortSignal): Promise<Source>;
   /**

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../agent/config.js';
 import { Agent } from '../../agent/agent.js';
 import { createLogger } from '../../agent/log.js';
-import { createFtpTransport } from '../../transports/ftp.js';
+import { createFtpTransport } from '../../transports/ftp/index.js';
 import type { Endpoint, FtpProfile } from '../../transports/types.js';
 import { packageOf, rejectsWith, runConformance, sha256 } from '../conformance/suite.js';
 import { cdsXml, filesIn } from '../helpers/station.js';
@@ -98,6 +98,7 @@ function suites(env: Record<string, string>): void {
           remote: remoteRel,
           overwrite: false,
           timeoutMs: 10_000,
+          maxSize: 50 * 1024 * 1024,
           afterReceive: { kind: 'delete' as const },
           include: ['*.xml'],
           ...o,
@@ -134,6 +135,7 @@ function suites(env: Record<string, string>): void {
       remote: 'refusals',
       overwrite: false,
       timeoutMs: 10_000,
+      maxSize: 50 * 1024 * 1024,
       afterReceive: { kind: 'delete' },
       include: ['*.xml'],
     });
@@ -236,6 +238,7 @@ routes:
         remote: 'again',
         overwrite: false,
         timeoutMs: 10_000,
+        maxSize: 50 * 1024 * 1024,
         afterReceive: { kind: 'delete' },
         include: ['*.xml'],
       };

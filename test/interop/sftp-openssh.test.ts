@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../agent/config.js';
 import { Agent } from '../../agent/agent.js';
 import { createLogger } from '../../agent/log.js';
-import { createSftpTransport } from '../../transports/sftp.js';
+import { createSftpTransport } from '../../transports/sftp/index.js';
 import type { Endpoint, SftpProfile } from '../../transports/types.js';
 import { packageOf, rejectsWith, runConformance, sha256 } from '../conformance/suite.js';
 import { cdsXml, filesIn } from '../helpers/station.js';
@@ -72,6 +72,7 @@ function suites(env: Record<string, string>): void {
     remote,
     overwrite: false,
     timeoutMs: 10_000,
+    maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml'],
     ...over,

@@ -135,6 +135,7 @@ describe('lan transport: whileLocked', () => {
     remote: 'exchange',
     overwrite: false,
     timeoutMs: 10_000,
+    maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml'],
     ...o,

@@ -1,0 +1,417 @@
+// One FTP session: the control connection (connect, TLS, login, the settings basic-ftp would
+// choose minus what old servers choke on), passive mode to the control host only, every command
+// under a deadline, and the directory and file commands the transport needs.
+import path from 'node:path';
+import { isIP } from 'node:net';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import { Client, FTPError, enterPassiveModeIPv6, type FTPContext, type FTPResponse, type FileInfo } from 'basic-ftp';
+// Not re-exported by basic-ftp's index (the package has no exports map): the function basic-ftp
+// itself uses to open every passive data connection, TLS session reuse included. We only replace
+// the decision where it connects to (see `passive`).
+import { connectForPassiveTransfer } from 'basic-ftp/dist/transfer.js';
+import { freeName, isVisible } from '../common/names.js';
+import { redactor } from '../common/redact.js';
+import { clientSecureContext } from '../common/tls.js';
+import { withDeadline } from '../deadline.js';
+import { TransportError } from '../errors.js';
+import type { FtpProfile, ProbeStep, RemoteEntry } from '../types.js';
+import { classifyFtp, MISSING_TEXT, type ErrorContext } from './errors.js';
+import { Lane } from './lane.js';
+import type { Wire } from './wire.js';
+
+/**
+ * One FTP control connection and everything done on it. basic-ftp runs one command at a time:
+ * every operation holds the lane for its whole length (a download until its stream is done).
+ * A command that times out or is aborted costs the connection (there is no way to cancel a
+ * command or a transfer in basic-ftp); the next operation then connects again with a fresh
+ * Client, never the old one (a task left hanging in it would poison the next command).
+ */
+export class FtpSession {
+  readonly lane = new Lane();
+  private readonly redact: (e: TransportError) => TransportError;
+  private client: Client | null = null;
+  private home = '/';
+  private closed = false;
+  /** Whether the server does EPSV; learned on the first transfer. */
+  private epsv: boolean | undefined;
+
+  constructor(
+    private readonly profile: FtpProfile,
+    readonly wire: Wire,
+    readonly ms: number,
+    /** Built once per profile: a data connection reuses it instead of parsing every CA again. */
+    private readonly tls: () => ConnectionOptions,
+  ) {
+    this.redact = redactor([profile.password]);
+  }
+
+  /** The connection now in use, if any (the caller holds the lane). */
+  get current(): Client | null {
+    return this.client;
+  }
+
+  get where(): string {
+    return `${this.profile.host}:${this.profile.port}`;
+  }
+
+  /** Connects and logs in unless a live connection is there. `steps` (probe) gets one entry per step. */
+  async ready(signal: AbortSignal, steps?: ProbeStep[]): Promise<Client> {
+    if (this.closed) throw new TransportError('aborted', `connection to ${this.where} already closed`);
+    if (this.client && !this.client.closed) return this.client;
+    this.drop();
+    return this.connect(signal, steps);
+  }
+
+  private async connect(signal: AbortSignal, steps?: ProbeStep[]): Promise<Client> {
+    const { host, port, security, user, password } = this.profile;
+    const c = new Client(this.ms);
+    // basic-ftp decodes and encodes the control connection with a Node Buffer encoding, which has
+    // no windows-1251: latin1 keeps every byte as one char, and `wire` does the rest.
+    c.ftp.encoding = this.wire.encoding;
+    c.prepareTransfer = (ftp) => this.passive(ftp);
+    this.client = c;
+
+    const whats: Record<string, string> = {
+      connect: `connect ${this.where}`,
+      TLS: `TLS with ${this.where}`,
+      login: `login as ${user} on ${this.where}`,
+    };
+    const step = async (name: string, fn: () => Promise<string | undefined>) => {
+      try {
+        const detail = await fn();
+        steps?.push(detail === undefined ? { step: name, ok: true } : { step: name, ok: true, detail });
+      } catch (err) {
+        const e = this.classify(err, whats[name] ?? name, { missing: 'unavailable' });
+        steps?.push({ step: name, ok: false, detail: e.message, code: e.code });
+        this.drop();
+        throw e;
+      }
+    };
+
+    if (security === 'implicit') {
+      let tlsFailed: TransportError | undefined;
+      let tcpUp = false;
+      await step('connect', async () => {
+        try {
+          await this.on(c, `connect ${this.where} (implicit TLS)`, signal, () => {
+            const connecting = c.connectImplicitTLS(host, port, this.tls());
+            c.ftp.socket.once('connect', () => (tcpUp = true));
+            return connecting;
+          });
+        } catch (err) {
+          const e = this.classify(err, `connect ${this.where}`, {});
+          if (e.code !== 'tls' && !(e.code === 'timeout' && tcpUp)) throw e;
+          // the TCP connection was made: what failed is the TLS handshake
+          tlsFailed = this.classify(err, `TLS with ${this.where} (implicit)`, {});
+        }
+        return this.where;
+      });
+      await step('TLS', async () => {
+        if (tlsFailed) throw tlsFailed;
+        return tlsDetail(c);
+      });
+    } else {
+      await step('connect', async () => {
+        await this.on(c, `connect ${this.where}`, signal, () => c.connect(host, port));
+        return this.where;
+      });
+      if (security === 'explicit') {
+        await step('TLS', async () => {
+          await this.on(c, `TLS with ${this.where}`, signal, () =>
+            c.useTLS(this.tls()).catch((err: unknown) => {
+              if (!(err instanceof FTPError)) throw err;
+              throw new TransportError(
+                'tls',
+                `TLS with ${this.where}: the server refused AUTH TLS (${this.wire.in(err.message).trim()}); ` +
+                  `it may not offer explicit FTPS (security: explicit)`,
+                { cause: err },
+              );
+            }),
+          );
+          return tlsDetail(c);
+        });
+      }
+    }
+
+    await step('login', async () => {
+      const login = `login as ${user}`;
+      if (this.wire.encoding === 'utf8') await this.on(c, login, signal, () => c.sendIgnoringError('OPTS UTF8 ON'));
+      await this.on(c, login, signal, () =>
+        c.login(this.wire.secret(user, 'user'), this.wire.secret(password, 'password')),
+      );
+      await this.settings(c, signal);
+      this.home = await this.on(c, `${login}: PWD`, signal, () => c.pwd())
+        .then((p) => this.wire.in(p).replace(/""/g, '"') || '/')
+        .catch(() => '/');
+      return `as ${user}`;
+    });
+    return c;
+  }
+
+  /** What basic-ftp's useDefaultSettings does, minus `OPTS UTF8 ON` on a windows-1251 server, plus a refused PROT P being an error. */
+  private async settings(c: Client, signal: AbortSignal): Promise<void> {
+    const features = await this.on(c, 'FEAT', signal, () => c.features());
+    const mlsd = features.has('MLST');
+    c.availableListCommands = mlsd ? ['MLSD', 'LIST -a', 'LIST'] : ['LIST -a', 'LIST'];
+    await this.on(c, 'TYPE I', signal, () => c.send('TYPE I'));
+    await this.on(c, 'STRU F', signal, () => c.sendIgnoringError('STRU F'));
+    if (this.wire.encoding === 'utf8')
+      await this.on(c, 'OPTS UTF8 ON', signal, () => c.sendIgnoringError('OPTS UTF8 ON'));
+    if (mlsd) await this.on(c, 'OPTS MLST', signal, () => c.sendIgnoringError('OPTS MLST type;size;modify;'));
+    if (c.ftp.hasTLS) {
+      await this.on(c, 'PBSZ 0', signal, () => c.sendIgnoringError('PBSZ 0'));
+      // basic-ftp ignores a refusal here; the files would then travel in clear: not with us
+      await this.on(c, 'PROT P', signal, () =>
+        c.send('PROT P').catch((err: unknown) => {
+          if (!(err instanceof FTPError)) throw err;
+          throw new TransportError(
+            'tls',
+            `the server refused to encrypt data connections (PROT P: ${this.wire.in(err.message).trim()})`,
+            { cause: err },
+          );
+        }),
+      );
+    }
+  }
+
+  /**
+   * Passive mode, data connections only ever to the host of the control connection: EPSV (which
+   * names a port only) while the server does it, else PASV, whose address must be that host.
+   * A PASV reply naming another host is refused: following it is the FTP bounce attack, and it is
+   * also what a server behind NAT with a wrong passive address sends; either way someone has to
+   * fix the server. (basic-ftp's own check would let any loopback address stand for another and
+   * hides its error inside a generic "no transfer strategy works".)
+   */
+  private async passive(ftp: FTPContext): Promise<FTPResponse> {
+    if (this.epsv !== false) {
+      try {
+        const res = await enterPassiveModeIPv6(ftp);
+        this.epsv = true;
+        return res;
+      } catch (err) {
+        if (this.epsv === true || !(err instanceof FTPError) || ftp.closed) throw err;
+        this.epsv = false;
+      }
+    }
+    const res = await ftp.request('PASV');
+    const m = /(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})/.exec(res.message);
+    if (!m) throw new TransportError('protocol', `PASV: cannot read the reply ${JSON.stringify(res.message.trim())}`);
+    const [a, b, c, d, hi, lo] = m.slice(1).map((n) => Number.parseInt(n, 10)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    const target = `${a}.${b}.${c}.${d}`;
+    const port = hi * 256 + lo;
+    const control = (ftp.socket.remoteAddress ?? '').replace(/^::ffff:/i, '');
+    if (target !== control) {
+      throw new TransportError(
+        'protocol',
+        `the server's PASV reply sends the data connection to ${target}:${port}, not to ${control}, the server we ` +
+          `are connected to; refused (a server behind NAT needs its passive address set, or EPSV enabled)`,
+      );
+    }
+    await connectForPassiveTransfer(control, port, ftp);
+    return res;
+  }
+
+  /** Runs one call on `c` under the deadline; a timeout or an abort closes the connection. */
+  private async on<T>(c: Client, what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withDeadline(what, this.ms, signal, fn);
+    } catch (err) {
+      if (err instanceof TransportError && (err.code === 'timeout' || err.code === 'aborted')) this.drop(c);
+      else if (c.closed) this.drop(c);
+      throw err;
+    }
+  }
+
+  /** One command on the current connection (the caller holds the lane and called `ready`). */
+  async command<T>(what: string, signal: AbortSignal, fn: (c: Client) => Promise<T>): Promise<T> {
+    const c = this.client;
+    if (!c || c.closed) throw new TransportError('network', `${what}: the connection to ${this.where} was lost`);
+    return this.on(c, what, signal, () => fn(c));
+  }
+
+  /** Closes the connection (or `only` that one, if it is still the current one). Never throws. */
+  drop(only?: Client): void {
+    const c = this.client;
+    if (!c || (only && c !== only)) return;
+    this.client = null;
+    try {
+      c.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.drop();
+  }
+
+  /** A `remote` / `move:` directory as an absolute server path; relative ones start at the login directory. */
+  resolve(remote: string): string {
+    const p = remote.replace(/\\/g, '/');
+    const abs = p.startsWith('/') ? path.posix.normalize(p) : path.posix.join(this.home, p);
+    return abs.length > 1 ? abs.replace(/\/+$/, '') : abs;
+  }
+
+  /** CWD into `dir`, creating it (level by level, as not every server creates parents) when missing. */
+  async enterDir(dir: string, create: boolean, signal: AbortSignal): Promise<void> {
+    const what = `open ${dir}`;
+    const cd = () => this.command(what, signal, (c) => c.send(`CWD ${this.wire.out(dir, what)}`));
+    try {
+      await cd();
+      return;
+    } catch (err) {
+      if (!create || !(err instanceof FTPError)) throw err;
+    }
+    let mkdError: unknown;
+    let at = '';
+    for (const segment of dir.split('/').filter((s) => s !== '')) {
+      at += `/${segment}`;
+      const res = await this.command(`create ${at}`, signal, (c) =>
+        c.sendIgnoringError(`MKD ${this.wire.out(at, `create ${at}`)}`),
+      );
+      if (res.code >= 400) mkdError = new FTPError(res);
+    }
+    try {
+      await cd();
+    } catch (err) {
+      // the directory is still not there: the MKD refusal says why better than the CWD does
+      if (mkdError) throw this.classify(mkdError, `create ${dir}`, { missing: 'permission' });
+      throw err;
+    }
+  }
+
+  /** Files (not directories, not links) of the current directory, without `.part` and our own probe files. */
+  async listHere(what: string, signal: AbortSignal, all = false): Promise<RemoteEntry[]> {
+    const infos = await this.command(what, signal, (c) => c.list());
+    const entries: RemoteEntry[] = [];
+    for (const info of infos as FileInfo[]) {
+      if (!info.isFile) continue;
+      const name = this.wire.in(info.name);
+      if (!all && !isVisible(name)) continue;
+      const entry: RemoteEntry = { name, size: info.size, ref: name };
+      // only MLSD gives a real timestamp; LIST's `May 11 08:01` has no year, zone or seconds
+      if (info.modifiedAt && !Number.isNaN(info.modifiedAt.getTime())) entry.modifiedAt = info.modifiedAt;
+      entries.push(entry);
+    }
+    return entries;
+  }
+
+  /**
+   * SIZE of a file; null when the server says it is not there. From a listing when the server has
+   * no SIZE, or answers it without a number (ftp-srv says `213 File status` for an empty file).
+   */
+  async sizeOf(file: string, what: string, signal: AbortSignal): Promise<number | null> {
+    const res = await this.command(what, signal, (c) => c.sendIgnoringError(`SIZE ${this.wire.out(file, what)}`));
+    const size = res.code === 213 ? /^213[ -](\d+)\s*$/.exec(res.message.trim())?.[1] : undefined;
+    if (size !== undefined && Number.isSafeInteger(Number(size))) return Number(size);
+    if (res.code === 550 || (res.code === 450 && MISSING_TEXT.test(this.wire.in(res.message)))) return null;
+    if (res.code === 213 || res.code === 500 || res.code === 502 || res.code === 504) {
+      const dir = path.posix.dirname(file);
+      await this.enterDir(dir, false, signal);
+      const found = (await this.listHere(`${what}: list ${dir}`, signal, true)).find(
+        (e) => e.name === path.posix.basename(file),
+      );
+      return found ? found.size : null;
+    }
+    throw this.classify(new FTPError(res), what, {});
+  }
+
+  /**
+   * RNFR/RNTO. Replacing an existing file: many servers rename over it (POSIX), some refuse
+   * (Windows); those get the old file deleted first, a moment without either name.
+   */
+  async renameOnto(from: string, to: string, replacing: boolean, what: string, signal: AbortSignal): Promise<void> {
+    const rename = () =>
+      this.command(what, signal, (c) => c.rename(this.wire.out(from, what), this.wire.out(to, what)));
+    try {
+      await rename();
+    } catch (err) {
+      if (!replacing || !(err instanceof FTPError)) throw err;
+      await this.command(`${what}: remove the old file`, signal, (c) => c.remove(this.wire.out(to, what)));
+      await rename();
+    }
+  }
+
+  /** DELE; a file that is already gone counts as done. */
+  async deleteOrGone(file: string, what: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.command(what, signal, (c) => c.remove(this.wire.out(file, what)));
+    } catch (err) {
+      if (err instanceof FTPError && (await this.sizeOf(file, `${what}: check`, signal)) === null) return;
+      throw err;
+    }
+  }
+
+  /** Rename into the move target; a source that is already gone counts as done. */
+  async moveOrGone(from: string, to: string, what: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.command(what, signal, (c) => c.rename(this.wire.out(from, what), this.wire.out(to, what)));
+    } catch (err) {
+      if (err instanceof FTPError && (await this.sizeOf(from, `${what}: check`, signal)) === null) return;
+      throw err;
+    }
+  }
+
+  /** A name in `dir` nothing has yet: a move never replaces what is there. */
+  freeName(dir: string, name: string, signal: AbortSignal): Promise<string> {
+    return freeName(
+      name,
+      async (candidate) =>
+        (await this.sizeOf(inDir(dir, candidate), `look for ${candidate} in ${dir}`, signal)) !== null,
+    );
+  }
+
+  /** DELE under its own short deadline, only on a live connection. Never throws. */
+  async removeQuietly(file: string): Promise<void> {
+    const c = this.client;
+    if (!c || c.closed) return;
+    try {
+      await this.on(c, `remove ${file}`, new AbortController().signal, () =>
+        c.remove(this.wire.out(file, 'remove'), true),
+      );
+    } catch {
+      // best effort: a `.part` left behind is invisible to readers and overwritten next time
+    }
+  }
+
+  /** Any failure as a TransportError: FTP replies by code, socket and TLS errors by their code. */
+  classify(err: unknown, what: string, ctx: ErrorContext): TransportError {
+    return this.redact(classifyFtp(err, what, ctx, (s) => this.wire.in(s)));
+  }
+}
+
+/**
+ * Verified by default; `tls.ca` is trusted in addition to the public CAs Node ships. The context
+ * (the CAs parsed) is made on first use and reused by the control and every data connection.
+ */
+export function tlsOptionsFor(profile: FtpProfile): () => ConnectionOptions {
+  let opts: ConnectionOptions | undefined;
+  return () => {
+    if (opts) return opts;
+    opts = {
+      host: profile.host,
+      rejectUnauthorized: profile.tls.rejectUnauthorized,
+      secureContext: clientSecureContext(profile.tls),
+    };
+    // SNI carries names only (RFC 6066); an address is checked against the certificate's IP SANs
+    if (!isIP(profile.host)) opts.servername = profile.host;
+    return opts;
+  };
+}
+
+function tlsDetail(c: Client): string | undefined {
+  const socket = c.ftp.socket as Partial<TLSSocket>;
+  return typeof socket.getProtocol === 'function' ? (socket.getProtocol() ?? undefined) : undefined;
+}
+
+export function inDir(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}

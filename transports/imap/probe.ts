@@ -1,0 +1,69 @@
+// `sprelay check` for an IMAP in-route: connect, TLS, log in, open the mailbox, the move targets.
+import { mailSetupSteps } from '../common/probe.js';
+import { withDeadline } from '../deadline.js';
+import type { EmailProfile, Endpoint, ProbeStep } from '../types.js';
+import { Connection } from './connection.js';
+import { imapError, mailboxError } from './errors.js';
+
+/** `sprelay check` for an in-route: connect, TLS, log in, open the mailbox, the move target. */
+export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: AbortSignal): Promise<ProbeStep[]> {
+  const server = profile.imap;
+  if (!server)
+    return [{ step: 'imap server', ok: false, detail: 'the e-mail profile has no imap server', code: 'unsupported' }];
+  const ms = ep.timeoutMs;
+  const where = `${server.host}:${server.port}`;
+  const connectStep = `connect to imap ${where}`;
+  const plaintext = server.security === 'none';
+  const tlsStep = plaintext ? 'TLS: none (security: none)' : `TLS (${server.security})`;
+  const loginStep = `log in as ${server.user ?? '(no user configured)'}`;
+  if (!server.user) {
+    return [{ step: loginStep, ok: false, detail: 'the imap server needs a user and password', code: 'auth' }];
+  }
+  const conn = new Connection(server, profile.tls, ms);
+  const client = conn.client;
+  try {
+    try {
+      await withDeadline(`connect to imap ${where}`, ms * 4, signal, () => client.connect());
+    } catch (err) {
+      return mailSetupSteps(imapError(err, `imap ${where}`), connectStep, tlsStep, loginStep, plaintext);
+    }
+    const steps = mailSetupSteps(undefined, connectStep, tlsStep, loginStep, plaintext);
+    const mailbox = ep.remote || 'INBOX';
+    const boxStep = `open mailbox ${mailbox}`;
+    try {
+      const box = await withDeadline(boxStep, ms, signal, () => client.mailboxOpen(mailbox, { readOnly: true }));
+      const unseen = await withDeadline(boxStep, ms, signal, () => client.status(mailbox, { unseen: true }));
+      steps.push({
+        step: boxStep,
+        ok: true,
+        detail: `${box.exists} message(s), ${unseen && unseen.unseen !== undefined ? unseen.unseen : '?'} unseen`,
+      });
+    } catch (err) {
+      const e = mailboxError(err, mailbox);
+      steps.push({ step: boxStep, ok: false, detail: e.message, code: e.code });
+      return steps;
+    }
+    if (!ep.allowFrom || ep.allowFrom.length === 0) {
+      steps.push({ step: 'allowed senders', ok: false, detail: 'allowFrom is required', code: 'unsupported' });
+    }
+    // a move target that is missing is no failure: the first move creates it
+    const target = async (step: string, to: string): Promise<ProbeStep> => {
+      const missing = { step, ok: true, detail: 'does not exist yet; created on first use' };
+      try {
+        // imapflow answers false when the server refuses STATUS (no such mailbox)
+        const st = await withDeadline(step, ms, signal, () => client.status(to, { messages: true }));
+        return st ? { step, ok: true, detail: `${st.messages ?? '?'} message(s)` } : missing;
+      } catch {
+        return missing;
+      }
+    };
+    if (ep.afterReceive.kind === 'move')
+      steps.push(await target(`move target ${ep.afterReceive.to}`, ep.afterReceive.to));
+    if (ep.afterRefuse?.kind === 'move') {
+      steps.push(await target(`refused-message target ${ep.afterRefuse.to}`, ep.afterRefuse.to));
+    }
+    return steps;
+  } finally {
+    await conn.logout(ms);
+  }
+}
