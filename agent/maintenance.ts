@@ -1,7 +1,10 @@
 // `resend` and `purge`: the two ways a person changes the ledger.
 import { promises as fsp } from 'node:fs';
-import type { Ledger, PackageRow } from '../store/ledger.js';
+import type { Ledger, PackageRow, PackageState } from '../store/ledger.js';
 import type { Spool } from '../store/spool.js';
+
+/** Outbound states a person may send again (a refused or duplicate record never holds bytes). */
+const RESENDABLE: PackageState[] = ['queued', 'failed', 'dead', 'sent'];
 
 export interface ResendOutcome {
   requeued: PackageRow[];
@@ -51,9 +54,11 @@ export async function resend(
       continue;
     }
     out.requeued.push(
-      ledger.update(
+      ledger.transition(
         row.id,
-        { state: 'queued', attempts: 0, nextAttemptAt: null, lastError: null, storedPath: found },
+        RESENDABLE,
+        'queued',
+        { attempts: 0, nextAttemptAt: null, lastError: null, storedPath: found },
         'resend',
         'queued again by resend',
       ),

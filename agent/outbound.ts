@@ -268,7 +268,7 @@ async function sendDue(ctx: RouteContext, result: CycleResult): Promise<void> {
 
 /** One package per transfer, or bundles where the sink bundles (e-mail maxPerMessage), oldest first. */
 function groupsFor(sink: Sink, due: PackageRow[]): PackageRow[][] {
-  const batch = sink.putBatch && sink.batch && sink.batch.maxCount > 1 ? sink.batch : null;
+  const batch = sink.bundle && sink.bundle.maxCount > 1 ? sink.bundle : null;
   if (!batch) return due.map((row) => [row]);
   const groups: PackageRow[][] = [];
   let current: PackageRow[] = [];
@@ -296,7 +296,13 @@ async function sendGroup(ctx: RouteContext, sink: Sink, group: PackageRow[], res
   for (const row of group) {
     const stored = await findBytes(ctx, row);
     if (!stored) {
-      ledger.update(row.id, { state: 'dead', lastError: 'bytes are no longer in the spool or archive' }, 'dead');
+      ledger.transition(
+        row.id,
+        ['queued', 'failed'],
+        'dead',
+        { lastError: 'bytes are no longer in the spool or archive' },
+        'dead',
+      );
       result.dead++;
       log.error({ route: route.name, id: row.id, file: row.name }, 'dead: bytes are no longer in the spool or archive');
       continue;
@@ -313,8 +319,8 @@ async function sendGroup(ctx: RouteContext, sink: Sink, group: PackageRow[], res
   let put: PutResult;
   try {
     put =
-      ready.length > 1 && sink.putBatch
-        ? await sink.putBatch(
+      ready.length > 1 && sink.bundle
+        ? await sink.bundle.put(
             ready.map((r) => r.pkg),
             ctx.abort,
           )
@@ -330,10 +336,11 @@ async function sendGroup(ctx: RouteContext, sink: Sink, group: PackageRow[], res
   const bundle = ready.length > 1 ? ` (one transfer with ${ready.length - 1} other package(s))` : '';
   ledger.transaction(() => {
     for (const { row, stored } of ready) {
-      ledger.update(
+      ledger.transition(
         row.id,
+        ['queued', 'failed'],
+        'sent',
         {
-          state: 'sent',
           attempts: row.attempts + 1,
           remoteRef: put.remoteRef,
           lastError: null,
@@ -379,18 +386,22 @@ function recordFailure(
   }
   const verdict = judgeFailure(route.retry, attempts, te ? te.retryable : true, ctx.now());
   if (verdict.kind === 'dead') {
-    ledger.update(
+    ledger.transition(
       row.id,
-      { state: 'dead', attempts, lastError: message, nextAttemptAt: null },
+      ['queued', 'failed'],
+      'dead',
+      { attempts, lastError: message, nextAttemptAt: null },
       'dead',
       `${verdict.why}: ${message}`,
     );
     result.dead++;
     log.error({ route: route.name, id: row.id, file: row.name }, `dead (${verdict.why}): ${message}`);
   } else {
-    ledger.update(
+    ledger.transition(
       row.id,
-      { state: 'failed', attempts, lastError: message, nextAttemptAt: verdict.nextAttemptAt },
+      ['queued', 'failed'],
+      'failed',
+      { attempts, lastError: message, nextAttemptAt: verdict.nextAttemptAt },
       'failed',
       `${message}; next attempt at ${new Date(verdict.nextAttemptAt).toISOString()}`,
     );

@@ -56,11 +56,7 @@ export function routeVerdict(ledger: Ledger, route: RouteConfig, now: number): R
   let stuck: Extract<Reason, { kind: 'stuck' }> | null = null;
   for (const c of counts) {
     if (c.state === 'dead' || c.state === 'quarantined' || c.state === 'refused') {
-      const ids = ledger
-        .problems(route.name, olderThan, 1000)
-        .filter((r) => r.state === c.state)
-        .slice(0, MAX_IDS)
-        .map((r) => r.id);
+      const ids = ledger.unseenIds(route.name, c.state, MAX_IDS);
       reasons.push({ kind: c.state, n: c.n, since: c.oldest, ids });
     } else {
       stuck ??= { kind: 'stuck', n: 0, since: c.oldest, alertAfterMs: route.alertAfterMs };

@@ -3,254 +3,54 @@
 // (better-sqlite3 defaults WAL to NORMAL, where a commit can roll back on power loss) and every
 // state change is one transaction together with its event row. It speaks plain SQL through the
 // driver seam (store/sqlite.ts): better-sqlite3, or node:sqlite where that binary is absent.
+// Rows and their mapping, migrations, the SQL texts and the legal moves live in store/ledger/.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { openSqlite, type LedgerDriverName, type SqlDatabase, type SqlValue } from './sqlite.js';
+import { openSqlite, type LedgerDriverName, type SqlDatabase, type SqlStatement, type SqlValue } from './sqlite.js';
+import { MIGRATIONS } from './ledger/migrations.js';
+import { IllegalTransitionError, isLegalMove, type LedgerEvent } from './ledger/moves.js';
+import { listQuery, SQL } from './ledger/queries.js';
+import {
+  COLUMNS,
+  PENDING_STATES,
+  PERSON_STATES,
+  toRow,
+  type ListFilter,
+  type LockHolder,
+  type NewPackage,
+  type PackageEvent,
+  type PackagePatch,
+  type PackageRow,
+  type PackageState,
+  type RawRow,
+  type RouteLockRow,
+  type RouteRun,
+} from './ledger/rows.js';
 
-export type Direction = 'in' | 'out';
-export type PackageState =
-  // out
-  | 'queued'
-  | 'sent'
-  | 'failed'
-  | 'dead'
-  /** A stable outbox file that is not taken (bad name, not well-formed, too large): kept while it is there. */
-  | 'refused'
-  // both
-  | 'duplicate'
-  // in
-  | 'delivered'
-  | 'waiting'
-  | 'quarantined';
-
-export const PACKAGE_STATES: readonly PackageState[] = [
-  'queued',
-  'sent',
-  'failed',
-  'dead',
-  'refused',
-  'duplicate',
-  'delivered',
-  'waiting',
-  'quarantined',
-];
-
-export interface PackageRow {
-  id: number;
-  route: string;
-  direction: Direction;
-  name: string;
-  size: number;
-  sha256: string | null;
-  state: PackageState;
-  attempts: number;
-  nextAttemptAt: number | null;
-  lastError: string | null;
-  remoteRef: string | null;
-  /** Our copy of the bytes, relative to dataDir (spool, archive or quarantine), or null. */
-  storedPath: string | null;
-  /** In: temp file in the inbox that is yet to be renamed to `name` (write-ahead for a crash). */
-  pendingPath: string | null;
-  /** In: when the remote was acknowledged. */
-  ackedAt: number | null;
-  duplicateOf: number | null;
-  origin: string | null;
-  /** When a person acknowledged this dead/quarantined/refused package (`sprelay ack`), or null. */
-  seenAt: number | null;
-  createdAt: number;
-  updatedAt: number;
-}
-
-/** States a person is told about until they acknowledge them (`sprelay ack`) or they go away. */
-export const PERSON_STATES: readonly PackageState[] = ['dead', 'quarantined', 'refused'];
-/** States of work still to do: a problem once older than the route's alertAfter. */
-export const PENDING_STATES: readonly PackageState[] = ['queued', 'failed', 'waiting'];
-
-export interface PackageEvent {
-  at: number;
-  event: string;
-  detail: string | null;
-}
-
-export interface RouteRun {
-  route: string;
-  lastRunAt: number | null;
-  lastSuccessAt: number | null;
-  lastError: string | null;
-  /** The first failed run of the current run of failures (null once a run succeeds). */
-  failingSince: number | null;
-}
-
-export interface RouteLockRow {
-  route: string;
-  pid: number;
-  boot: number;
-  acquiredAt: number;
-  /** The holder writes this every little while; a stale one is a holder that is gone. */
-  renewedAt: number;
-}
-
-export interface ListFilter {
-  states?: PackageState[];
-  route?: string;
-  since?: number;
-  direction?: Direction;
-  limit?: number;
-  /** Newest first (what a person wants to see); default oldest first. */
-  newestFirst?: boolean;
-}
-
-type NewPackage = Pick<PackageRow, 'route' | 'direction' | 'name' | 'size' | 'state'> &
-  Partial<
-    Pick<
-      PackageRow,
-      'sha256' | 'lastError' | 'remoteRef' | 'storedPath' | 'pendingPath' | 'duplicateOf' | 'origin' | 'ackedAt'
-    >
-  >;
-
-export type PackagePatch = Partial<
-  Pick<
-    PackageRow,
-    | 'state'
-    | 'attempts'
-    | 'nextAttemptAt'
-    | 'lastError'
-    | 'remoteRef'
-    | 'storedPath'
-    | 'pendingPath'
-    | 'ackedAt'
-    | 'sha256'
-    | 'size'
-    | 'seenAt'
-  >
->;
-
-// Numbered migrations: index i brings user_version from i to i+1. Never edit a shipped one.
-const MIGRATIONS: string[] = [
-  `CREATE TABLE packages (
-     id INTEGER PRIMARY KEY,
-     route TEXT NOT NULL,
-     direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-     name TEXT NOT NULL,
-     size INTEGER NOT NULL,
-     sha256 TEXT,
-     state TEXT NOT NULL,
-     attempts INTEGER NOT NULL DEFAULT 0,
-     next_attempt_at INTEGER,
-     last_error TEXT,
-     remote_ref TEXT,
-     stored_path TEXT,
-     pending_path TEXT,
-     acked_at INTEGER,
-     duplicate_of INTEGER REFERENCES packages(id) ON DELETE SET NULL,
-     origin TEXT,
-     created_at INTEGER NOT NULL,
-     updated_at INTEGER NOT NULL
-   );
-   CREATE INDEX packages_key ON packages(route, name, sha256);
-   CREATE INDEX packages_due ON packages(route, state, next_attempt_at);
-   CREATE INDEX packages_updated ON packages(updated_at);
-   CREATE TABLE events (
-     id INTEGER PRIMARY KEY,
-     package_id INTEGER NOT NULL REFERENCES packages(id) ON DELETE CASCADE,
-     at INTEGER NOT NULL,
-     event TEXT NOT NULL,
-     detail TEXT
-   );
-   CREATE INDEX events_package ON events(package_id);
-   CREATE TABLE route_runs (
-     route TEXT PRIMARY KEY,
-     last_run_at INTEGER,
-     last_success_at INTEGER,
-     last_error TEXT
-   );`,
-  // 2: who works a route right now (one process per route: `run` and a Task Scheduler `once`)
-  `CREATE TABLE route_locks (
-     route TEXT PRIMARY KEY,
-     pid INTEGER NOT NULL,
-     boot INTEGER NOT NULL,
-     acquired_at INTEGER NOT NULL
-   );`,
-  // 3: what a person has seen (ack), since when a route fails, and lock renewals (a reused pid
-  // must not keep a dead holder's lock alive)
-  `ALTER TABLE packages ADD COLUMN seen_at INTEGER;
-   ALTER TABLE route_runs ADD COLUMN failing_since INTEGER;
-   ALTER TABLE route_locks ADD COLUMN renewed_at INTEGER;
-   UPDATE route_locks SET renewed_at = acquired_at;
-   UPDATE route_runs SET failing_since = last_run_at WHERE last_error IS NOT NULL;`,
-];
-
-export interface LockHolder {
-  pid: number;
-  /** When the holder's machine booted (ms): a pid from before a reboot is nobody. */
-  boot: number;
-}
-
-const COLUMNS: Record<keyof PackagePatch, string> = {
-  state: 'state',
-  attempts: 'attempts',
-  nextAttemptAt: 'next_attempt_at',
-  lastError: 'last_error',
-  remoteRef: 'remote_ref',
-  storedPath: 'stored_path',
-  pendingPath: 'pending_path',
-  ackedAt: 'acked_at',
-  sha256: 'sha256',
-  size: 'size',
-  seenAt: 'seen_at',
-};
-
-interface RawRow {
-  id: number;
-  route: string;
-  direction: Direction;
-  name: string;
-  size: number;
-  sha256: string | null;
-  state: PackageState;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  remote_ref: string | null;
-  stored_path: string | null;
-  pending_path: string | null;
-  acked_at: number | null;
-  duplicate_of: number | null;
-  origin: string | null;
-  seen_at: number | null;
-  created_at: number;
-  updated_at: number;
-}
-
-function toRow(r: RawRow): PackageRow {
-  return {
-    id: r.id,
-    route: r.route,
-    direction: r.direction,
-    name: r.name,
-    size: r.size,
-    sha256: r.sha256,
-    state: r.state,
-    attempts: r.attempts,
-    nextAttemptAt: r.next_attempt_at,
-    lastError: r.last_error,
-    remoteRef: r.remote_ref,
-    storedPath: r.stored_path,
-    pendingPath: r.pending_path,
-    ackedAt: r.acked_at,
-    duplicateOf: r.duplicate_of,
-    origin: r.origin,
-    seenAt: r.seen_at ?? null,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
+export {
+  PACKAGE_STATES,
+  PENDING_STATES,
+  PERSON_STATES,
+  type Direction,
+  type ListFilter,
+  type LockHolder,
+  type NewPackage,
+  type PackageEvent,
+  type PackagePatch,
+  type PackageRow,
+  type PackageState,
+  type RouteLockRow,
+  type RouteRun,
+} from './ledger/rows.js';
+export { IllegalTransitionError, LEDGER_EVENTS, LEGAL_MOVES, isLegalMove, type LedgerEvent } from './ledger/moves.js';
 
 export class Ledger {
   private readonly db: SqlDatabase;
   private readonly now: () => number;
   /** Open transactions: 0 outside, 1 in BEGIN IMMEDIATE, more in nested SAVEPOINTs. */
   private depth = 0;
+  /** Every statement is prepared once, by its SQL text. */
+  private readonly statements = new Map<string, SqlStatement>();
 
   private constructor(db: SqlDatabase, now: () => number) {
     this.db = db;
@@ -284,8 +84,17 @@ export class Ledger {
     return this.db.driver;
   }
 
+  private sql(text: string): SqlStatement {
+    let stmt = this.statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.statements.set(text, stmt);
+    }
+    return stmt;
+  }
+
   private pragma(name: string): SqlValue {
-    const row = this.db.prepare(`PRAGMA ${name}`).get<Record<string, SqlValue>>();
+    const row = this.sql(`PRAGMA ${name}`).get<Record<string, SqlValue>>();
     return row === undefined ? null : (Object.values(row)[0] ?? null);
   }
 
@@ -298,6 +107,9 @@ export class Ledger {
     }
     for (let v = version; v < MIGRATIONS.length; v++) {
       this.transaction(() => {
+        // read again under the write lock: another process opening the same new file may have
+        // migrated it between our first read and BEGIN IMMEDIATE
+        if (Number(this.pragma('user_version')) > v) return;
         this.db.exec(MIGRATIONS[v]!);
         this.db.exec(`PRAGMA user_version = ${v + 1}`);
       });
@@ -309,6 +121,7 @@ export class Ledger {
   }
 
   close(): void {
+    this.statements.clear();
     this.db.close();
   }
 
@@ -353,72 +166,91 @@ export class Ledger {
     }
   }
 
-  insert(pkg: NewPackage, event: string, detail?: string): PackageRow {
+  insert(pkg: NewPackage, event: LedgerEvent, detail?: string): PackageRow {
     return this.transaction(() => {
       const t = this.now();
-      const info = this.db
-        .prepare(
-          `INSERT INTO packages (route, direction, name, size, sha256, state, last_error, remote_ref, stored_path,
-             pending_path, acked_at, duplicate_of, origin, created_at, updated_at)
-           VALUES (@route, @direction, @name, @size, @sha256, @state, @lastError, @remoteRef, @storedPath,
-             @pendingPath, @ackedAt, @duplicateOf, @origin, @t, @t)`,
-        )
-        .run({
-          route: pkg.route,
-          direction: pkg.direction,
-          name: pkg.name,
-          size: pkg.size,
-          sha256: pkg.sha256 ?? null,
-          state: pkg.state,
-          lastError: pkg.lastError ?? null,
-          remoteRef: pkg.remoteRef ?? null,
-          storedPath: pkg.storedPath ?? null,
-          pendingPath: pkg.pendingPath ?? null,
-          ackedAt: pkg.ackedAt ?? null,
-          duplicateOf: pkg.duplicateOf ?? null,
-          origin: pkg.origin ?? null,
-          t,
-        });
+      const info = this.sql(SQL.insertPackage).run({
+        route: pkg.route,
+        direction: pkg.direction,
+        name: pkg.name,
+        size: pkg.size,
+        sha256: pkg.sha256 ?? null,
+        state: pkg.state,
+        lastError: pkg.lastError ?? null,
+        remoteRef: pkg.remoteRef ?? null,
+        storedPath: pkg.storedPath ?? null,
+        pendingPath: pkg.pendingPath ?? null,
+        ackedAt: pkg.ackedAt ?? null,
+        duplicateOf: pkg.duplicateOf ?? null,
+        origin: pkg.origin ?? null,
+        t,
+      });
       const id = Number(info.lastInsertRowid);
       this.addEvent(id, event, detail ?? null, t);
       return this.get(id)!;
     });
   }
 
-  update(id: number, patch: PackagePatch, event?: string, detail?: string): PackageRow {
+  /** Patches a package's row; a change of state goes through `transition`. */
+  update(id: number, patch: Omit<PackagePatch, 'state'>, event?: LedgerEvent, detail?: string): PackageRow {
+    if ((patch as PackagePatch).state !== undefined)
+      throw new Error('ledger: a change of state goes through transition');
+    return this.transaction(() => this.write(id, patch, event, detail));
+  }
+
+  /**
+   * Moves a package from one of the states `from` to `to`, with `patch` and an event, in one
+   * transaction. Refused (IllegalTransitionError, nothing written) when the package is in none of
+   * `from`, or when the move is not in its direction's table (store/ledger/moves.ts).
+   */
+  transition(
+    id: number,
+    from: readonly PackageState[],
+    to: PackageState,
+    patch: Omit<PackagePatch, 'state'>,
+    event: LedgerEvent,
+    detail?: string,
+  ): PackageRow {
     return this.transaction(() => {
-      const t = this.now();
-      const sets = ['updated_at = @t'];
-      const params: Record<string, SqlValue> = { id, t };
-      // a package that becomes dead/quarantined/refused (again) is news: a person has not seen it yet
-      if (patch.state && PERSON_STATES.includes(patch.state) && patch.seenAt === undefined) sets.push('seen_at = NULL');
-      for (const [key, value] of Object.entries(patch) as [keyof PackagePatch, SqlValue | undefined][]) {
-        if (value === undefined) continue;
-        sets.push(`${COLUMNS[key]} = @${key}`);
-        params[key] = value;
-      }
-      const info = this.db.prepare(`UPDATE packages SET ${sets.join(', ')} WHERE id = @id`).run(params);
-      if (info.changes !== 1) throw new Error(`ledger: no package with id ${id}`);
-      if (event) this.addEvent(id, event, detail ?? null, t);
-      return this.get(id)!;
+      const row = this.get(id);
+      if (!row) throw new Error(`ledger: no package with id ${id}`);
+      if (!from.includes(row.state))
+        throw new IllegalTransitionError(id, row.state, to, `it is ${row.state}, not ${from.join(' or ')}`);
+      if (!isLegalMove(row.direction, row.state, to))
+        throw new IllegalTransitionError(id, row.state, to, `not a move an ${row.direction}bound package makes`);
+      return this.write(id, { ...patch, state: to }, event, detail);
     });
   }
 
-  private addEvent(id: number, event: string, detail: string | null, at: number): void {
-    this.db
-      .prepare('INSERT INTO events (package_id, at, event, detail) VALUES (?, ?, ?, ?)')
-      .run(id, at, event, detail);
+  /** The row's UPDATE and its event; the caller holds the transaction. */
+  private write(id: number, patch: PackagePatch, event?: LedgerEvent, detail?: string): PackageRow {
+    const t = this.now();
+    const sets = ['updated_at = @t'];
+    const params: Record<string, SqlValue> = { id, t };
+    // a package that becomes dead/quarantined/refused (again) is news: a person has not seen it yet
+    if (patch.state && PERSON_STATES.includes(patch.state) && patch.seenAt === undefined) sets.push('seen_at = NULL');
+    for (const [key, value] of Object.entries(patch) as [keyof PackagePatch, SqlValue | undefined][]) {
+      if (value === undefined) continue;
+      sets.push(`${COLUMNS[key]} = @${key}`);
+      params[key] = value;
+    }
+    const info = this.sql(`UPDATE packages SET ${sets.join(', ')} WHERE id = @id`).run(params);
+    if (info.changes !== 1) throw new Error(`ledger: no package with id ${id}`);
+    if (event) this.addEvent(id, event, detail ?? null, t);
+    return this.get(id)!;
+  }
+
+  private addEvent(id: number, event: LedgerEvent, detail: string | null, at: number): void {
+    this.sql(SQL.insertEvent).run(id, at, event, detail);
   }
 
   get(id: number): PackageRow | undefined {
-    const r = this.db.prepare('SELECT * FROM packages WHERE id = ?').get(id) as RawRow | undefined;
+    const r = this.sql(SQL.getPackage).get<RawRow>(id);
     return r && toRow(r);
   }
 
   events(id: number): PackageEvent[] {
-    return this.db
-      .prepare('SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id')
-      .all(id) as PackageEvent[];
+    return this.sql(SQL.events).all<PackageEvent>(id);
   }
 
   /**
@@ -426,84 +258,52 @@ export class Ledger {
    * itself a duplicate record, so dedup always points at the original.
    */
   findOriginal(route: string, name: string, sha256: string, states: PackageState[]): PackageRow | undefined {
-    const marks = states.map(() => '?').join(', ');
-    const r = this.db
-      .prepare(
-        `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 = ? AND state IN (${marks}) ORDER BY id LIMIT 1`,
-      )
-      .get(route, name, sha256, ...states) as RawRow | undefined;
+    const r = this.sql(SQL.findOriginal(states.length)).get<RawRow>(route, name, sha256, ...states);
+    return r && toRow(r);
+  }
+
+  /**
+   * The record of a remote entry refused without taking its bytes (sha256 NULL, `quarantined`):
+   * same name, remote ref and size. The first such row.
+   */
+  findRefusedInPlace(route: string, entry: { name: string; ref: string; size: number }): PackageRow | undefined {
+    const r = this.sql(SQL.findRefusedInPlace).get<RawRow>(route, entry.name, entry.ref, entry.size);
     return r && toRow(r);
   }
 
   /** Rows of one route in the given states (small sets: pending work, waiting, quarantine marks). */
   inState(route: string, states: PackageState[]): PackageRow[] {
-    const marks = states.map(() => '?').join(', ');
-    return (
-      this.db
-        .prepare(`SELECT * FROM packages WHERE route = ? AND state IN (${marks}) ORDER BY id`)
-        .all(route, ...states) as RawRow[]
-    ).map(toRow);
+    return this.sql(SQL.inState(states.length))
+      .all<RawRow>(route, ...states)
+      .map(toRow);
   }
 
   /** Outbound packages of a route that are due to be sent now, oldest first. */
   due(route: string, now: number): PackageRow[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT * FROM packages WHERE route = ? AND direction = 'out'
-             AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))
-           ORDER BY id`,
-        )
-        .all(route, now) as RawRow[]
-    ).map(toRow);
+    return this.sql(SQL.due).all<RawRow>(route, now).map(toRow);
   }
 
   /** Inbound rows whose inbox rename may not have happened (crash between ledger and rename). */
   pendingInbound(route: string): PackageRow[] {
-    return (
-      this.db
-        .prepare(`SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL ORDER BY id`)
-        .all(route) as RawRow[]
-    ).map(toRow);
+    return this.sql(SQL.pendingInbound).all<RawRow>(route).map(toRow);
   }
 
   list(filter: ListFilter = {}): PackageRow[] {
     return [...this.iterate(filter)];
   }
 
-  /** The rows of `list`, one at a time (`list --json --all` over a million rows). */
+  /**
+   * The rows of `list`, one at a time (`list --json --all` over a million rows). Its statement is
+   * prepared per call: a streaming read holds it until the caller is done, and a cached one would
+   * be reset under it by the next listing with the same filter.
+   */
   *iterate(filter: ListFilter = {}): IterableIterator<PackageRow> {
-    const where: string[] = [];
-    const params: SqlValue[] = [];
-    if (filter.states?.length) {
-      where.push(`state IN (${filter.states.map(() => '?').join(', ')})`);
-      params.push(...filter.states);
-    }
-    if (filter.route) {
-      where.push('route = ?');
-      params.push(filter.route);
-    }
-    if (filter.direction) {
-      where.push('direction = ?');
-      params.push(filter.direction);
-    }
-    if (filter.since !== undefined) {
-      where.push('updated_at >= ?');
-      params.push(filter.since);
-    }
-    const sql = `SELECT * FROM packages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id${
-      filter.newestFirst ? ' DESC' : ''
-    }${filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : ''}`;
+    const { sql, params } = listQuery(filter);
     for (const r of this.db.prepare(sql).iterate<RawRow>(...params)) yield toRow(r);
   }
 
   countsByState(route: string): Partial<Record<PackageState, number>> {
-    const rows = this.db
-      .prepare('SELECT state, COUNT(*) AS n FROM packages WHERE route = ? GROUP BY state')
-      .all(route) as {
-      state: PackageState;
-      n: number;
-    }[];
+    const rows = this.sql(SQL.countsByState).all<{ state: PackageState; n: number }>(route);
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
@@ -515,43 +315,27 @@ export class Ledger {
   recordRun(route: string, outcome: { at: number; ok: boolean; error?: string | null; interrupted?: boolean }): void {
     this.transaction(() => {
       if (outcome.interrupted) {
-        this.db
-          .prepare(
-            `INSERT INTO route_runs (route, last_run_at) VALUES (?, ?)
-             ON CONFLICT(route) DO UPDATE SET last_run_at = excluded.last_run_at`,
-          )
-          .run(route, outcome.at);
+        this.sql(SQL.recordInterruptedRun).run(route, outcome.at);
         return;
       }
       const error = outcome.error ?? null;
-      this.db
-        .prepare(
-          `INSERT INTO route_runs (route, last_run_at, last_success_at, last_error, failing_since)
-             VALUES (@route, @at, @success, @error, @failing)
-           ON CONFLICT(route) DO UPDATE SET last_run_at = @at,
-             last_success_at = COALESCE(@success, last_success_at),
-             last_error = @error,
-             failing_since = CASE WHEN @error IS NULL THEN NULL ELSE COALESCE(failing_since, @at) END`,
-        )
-        .run({
-          route,
-          at: outcome.at,
-          success: outcome.ok ? outcome.at : null,
-          error,
-          failing: error === null ? null : outcome.at,
-        });
+      this.sql(SQL.recordRun).run({
+        route,
+        at: outcome.at,
+        success: outcome.ok ? outcome.at : null,
+        error,
+        failing: error === null ? null : outcome.at,
+      });
     });
   }
 
   routeRun(route: string): RouteRun {
-    const r = this.db
-      .prepare('SELECT last_run_at, last_success_at, last_error, failing_since FROM route_runs WHERE route = ?')
-      .get<{
-        last_run_at: number | null;
-        last_success_at: number | null;
-        last_error: string | null;
-        failing_since: number | null;
-      }>(route);
+    const r = this.sql(SQL.routeRun).get<{
+      last_run_at: number | null;
+      last_success_at: number | null;
+      last_error: string | null;
+      failing_since: number | null;
+    }>(route);
     return {
       route,
       lastRunAt: r?.last_run_at ?? null,
@@ -563,9 +347,13 @@ export class Ledger {
 
   /** Who holds the route's lock row, if anyone (alive or not: the caller judges). */
   lockHolder(route: string): RouteLockRow | undefined {
-    const r = this.db
-      .prepare('SELECT route, pid, boot, acquired_at, renewed_at FROM route_locks WHERE route = ?')
-      .get<{ route: string; pid: number; boot: number; acquired_at: number; renewed_at: number | null }>(route);
+    const r = this.sql(SQL.lockHolder).get<{
+      route: string;
+      pid: number;
+      boot: number;
+      acquired_at: number;
+      renewed_at: number | null;
+    }>(route);
     return (
       r && {
         route: r.route,
@@ -579,24 +367,17 @@ export class Ledger {
 
   /** The holder says it is still at work. False when the row is no longer ours (taken over). */
   renewLock(route: string, me: LockHolder): boolean {
-    return (
-      this.db
-        .prepare('UPDATE route_locks SET renewed_at = ? WHERE route = ? AND pid = ? AND boot = ?')
-        .run(this.now(), route, me.pid, me.boot).changes === 1
-    );
+    return this.sql(SQL.renewLock).run(this.now(), route, me.pid, me.boot).changes === 1;
   }
 
   /**
    * A person saw these dead/quarantined/refused packages: they stop counting as problems (the
    * rows stay). Returns the rows acknowledged now; ids in other states are left alone.
    */
-  acknowledge(ids: number[], event = 'ack', detail = 'acknowledged by a person'): PackageRow[] {
+  acknowledge(ids: number[], event: LedgerEvent = 'ack', detail = 'acknowledged by a person'): PackageRow[] {
     return this.transaction(() => {
       const done: PackageRow[] = [];
-      const marks = PERSON_STATES.map(() => '?').join(', ');
-      const stmt = this.db.prepare(
-        `UPDATE packages SET seen_at = ?, updated_at = ? WHERE id = ? AND seen_at IS NULL AND state IN (${marks})`,
-      );
+      const stmt = this.sql(SQL.acknowledge);
       for (const id of ids) {
         const t = this.now();
         if (stmt.run(t, t, id, ...PERSON_STATES).changes === 1) {
@@ -613,44 +394,32 @@ export class Ledger {
    * queued/failed/waiting ones created before `olderThan`. Oldest first, at most `limit`.
    */
   problems(route: string, olderThan: number, limit = 1000): PackageRow[] {
-    const person = PERSON_STATES.map(() => '?').join(', ');
-    const pending = PENDING_STATES.map(() => '?').join(', ');
-    return this.db
-      .prepare(
-        `SELECT * FROM packages WHERE route = ?
-           AND ((state IN (${person}) AND seen_at IS NULL) OR (state IN (${pending}) AND created_at < ?))
-         ORDER BY id LIMIT ?`,
-      )
+    return this.sql(SQL.problems)
       .all<RawRow>(route, ...PERSON_STATES, ...PENDING_STATES, olderThan, Math.floor(limit))
       .map(toRow);
   }
 
+  /** Ids of a route's unacknowledged packages in one person state (dead, quarantined, refused), oldest first. */
+  unseenIds(route: string, state: PackageState, limit: number): number[] {
+    return this.sql(SQL.unseenIds)
+      .all<{ id: number }>(route, state, Math.floor(limit))
+      .map((r) => r.id);
+  }
+
   /** Counts behind `problems`, by state, without a limit. */
   problemCounts(route: string, olderThan: number): { state: PackageState; n: number; oldest: number }[] {
-    const person = PERSON_STATES.map(() => '?').join(', ');
-    const pending = PENDING_STATES.map(() => '?').join(', ');
-    return this.db
-      .prepare(
-        `SELECT state, COUNT(*) AS n, MIN(CASE WHEN state IN (${pending}) THEN created_at ELSE updated_at END) AS oldest
-           FROM packages WHERE route = ?
-           AND ((state IN (${person}) AND seen_at IS NULL) OR (state IN (${pending}) AND created_at < ?))
-         GROUP BY state`,
-      )
-      .all<{ state: PackageState; n: number; oldest: number }>(
-        ...PENDING_STATES,
-        route,
-        ...PERSON_STATES,
-        ...PENDING_STATES,
-        olderThan,
-      );
+    return this.sql(SQL.problemCounts).all<{ state: PackageState; n: number; oldest: number }>(
+      ...PENDING_STATES,
+      route,
+      ...PERSON_STATES,
+      ...PENDING_STATES,
+      olderThan,
+    );
   }
 
   /** Oldest created_at among a route's rows in these states (how long work has been waiting). */
   oldestIn(route: string, states: readonly PackageState[]): number | null {
-    const marks = states.map(() => '?').join(', ');
-    const r = this.db
-      .prepare(`SELECT MIN(created_at) AS t FROM packages WHERE route = ? AND state IN (${marks})`)
-      .get<{ t: number | null }>(route, ...states);
+    const r = this.sql(SQL.oldestIn(states.length)).get<{ t: number | null }>(route, ...states);
     return r?.t ?? null;
   }
 
@@ -663,36 +432,25 @@ export class Ledger {
       const h = this.lockHolder(route);
       if (h && !(h.pid === me.pid && h.boot === me.boot) && !isGone(h)) return h;
       const t = this.now();
-      this.db
-        .prepare(
-          'INSERT OR REPLACE INTO route_locks (route, pid, boot, acquired_at, renewed_at) VALUES (?, ?, ?, ?, ?)',
-        )
-        .run(route, me.pid, me.boot, t, t);
+      this.sql(SQL.lockRoute).run(route, me.pid, me.boot, t, t);
       return null;
     });
   }
 
   unlockRoute(route: string, me: LockHolder): void {
     this.transaction(() => {
-      this.db.prepare('DELETE FROM route_locks WHERE route = ? AND pid = ? AND boot = ?').run(route, me.pid, me.boot);
+      this.sql(SQL.unlockRoute).run(route, me.pid, me.boot);
     });
   }
 
   /** Rows in a final state last touched before `before`; pending work is never purged. */
   purgeable(before: number): PackageRow[] {
-    return (
-      this.db
-        .prepare(
-          `SELECT * FROM packages WHERE updated_at < ? AND pending_path IS NULL
-             AND state IN ('sent', 'duplicate', 'delivered', 'quarantined') ORDER BY id`,
-        )
-        .all(before) as RawRow[]
-    ).map(toRow);
+    return this.sql(SQL.purgeable).all<RawRow>(before).map(toRow);
   }
 
   delete(ids: number[]): void {
     this.transaction(() => {
-      const stmt = this.db.prepare('DELETE FROM packages WHERE id = ?');
+      const stmt = this.sql(SQL.deletePackage);
       for (const id of ids) stmt.run(id);
     });
   }

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { Ledger } from '../store/ledger.js';
+import { IllegalTransitionError, isLegalMove, Ledger, LEGAL_MOVES, type PackageState } from '../store/ledger.js';
 import { ledgerDriverInfo, openSqlite, type SqlDatabase } from '../store/sqlite.js';
 
 /** Opens the ledger file directly (as a second connection) with the process's driver. */
@@ -143,7 +143,7 @@ describe('ledger', () => {
         'queued',
       );
       now = 2000;
-      l.update(a.id, { state: 'sent', attempts: 1, remoteRef: 'x/a.xml' }, 'sent', 'to x/a.xml');
+      l.transition(a.id, ['queued'], 'sent', { attempts: 1, remoteRef: 'x/a.xml' }, 'sent', 'to x/a.xml');
       assert.deepEqual(l.events(a.id), [
         { at: 1000, event: 'queued', detail: null },
         { at: 2000, event: 'sent', detail: 'to x/a.xml' },
@@ -152,7 +152,80 @@ describe('ledger', () => {
       assert.equal(l.findOriginal('r', 'a.xml', 'h2', ['sent']), undefined, 'other bytes: another package');
       assert.equal(l.findOriginal('other', 'a.xml', 'h1', ['sent']), undefined, 'dedup is per route');
       assert.deepEqual(l.countsByState('r'), { sent: 1 });
-      assert.throws(() => l.update(999, { state: 'sent' }), /no package with id 999/);
+      assert.throws(() => l.update(999, { attempts: 1 }), /no package with id 999/);
+    } finally {
+      l.close();
+    }
+  });
+
+  it('transition refuses a move its package may not make, and writes nothing', () => {
+    const l = Ledger.open(tempLedgerPath());
+    try {
+      const out = l.insert(
+        { route: 'r', direction: 'out', name: 'a.xml', size: 3, sha256: 'h', state: 'queued' },
+        'queued',
+      );
+      const inb = l.insert(
+        { route: 'i', direction: 'in', name: 'b.xml', size: 3, sha256: 'h', state: 'waiting' },
+        'waiting',
+      );
+      // not in the state the caller believes
+      assert.throws(() => l.transition(out.id, ['failed'], 'sent', {}, 'sent'), IllegalTransitionError);
+      // not a move of its direction's table
+      assert.throws(
+        () => l.transition(out.id, ['queued'], 'delivered', {}, 'delivered'),
+        /cannot go from queued to delivered/,
+      );
+      assert.throws(() => l.transition(inb.id, ['waiting'], 'sent', {}, 'sent'), IllegalTransitionError);
+      const dup = l.insert(
+        { route: 'r', direction: 'out', name: 'c.xml', size: 3, sha256: 'h', state: 'duplicate' },
+        'duplicate',
+      );
+      assert.throws(() => l.transition(dup.id, ['duplicate'], 'queued', {}, 'resend'), IllegalTransitionError);
+      assert.throws(() => l.transition(999, ['queued'], 'sent', {}, 'sent'), /no package with id 999/);
+      assert.equal(l.get(out.id)!.state, 'queued');
+      assert.deepEqual(
+        l.events(out.id).map((e) => e.event),
+        ['queued'],
+      );
+      assert.throws(() => l.update(out.id, { state: 'sent' } as never), /transition/);
+      // the legal ones, in both directions
+      const sent = l.transition(out.id, ['queued', 'failed'], 'sent', { attempts: 1 }, 'sent', 'to x');
+      assert.equal(sent.state, 'sent');
+      assert.equal(l.transition(out.id, ['sent'], 'queued', { attempts: 0 }, 'resend').state, 'queued');
+      assert.equal(
+        l.transition(inb.id, ['waiting'], 'delivered', { pendingPath: 't' }, 'receiving').state,
+        'delivered',
+      );
+      assert.equal(l.transition(inb.id, ['delivered'], 'waiting', { pendingPath: null }, 'waiting').state, 'waiting');
+      for (const [dir, moves] of Object.entries(LEGAL_MOVES))
+        for (const [from, tos] of Object.entries(moves))
+          for (const to of tos!) assert.ok(isLegalMove(dir as 'in' | 'out', from as PackageState, to));
+    } finally {
+      l.close();
+    }
+  });
+
+  it('finds by query what the pipelines used to filter: refused-in-place records, unseen ids per state', () => {
+    const l = Ledger.open(tempLedgerPath());
+    try {
+      const base = { route: 'i', direction: 'in' as const, size: 5, state: 'quarantined' as const };
+      l.insert({ ...base, name: 'm.xml', sha256: 'h', remoteRef: 'uid:1' }, 'quarantined');
+      const q = l.insert({ ...base, name: 'm.xml', remoteRef: 'uid:1' }, 'quarantined');
+      l.insert({ ...base, name: 'm.xml', remoteRef: 'uid:1' }, 'quarantined');
+      assert.equal(
+        l.findRefusedInPlace('i', { name: 'm.xml', ref: 'uid:1', size: 5 })?.id,
+        q.id,
+        'the first, bytes-less',
+      );
+      assert.equal(l.findRefusedInPlace('i', { name: 'm.xml', ref: 'uid:2', size: 5 }), undefined);
+      assert.equal(l.findRefusedInPlace('i', { name: 'm.xml', ref: 'uid:1', size: 6 }), undefined);
+      assert.equal(l.findRefusedInPlace('other', { name: 'm.xml', ref: 'uid:1', size: 5 }), undefined);
+      const ids = l.list({ route: 'i' }).map((r) => r.id);
+      assert.deepEqual(l.unseenIds('i', 'quarantined', 2), ids.slice(0, 2));
+      l.acknowledge([ids[0]!]);
+      assert.deepEqual(l.unseenIds('i', 'quarantined', 5), ids.slice(1));
+      assert.deepEqual(l.unseenIds('i', 'dead', 5), []);
     } finally {
       l.close();
     }

@@ -314,7 +314,7 @@ function flakySink(failures: number, code: 'network' | 'exists' | 'auth' = 'netw
     assert.equal(route.profile.type, 'lan');
     const real = createLanTransport(route.profile as LanProfile);
     return {
-      kind: 'flaky-lan',
+      kind: 'lan', // the real lan transport, with a flaky sink
       openSource: (endpoint, signal) => real.openSource(endpoint, signal),
       probe: (endpoint, direction, signal) => real.probe(endpoint, direction, signal),
       async openSink(endpoint, signal) {
@@ -447,30 +447,33 @@ describe('retry, dead and resend', () => {
 });
 
 describe('bundling (sinks that carry several packages per transfer)', () => {
-  /** lan underneath, but the sink bundles up to 2 packages / 1 KB per putBatch, failing the first `fail` batches. */
+  /** lan underneath, but the sink bundles up to 2 packages / 1 KB per bundle.put, failing the first `fail` batches. */
   function bundlingTransport(fail: number) {
     const batches: string[][] = [];
     let calls = 0;
     const transportFor = (route: RouteConfig): Transport => {
       const real = createLanTransport(route.profile as LanProfile);
       return {
-        kind: 'bundling-lan',
+        kind: 'lan', // the real lan transport, with a bundling sink
         openSource: (e, s) => real.openSource(e, s),
         probe: (e, d, s) => real.probe(e, d, s),
         async openSink(endpoint, signal) {
           const sink = await real.openSink(endpoint, signal);
           return {
-            batch: { maxCount: 2, maxBytes: 1024 },
             put: (pkg, sig) => {
               batches.push([pkg.name]);
               return sink.put(pkg, sig);
             },
-            async putBatch(pkgs, sig) {
-              calls++;
-              if (calls <= fail) throw new TransportError('network', `injected batch failure ${calls}`);
-              batches.push(pkgs.map((p) => p.name));
-              for (const p of pkgs) await sink.put(p, sig);
-              return { remoteRef: `batch-${calls}`, alreadyPresent: false };
+            bundle: {
+              maxCount: 2,
+              maxBytes: 1024,
+              async put(pkgs, sig) {
+                calls++;
+                if (calls <= fail) throw new TransportError('network', `injected batch failure ${calls}`);
+                batches.push(pkgs.map((p) => p.name));
+                for (const p of pkgs) await sink.put(p, sig);
+                return { remoteRef: `batch-${calls}`, alreadyPresent: false };
+              },
             },
             close: () => sink.close(),
           } satisfies Sink;

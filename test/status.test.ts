@@ -262,7 +262,7 @@ describe('show, list', () => {
             sha256: String(i),
             state: i % 2 ? 'sent' : 'dead',
           },
-          'x',
+          'queued',
         );
     });
     l.close();

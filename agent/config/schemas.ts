@@ -1,0 +1,232 @@
+// The zod schemas of the top level, routes and the four profile types. Field-level rules live
+// here; rules that need two fields or another part of the file live in profiles.ts and routes.ts.
+import { validate as cronValidate } from 'node-cron';
+import { z } from 'zod';
+import type { AckAction } from '../../transports/types.js';
+import { describeType, KNOWN_KEYS } from './messages.js';
+import { parseDuration, parseSize } from './units.js';
+
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const STATION_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+// ---- zod schemas ---------------------------------------------------------------------------------
+
+function obj<S extends z.core.$ZodLooseShape>(shape: S) {
+  for (const k of Object.keys(shape)) KNOWN_KEYS.add(k);
+  return z.strictObject(shape);
+}
+
+const nonEmpty = z.string().min(1);
+// eslint-disable-next-line no-control-regex -- a control character in a path is the mistake to catch
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+/**
+ * A folder or file path: no control characters. "C:\new\test" in double quotes is a line break and
+ * a tab to YAML, so that is what the hint says.
+ */
+const pathText = z.string().refine((s) => !CONTROL_RE.test(s), {
+  error:
+    'contains a control character (a line break or tab): in double quotes a backslash starts an escape ("C:\\new" is a line break); write Windows paths without quotes or in single quotes: \'C:\\ServioPump\\Export\'',
+});
+const pathField = pathText.pipe(z.string().min(1));
+export const port = z.number().int().min(1).max(65535);
+
+const durationField = z
+  .string({
+    error: (iss) =>
+      iss.input === undefined
+        ? 'required'
+        : typeof iss.input === 'number'
+          ? 'a bare number is not a duration: add a unit ms, s, m, h or d (e.g. "30s", "5m")'
+          : `expected a duration like "30s" (units ms, s, m, h, d), got ${describeType(iss.input)}`,
+  })
+  .transform((s, ctx) => {
+    try {
+      return parseDuration(s);
+    } catch (e) {
+      ctx.issues.push({ code: 'custom', message: (e as Error).message, input: s });
+      return z.NEVER;
+    }
+  });
+
+const sizeField = z
+  .union([z.string(), z.number()], {
+    error: (iss) =>
+      iss.input === undefined ? 'required' : `expected a size like "50MB" (units KB, MB, GB) or whole bytes`,
+  })
+  .transform((v, ctx) => {
+    try {
+      if (typeof v === 'number' && !Number.isSafeInteger(v)) throw new Error('a size in bytes must be a whole number');
+      const n = typeof v === 'number' ? v : parseSize(v);
+      if (n < 1) throw new Error('must be at least 1 byte');
+      return n;
+    } catch (e) {
+      ctx.issues.push({ code: 'custom', message: (e as Error).message, input: v });
+      return z.NEVER;
+    }
+  });
+
+const retrySchema = obj({
+  maxAttempts: z.number().int().min(1).max(1000).optional(),
+  baseDelay: durationField.optional(),
+  maxDelay: durationField.optional(),
+});
+
+/** Keys a route may set, and the top level may set once for all routes. */
+const routeDefaultsShape = {
+  settle: durationField.optional(),
+  maxSize: sizeField.optional(),
+  timeout: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
+  concurrency: z.number().int().min(1).max(16).optional(),
+  overwrite: z.boolean().optional(),
+  retry: retrySchema.optional(),
+  alertAfter: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
+};
+
+export const topSchema = obj({
+  station: z.string().regex(STATION_RE, {
+    error: (iss) =>
+      iss.input === undefined
+        ? 'required'
+        : 'expected 1 to 64 characters: letters A-Z, digits, ".", "_" or "-" (it goes into e-mail subjects)',
+  }),
+  dataDir: pathField.optional(),
+  lang: z.enum(['en', 'ru', 'uk']).optional(),
+  log: obj({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).optional(),
+    maxSize: sizeField.refine((n) => n >= 64 * 1024, { error: 'must be at least 64KB' }).optional(),
+    keep: z.number().int().min(1).max(100).optional(),
+    file: pathField.optional(),
+  }).optional(),
+  profiles: z.record(z.string(), z.unknown()),
+  routes: z.array(z.unknown()).min(1, { error: 'at least one route is required' }),
+  ...routeDefaultsShape,
+});
+
+const ADDRESS_RE = /^[^\s@<>]+@[^\s@<>]+$/;
+const ADDRESS_WITH_NAME_RE = /^[^<>]*<[^\s@<>]+@[^\s@<>]+>$/;
+
+const addressField = z.string().refine((s) => ADDRESS_RE.test(s.trim()) || ADDRESS_WITH_NAME_RE.test(s.trim()), {
+  error: 'expected an e-mail address like office@example.com',
+});
+
+const allowFromField = z.string().refine((s) => ADDRESS_RE.test(s.trim()), {
+  error: 'expected a bare e-mail address like office@example.com',
+});
+
+const nameField = z.string().regex(NAME_RE, {
+  error: 'must start with a letter or digit and contain only letters, digits, ".", "_" or "-" (at most 64)',
+});
+
+export const routeSchema = obj({
+  name: nameField,
+  direction: z.enum(['in', 'out']),
+  profile: nonEmpty,
+  local: pathField,
+  remote: pathText.optional(),
+  to: z.array(addressField).min(1).optional(),
+  allowFrom: z.array(allowFromField).min(1).optional(),
+  include: z.array(nonEmpty).min(1).optional(),
+  schedule: z.string().superRefine((s, ctx) => {
+    if (!isValidCron(s)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `not a valid cron expression "${s}" (5 fields "min hour day month weekday", or 6 with seconds first)`,
+      });
+    }
+  }),
+  afterSend: z.enum(['archive', 'delete']).optional(),
+  afterReceive: z.string().transform(parseAck).optional(),
+  afterRefuse: z.string().transform(parseRefuse).optional(),
+  ...routeDefaultsShape,
+});
+
+/**
+ * afterReceive/afterRefuse text that names no action. Not an issue by itself: the route's rules
+ * (routes.ts) say what is wrong, as that depends on the route's direction and profile.
+ */
+export const UNKNOWN_ACTION = { kind: 'unknown' } as const;
+export type RefuseAction = { kind: 'move'; to: string };
+
+/** `delete` or `move:<folder or mailbox>`. */
+function parseAck(text: string): AckAction | typeof UNKNOWN_ACTION {
+  if (text.trim() === 'delete') return { kind: 'delete' };
+  const m = /^\s*move:(.*)$/s.exec(text);
+  const to = m?.[1]?.trim();
+  return to ? { kind: 'move', to } : UNKNOWN_ACTION;
+}
+
+/** `leave` or `move:<mailbox>`. */
+function parseRefuse(text: string): RefuseAction | { kind: 'leave' } | typeof UNKNOWN_ACTION {
+  if (text.trim() === 'leave') return { kind: 'leave' };
+  const ack = parseAck(text);
+  return ack.kind === 'move' ? ack : UNKNOWN_ACTION;
+}
+
+const tlsSchema = obj({ ca: pathField.optional(), rejectUnauthorized: z.boolean().optional() });
+
+export const lanSchema = obj({ type: z.literal('lan'), root: pathField });
+
+export const ftpSchema = obj({
+  type: z.literal('ftp'),
+  host: nonEmpty,
+  port: port.optional(),
+  security: z.enum(['none', 'explicit', 'implicit']).optional(),
+  user: nonEmpty,
+  password: z.string().optional(),
+  passwordFile: pathField.optional(),
+  tls: tlsSchema.optional(),
+  encoding: z.enum(['utf8', 'cp1251']).optional(),
+});
+
+const HOST_KEY_RE = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+const HOST_KEY_HELP =
+  'expected "SHA256:<base64>" as printed by `ssh-keygen -lf` or `ssh-keyscan HOST | ssh-keygen -lf -`, or the word "any" (no host key check)';
+
+export const sftpSchema = obj({
+  type: z.literal('sftp'),
+  host: nonEmpty,
+  port: port.optional(),
+  user: nonEmpty,
+  password: z.string().optional(),
+  passwordFile: pathField.optional(),
+  privateKey: nonEmpty.optional(),
+  passphrase: z.string().optional(),
+  hostKey: z
+    .string({
+      error: (iss) =>
+        iss.input === undefined
+          ? `required: the server's SSH host key fingerprint, ${HOST_KEY_HELP}`
+          : `expected a string, ${HOST_KEY_HELP}`,
+    })
+    .refine((s) => s === 'any' || (HOST_KEY_RE.test(s) && Buffer.from(s.slice(7), 'base64').length === 32), {
+      error: HOST_KEY_HELP,
+    }),
+});
+
+export const mailServerSchema = obj({
+  host: nonEmpty,
+  port: port.optional(),
+  security: z.enum(['none', 'starttls', 'tls']).optional(),
+  user: nonEmpty.optional(),
+  password: z.string().optional(),
+  passwordFile: pathField.optional(),
+});
+
+export const emailSchema = obj({
+  type: z.literal('email'),
+  from: addressField.optional(),
+  smtp: mailServerSchema.optional(),
+  imap: mailServerSchema.optional(),
+  tls: tlsSchema.optional(),
+  maxPerMessage: z.number().int().min(1).max(100).optional(),
+});
+
+KNOWN_KEYS.add('type');
+
+function isValidCron(expr: string): boolean {
+  try {
+    return cronValidate(expr);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,95 @@
+// The public shapes of a loaded config (Config, RouteConfig, ...) and the one error a bad config
+// raises. Everything else in the agent works from these and never looks at the YAML again.
+import type { AckAction, ProfileOptions } from '../../transports/types.js';
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface RouteConfig {
+  name: string;
+  direction: 'in' | 'out';
+  profileName: string;
+  profile: ProfileOptions;
+  /** Absolute path of the outbox (out) or inbox (in); a Windows absolute path is kept verbatim. */
+  local: string;
+  /** lan: dir relative to the profile root ('' = root); ftp/sftp: dir; email in: mailbox; email out: ''. */
+  remote: string;
+  /** E-mail out-routes only. */
+  to?: string[];
+  /** E-mail in-routes only. */
+  allowFrom?: string[];
+  include: string[];
+  schedule: string;
+  afterSend: 'archive' | 'delete';
+  afterReceive: AckAction;
+  /**
+   * E-mail in-routes only: a refused message (sender not allowed, no matching attachment, ...) is
+   * recorded and then moved to this mailbox. Absent: `leave` (it stays where it is, unseen).
+   */
+  afterRefuse?: { kind: 'move'; to: string };
+  settleMs: number;
+  maxSize: number;
+  timeoutMs: number;
+  concurrency: number;
+  overwrite: boolean;
+  retry: RetryPolicy;
+  /** Queued, failed or waiting packages older than this are a problem (status, once's exit code). */
+  alertAfterMs: number;
+}
+
+/** A secret of a profile that is read when its transport connects, not when the config loads. */
+export interface DeferredSecret {
+  /** Where in the profile it goes, e.g. ['password'] or ['smtp', 'password']. */
+  key: string[];
+  /** Its config key path, for messages: `profiles.office-ftp.password`. */
+  path: string;
+  from: { env: string } | { file: string };
+}
+
+/** Language of the station-facing texts (status verdicts, the resend script); logs stay English. */
+export type Lang = 'en' | 'ru' | 'uk';
+export const LANGS: readonly Lang[] = ['en', 'ru', 'uk'];
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+export interface Config {
+  /** Absolute path of the config file. */
+  file: string;
+  station: string;
+  /** Language of the station-facing texts. */
+  lang: Lang;
+  /** Absolute. */
+  dataDir: string;
+  log: { level: LogLevel; file?: string; maxSize: number; keep: number };
+  profiles: Record<string, ProfileOptions>;
+  routes: RouteConfig[];
+  /** Every secret value (>= 4 chars), so other modules can scrub them from any text. */
+  secrets: string[];
+  /**
+   * Secrets resolved only when a route's transport connects, per profile name: a `${VAR}` that
+   * is not set in this account's environment, or a `passwordFile`. Reading commands (status,
+   * list, show, ack, resend, purge) never need them.
+   */
+  deferredSecrets: Record<string, DeferredSecret[]>;
+}
+
+export interface ConfigIssue {
+  /** Key path like `routes[1].schedule`, `profiles.office-ftp.port`, `station`; '' for the file itself. */
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  readonly file: string;
+
+  constructor(file: string, issues: ConfigIssue[]) {
+    super(`${file}:\n` + issues.map((i) => (i.path ? `  ${i.path}: ${i.message}` : `  ${i.message}`)).join('\n'));
+    this.name = 'ConfigError';
+    this.file = file;
+    this.issues = issues;
+  }
+}

@@ -1,0 +1,84 @@
+// Units (bytes, milliseconds), the defaults a config may leave out, and the duration and size
+// notations ("30s", "1h30m", "50MB") with their plain-words errors.
+import type { Lang, LogLevel, RetryPolicy } from './types.js';
+
+// ---- defaults ------------------------------------------------------------------------------------
+
+export const KB = 1024;
+export const MB = 1024 * KB;
+export const GB = 1024 * MB;
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+export const DEFAULTS = {
+  settleMs: 2 * SECOND,
+  maxSize: 50 * MB,
+  timeoutMs: 60 * SECOND,
+  concurrency: 1,
+  overwrite: false,
+  retry: { maxAttempts: 10, baseDelayMs: MINUTE, maxDelayMs: HOUR } satisfies RetryPolicy,
+  alertAfterMs: HOUR,
+  lang: 'en' as Lang,
+  include: ['*.xml', '*.zip'],
+  dataDir: './data',
+  logLevel: 'info' as LogLevel,
+  mailbox: 'INBOX',
+};
+
+// ---- durations and sizes -------------------------------------------------------------------------
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: SECOND, m: MINUTE, h: HOUR, d: DAY };
+
+/** `500ms`, `30s`, `5m`, `1h`, `2d` (also `1.5h`, `1h30m`) -> milliseconds. */
+export function parseDuration(text: string): number {
+  const s = String(text).trim();
+  const hint = 'write a number with a unit: ms, s, m, h or d (e.g. "500ms", "30s", "5m", "1h", "2d")';
+  if (/^\d+(\.\d+)?$/.test(s)) throw new Error(`invalid duration "${s}": a bare number has no unit; ${hint}`);
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(s)) throw new Error(`invalid duration "${s}": ${hint}`);
+  let total = 0;
+  for (const m of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  if (!Number.isFinite(total)) throw new Error(`invalid duration "${s}": too large`);
+  return Math.round(total);
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  k: KB,
+  kb: KB,
+  m: MB,
+  mb: MB,
+  g: GB,
+  gb: GB,
+  kib: KB,
+  mib: MB,
+  gib: GB,
+};
+
+/** `512KB`, `50MB`, `1GB` (1024-based), or plain integer bytes -> bytes. */
+export function parseSize(text: string): number {
+  const s = String(text).trim();
+  const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(s);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase() || 'b'] : undefined;
+  if (!m || unit === undefined || (unit === 1 && m[1]!.includes('.'))) {
+    throw new Error(
+      `invalid size "${s}": write whole bytes or a number with a unit KB, MB or GB (e.g. "512KB", "50MB")`,
+    );
+  }
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes)) throw new Error(`invalid size "${s}": too large`);
+  return bytes;
+}
+
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['d', DAY],
+    ['h', HOUR],
+    ['m', MINUTE],
+    ['s', SECOND],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

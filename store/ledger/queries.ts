@@ -1,0 +1,83 @@
+// The ledger's SQL, by name. Each text is prepared once per open ledger (Ledger caches statements
+// by their text); a query over a list of states has one text per list length.
+import { PENDING_STATES, PERSON_STATES, type ListFilter } from './rows.js';
+import type { SqlValue } from '../sqlite.js';
+
+const marks = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+const person = marks(PERSON_STATES.length);
+const pending = marks(PENDING_STATES.length);
+
+export const SQL = {
+  insertPackage: `INSERT INTO packages (route, direction, name, size, sha256, state, last_error, remote_ref, stored_path,
+       pending_path, acked_at, duplicate_of, origin, created_at, updated_at)
+     VALUES (@route, @direction, @name, @size, @sha256, @state, @lastError, @remoteRef, @storedPath,
+       @pendingPath, @ackedAt, @duplicateOf, @origin, @t, @t)`,
+  insertEvent: 'INSERT INTO events (package_id, at, event, detail) VALUES (?, ?, ?, ?)',
+  getPackage: 'SELECT * FROM packages WHERE id = ?',
+  events: 'SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id',
+  findOriginal: (states: number) =>
+    `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 = ? AND state IN (${marks(states)}) ORDER BY id LIMIT 1`,
+  /** A package refused without its bytes (sha256 NULL), known by its remote entry. */
+  findRefusedInPlace: `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 IS NULL AND state = 'quarantined'
+       AND remote_ref = ? AND size = ? ORDER BY id LIMIT 1`,
+  inState: (states: number) => `SELECT * FROM packages WHERE route = ? AND state IN (${marks(states)}) ORDER BY id`,
+  due: `SELECT * FROM packages WHERE route = ? AND direction = 'out'
+       AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))
+     ORDER BY id`,
+  pendingInbound: 'SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL ORDER BY id',
+  countsByState: 'SELECT state, COUNT(*) AS n FROM packages WHERE route = ? GROUP BY state',
+  recordInterruptedRun: `INSERT INTO route_runs (route, last_run_at) VALUES (?, ?)
+     ON CONFLICT(route) DO UPDATE SET last_run_at = excluded.last_run_at`,
+  recordRun: `INSERT INTO route_runs (route, last_run_at, last_success_at, last_error, failing_since)
+       VALUES (@route, @at, @success, @error, @failing)
+     ON CONFLICT(route) DO UPDATE SET last_run_at = @at,
+       last_success_at = COALESCE(@success, last_success_at),
+       last_error = @error,
+       failing_since = CASE WHEN @error IS NULL THEN NULL ELSE COALESCE(failing_since, @at) END`,
+  routeRun: 'SELECT last_run_at, last_success_at, last_error, failing_since FROM route_runs WHERE route = ?',
+  lockHolder: 'SELECT route, pid, boot, acquired_at, renewed_at FROM route_locks WHERE route = ?',
+  renewLock: 'UPDATE route_locks SET renewed_at = ? WHERE route = ? AND pid = ? AND boot = ?',
+  lockRoute: 'INSERT OR REPLACE INTO route_locks (route, pid, boot, acquired_at, renewed_at) VALUES (?, ?, ?, ?, ?)',
+  unlockRoute: 'DELETE FROM route_locks WHERE route = ? AND pid = ? AND boot = ?',
+  acknowledge: `UPDATE packages SET seen_at = ?, updated_at = ? WHERE id = ? AND seen_at IS NULL AND state IN (${person})`,
+  problems: `SELECT * FROM packages WHERE route = ?
+       AND ((state IN (${person}) AND seen_at IS NULL) OR (state IN (${pending}) AND created_at < ?))
+     ORDER BY id LIMIT ?`,
+  /** The unacknowledged packages of one person state (ids a verdict names), oldest first. */
+  unseenIds: 'SELECT id FROM packages WHERE route = ? AND state = ? AND seen_at IS NULL ORDER BY id LIMIT ?',
+  problemCounts: `SELECT state, COUNT(*) AS n, MIN(CASE WHEN state IN (${pending}) THEN created_at ELSE updated_at END) AS oldest
+       FROM packages WHERE route = ?
+       AND ((state IN (${person}) AND seen_at IS NULL) OR (state IN (${pending}) AND created_at < ?))
+     GROUP BY state`,
+  oldestIn: (states: number) =>
+    `SELECT MIN(created_at) AS t FROM packages WHERE route = ? AND state IN (${marks(states)})`,
+  purgeable: `SELECT * FROM packages WHERE updated_at < ? AND pending_path IS NULL
+       AND state IN ('sent', 'duplicate', 'delivered', 'quarantined') ORDER BY id`,
+  deletePackage: 'DELETE FROM packages WHERE id = ?',
+} as const;
+
+/** `list`'s query for a filter, with its parameters. */
+export function listQuery(filter: ListFilter): { sql: string; params: SqlValue[] } {
+  const where: string[] = [];
+  const params: SqlValue[] = [];
+  if (filter.states?.length) {
+    where.push(`state IN (${marks(filter.states.length)})`);
+    params.push(...filter.states);
+  }
+  if (filter.route) {
+    where.push('route = ?');
+    params.push(filter.route);
+  }
+  if (filter.direction) {
+    where.push('direction = ?');
+    params.push(filter.direction);
+  }
+  if (filter.since !== undefined) {
+    where.push('updated_at >= ?');
+    params.push(filter.since);
+  }
+  const sql = `SELECT * FROM packages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id${
+    filter.newestFirst ? ' DESC' : ''
+  }${filter.limit ? ` LIMIT ${Math.floor(filter.limit)}` : ''}`;
+  return { sql, params };
+}
