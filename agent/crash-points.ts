@@ -3,16 +3,20 @@
 // SIGKILLs itself there: no cleanup, no flush, exactly like a power cut. Unset, this is a no-op.
 import { writeSync } from 'node:fs';
 
-export type CrashPoint =
-  | 'out:after-spool-rename' // bytes in the spool, ledger does not know yet
-  | 'out:after-ledger-queued' // ledger knows, outbox copy not yet removed
-  | 'out:after-put' // the sink wrote the file, ledger still says queued
-  | 'out:after-sent-commit' // ledger says sent, spool copy not yet archived
-  | 'in:after-download' // bytes in the inbox temp file, ledger does not know
-  | 'in:after-ledger-delivered' // ledger says delivered (pending rename), temp not yet renamed
-  | 'in:after-rename' // file is in the inbox, ledger still has the pending rename
-  | 'in:before-ack' // everything local is done, remote not yet acknowledged
-  | 'in:after-ack'; // remote acknowledged, ledger does not know yet
+/** Every named point, as data: the kill -9 tests kill the agent at each one. */
+export const CRASH_POINTS = [
+  'out:after-spool-rename', // bytes in the spool, ledger does not know yet
+  'out:after-ledger-queued', // ledger knows, outbox copy not yet removed
+  'out:after-put', // the sink wrote the file, ledger still says queued
+  'out:after-sent-commit', // ledger says sent, spool copy not yet archived
+  'in:after-download', // bytes in the inbox temp file, ledger does not know
+  'in:after-ledger-delivered', // ledger says delivered (pending rename), temp not yet renamed
+  'in:after-rename', // file is in the inbox, ledger still has the pending rename
+  'in:before-ack', // everything local is done, remote not yet acknowledged
+  'in:after-ack', // remote acknowledged, ledger does not know yet
+] as const;
+
+export type CrashPoint = (typeof CRASH_POINTS)[number];
 
 const spec = process.env.SPRELAY_CRASH_AT;
 const [target, nth] = spec ? spec.split('@') : [];

@@ -14,8 +14,9 @@ import { isRemotePackage } from '../transports/include.js';
 import { crashPoint } from './crash-points.js';
 import { errorText } from './secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from './route-context.js';
+import { isLocalDiskError } from '../store/durable.js';
 import { exists, hashFile, renameNoReplace, TooLargeError, writeDurably } from '../store/files.js';
-import type { PackageRow } from '../store/ledger.js';
+import type { LedgerEvent, NewPackage, PackageRow } from '../store/ledger.js';
 import { TransportError } from '../transports/errors.js';
 import type { RemoteEntry, Source } from '../transports/types.js';
 
@@ -71,6 +72,13 @@ async function recoverPending(ctx: RouteContext): Promise<void> {
       ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox had completed');
       continue;
     }
+    if (await linkedAlready(temp, final)) {
+      // killed between the hard link into the inbox and the temp's removal: the package is (or
+      // was, if SERVIO has moved it on since) in the inbox. Linking it again would deliver it twice.
+      await fsp.rm(temp, { force: true });
+      ledger.update(row.id, { pendingPath: null }, 'recovered', 'the link into the inbox had been made');
+      continue;
+    }
     if (await renameNoReplace(temp, final)) {
       ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox completed after restart');
       log.info({ route: route.name, id: row.id, file: row.name }, 'delivered (completed after restart)');
@@ -81,14 +89,29 @@ async function recoverPending(ctx: RouteContext): Promise<void> {
     if (there.sha256 === row.sha256) {
       ledger.update(row.id, { pendingPath: null }, 'recovered', 'identical file already in the inbox');
     } else {
-      ledger.update(
+      ledger.transition(
         row.id,
-        { state: 'waiting', pendingPath: null, ackedAt: null },
+        ['delivered'],
+        'waiting',
+        { pendingPath: null, ackedAt: null },
         'waiting',
         'another file of that name is in the inbox; fetched again next cycle',
       );
     }
   }
+}
+
+/**
+ * Whether the temp file was already hard-linked into the inbox: the final name is the same file,
+ * or the temp has a second name (SERVIO moved the delivered file within the volume). Left
+ * undecidable: a link whose final name was deleted since (the temp alone again): that one is
+ * delivered again, since a duplicate import is better than a lost package.
+ */
+async function linkedAlready(temp: string, final: string): Promise<boolean> {
+  const t = await fsp.stat(temp);
+  if (t.nlink > 1) return true;
+  const f = await fsp.stat(final).catch(() => null);
+  return f !== null && f.ino === t.ino && f.dev === t.dev && t.ino !== 0;
 }
 
 async function removeStaleTemps(ctx: RouteContext): Promise<void> {
@@ -164,18 +187,10 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
       log.info({ route: route.name, id: original.id, file: entry.name }, 'acknowledged (was already received)');
       return;
     }
-    const dup = ledger.insert(
-      {
-        route: route.name,
-        direction: 'in',
-        name: entry.name,
-        size: got.size,
-        sha256: got.sha256,
-        state: 'duplicate',
-        duplicateOf: original.id,
-        remoteRef: entry.ref,
-        origin: entry.origin ?? null,
-      },
+    const dup = insertInbound(
+      ctx,
+      entry,
+      { size: got.size, sha256: got.sha256, state: 'duplicate', duplicateOf: original.id },
       'duplicate',
       `same name and bytes as package ${original.id}; not written again`,
     );
@@ -194,17 +209,10 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     await fsp.rm(temp, { force: true });
     const there = await hashFile(final);
     if (there.sha256 === got.sha256) {
-      const row = ledger.insert(
-        {
-          route: route.name,
-          direction: 'in',
-          name: entry.name,
-          size: got.size,
-          sha256: got.sha256,
-          state: 'duplicate',
-          remoteRef: entry.ref,
-          origin: entry.origin ?? null,
-        },
+      const row = insertInbound(
+        ctx,
+        entry,
+        { size: got.size, sha256: got.sha256, state: 'duplicate' },
         'duplicate',
         'an identical file is already in the inbox; not written again',
       );
@@ -219,28 +227,28 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
 
   // write-ahead: the ledger knows the temp name before the rename
   const row = waitingRow
-    ? ledger.update(waitingRow.id, { state: 'delivered', pendingPath: tempName, remoteRef: entry.ref }, 'receiving')
-    : ledger.insert(
-        {
-          route: route.name,
-          direction: 'in',
-          name: entry.name,
-          size: got.size,
-          sha256: got.sha256,
-          state: 'delivered',
-          pendingPath: tempName,
-          remoteRef: entry.ref,
-          origin: entry.origin ?? null,
-        },
+    ? ledger.transition(
+        waitingRow.id,
+        ['waiting'],
+        'delivered',
+        { pendingPath: tempName, remoteRef: entry.ref },
+        'receiving',
+      )
+    : insertInbound(
+        ctx,
+        entry,
+        { size: got.size, sha256: got.sha256, state: 'delivered', pendingPath: tempName },
         'receiving',
         `from ${entry.ref}`,
       );
   crashPoint('in:after-ledger-delivered');
   if (!(await renameNoReplace(temp, final))) {
     await fsp.rm(temp, { force: true });
-    ledger.update(
+    ledger.transition(
       row.id,
-      { state: 'waiting', pendingPath: null },
+      ['delivered'],
+      'waiting',
+      { pendingPath: null },
       'waiting',
       'a file of that name appeared in the inbox',
     );
@@ -257,18 +265,6 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
 
 function overSize(size: number, max: number, measured = false): string {
   return `larger than maxSize (${measured ? 'more than ' + max : size} > ${max} bytes); left on the remote`;
-}
-
-function isLocalDiskError(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  return (
-    code === 'ENOSPC' ||
-    code === 'EDQUOT' ||
-    code === 'EACCES' ||
-    code === 'EPERM' ||
-    code === 'EROFS' ||
-    code === 'EIO'
-  );
 }
 
 interface Rejection {
@@ -313,17 +309,10 @@ function markWaiting(
   if (existing) {
     ledger.update(existing.id, { remoteRef: entry.ref });
   } else {
-    ledger.insert(
-      {
-        route: route.name,
-        direction: 'in',
-        name: entry.name,
-        size: got.size,
-        sha256: got.sha256,
-        state: 'waiting',
-        remoteRef: entry.ref,
-        origin: entry.origin ?? null,
-      },
+    insertInbound(
+      ctx,
+      entry,
+      { size: got.size, sha256: got.sha256, state: 'waiting' },
       'waiting',
       'a not yet imported file of that name is in the inbox; left on the remote',
     );
@@ -346,24 +335,15 @@ async function refuseInPlace(
 ): Promise<void> {
   const { route, ledger, log } = ctx;
   const file = entry.refusal !== undefined && route.afterRefuse !== undefined;
-  const known = ledger
-    .inState(route.name, ['quarantined'])
-    .find((r) => r.sha256 === null && r.remoteRef === entry.ref && r.name === entry.name && r.size === entry.size);
+  const known = ledger.findRefusedInPlace(route.name, entry);
   if (known) {
     if (file && known.ackedAt === null) await fileRefused(ctx, source, entry, known);
     return;
   }
-  const row = ledger.insert(
-    {
-      route: route.name,
-      direction: 'in',
-      name: entry.name,
-      size: entry.size,
-      state: 'quarantined',
-      lastError: reason,
-      remoteRef: entry.ref,
-      origin: entry.origin ?? null,
-    },
+  const row = insertInbound(
+    ctx,
+    entry,
+    { size: entry.size, state: 'quarantined', lastError: reason },
     'quarantined',
     reason,
   );
@@ -409,25 +389,38 @@ async function quarantine(
     return;
   }
   const rel = await spool.quarantine(route.name, temp, entry.name, ctx.now());
-  const row = ledger.insert(
-    {
-      route: route.name,
-      direction: 'in',
-      name: entry.name,
-      size: got.size,
-      sha256: got.sha256,
-      state: 'quarantined',
-      lastError: reason,
-      storedPath: rel,
-      remoteRef: entry.ref,
-      origin: entry.origin ?? null,
-    },
+  const row = insertInbound(
+    ctx,
+    entry,
+    { size: got.size, sha256: got.sha256, state: 'quarantined', lastError: reason, storedPath: rel },
     'quarantined',
     reason,
   );
   result.quarantined++;
   log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
   if (!rejection.content) await acknowledge(ctx, source, entry, row);
+}
+
+/** A new row for a remote entry: its route, direction, name, remote ref and origin come from `entry`. */
+function insertInbound(
+  ctx: RouteContext,
+  entry: RemoteEntry,
+  fields: Omit<NewPackage, 'route' | 'direction' | 'name' | 'remoteRef' | 'origin'>,
+  event: LedgerEvent,
+  detail: string,
+): PackageRow {
+  return ctx.ledger.insert(
+    {
+      route: ctx.route.name,
+      direction: 'in',
+      name: entry.name,
+      remoteRef: entry.ref,
+      origin: entry.origin ?? null,
+      ...fields,
+    },
+    event,
+    detail,
+  );
 }
 
 async function acknowledge(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 node22="$(scripts/tools/fetch-node.sh linux)"
 npm run --silent build   # the CLI tests run bin/sprelay.js, which runs dist/
-[ "$#" -gt 0 ] || set -- test/ledger.test test/pipeline.test test/cli.test test/halfwritten.test test/diskfull.test test/crash.test
+[ "$#" -gt 0 ] || set -- test/ledger.test test/pipeline.test test/cli.test test/halfwritten.test test/diskfull.test test/stress/crash.test
 echo "node:sqlite tier: $("$node22" --version), SPRELAY_LEDGER_DRIVER=node:sqlite: $*"
 # scripts that call a bare `node` (resend-failed.sh) get the same Node 22
 export PATH="$(dirname "$node22"):$PATH"

@@ -11,9 +11,9 @@
 // Reproduce a failure with SPRELAY_CRASH_SEED=<seed printed in the diagnostics>.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { registerCrashTest, type TransportFixture } from './helpers/crash-scenario.js';
-import { startFtpServer } from './servers/ftp-server.js';
-import { makeTestTls } from './servers/tls.js';
+import { registerCrashTest, type TransportFixture } from '../helpers/crash-scenario.js';
+import { startFtpServer } from '../servers/ftp-server.js';
+import { makeTestTls } from '../servers/tls.js';
 
 const ftp: TransportFixture = {
   name: 'ftp',

@@ -6,8 +6,8 @@
 //
 // Reproduce a failure with SPRELAY_CRASH_SEED=<seed printed in the diagnostics>.
 import { join } from 'node:path';
-import { registerCrashTest, type TransportFixture } from './helpers/crash-scenario.js';
-import { startSftpServer } from './servers/sftp-server.js';
+import { registerCrashTest, type TransportFixture } from '../helpers/crash-scenario.js';
+import { startSftpServer } from '../servers/sftp-server.js';
 
 const sftp: TransportFixture = {
   name: 'sftp',

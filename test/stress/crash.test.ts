@@ -5,7 +5,7 @@
 //
 // Reproduce a failure with SPRELAY_CRASH_SEED=<seed printed in the diagnostics>.
 import { join } from 'node:path';
-import { registerCrashTest, type TransportFixture } from './helpers/crash-scenario.js';
+import { registerCrashTest, type TransportFixture } from '../helpers/crash-scenario.js';
 
 const lan: TransportFixture = {
   name: 'lan',

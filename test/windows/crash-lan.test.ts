@@ -1,4 +1,4 @@
-// Windows only: kill -9 over `lan`, the scenario of test/helpers/crash-scenario.ts (test/crash.test.ts
+// Windows only: kill -9 over `lan`, the scenario of test/helpers/crash-scenario.ts (test/stress/crash.test.ts
 // runs it on Linux at full size) on Windows semantics: TerminateProcess at random instants of
 // `sprelay run` and at every named crash point, then `once` until quiet; every package exactly once,
 // byte-identical, ledger integrity ok. Scaled down: under Wine each agent start costs 2 to 4 s
