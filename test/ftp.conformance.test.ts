@@ -7,6 +7,7 @@ import { createFtpTransport } from '../transports/ftp/index.js';
 import { runConformance, type ConformanceFixture } from './conformance/suite.js';
 import { startFtpServer } from './servers/ftp-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
+import { testEndpoint } from './helpers/endpoint.js';
 
 const REMOTE = 'Обмен/from station'; // nested, Cyrillic and a space: created by the transport
 const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
@@ -35,16 +36,7 @@ async function fixture(security: 'none' | 'explicit'): Promise<ConformanceFixtur
       tls: { rejectUnauthorized: true, ...(material ? { ca: material.caPem } : {}) },
       encoding: 'utf8',
     }),
-    endpoint: (o) => ({
-      route: 'ftp',
-      remote: REMOTE,
-      overwrite: false,
-      timeoutMs: 5000,
-      maxSize: 50 * 1024 * 1024,
-      afterReceive: { kind: 'delete' },
-      include: ['*.xml'],
-      ...o,
-    }),
+    endpoint: (o) => testEndpoint('ftp', REMOTE, o),
     placeRemote: async (name, bytes) => {
       await mkdir(remote, { recursive: true });
       await writeFile(join(remote, name), bytes);

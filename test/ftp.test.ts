@@ -15,6 +15,7 @@ import type { Endpoint, FtpProfile, ProbeStep, Sink, Source } from '../transport
 import { packageOf, readAll, rejectsWith, sha256 } from './conformance/suite.js';
 import { startFtpServer, type FtpServerOptions, type TestFtpServer } from './servers/ftp-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
+import { testEndpoint } from './helpers/endpoint.js';
 
 const signal = () => new AbortController().signal;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -23,16 +24,7 @@ const T = { timeout: 30_000 };
 const CYRILLIC = 'Реализация топлива АЗС 17 за 11.05.2023.xml';
 const SERVIO = 'GSMARCHIVE_3 11_05_2023 8_01_02 - 11_05_2023 9_01_02.XML';
 
-const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
-  route: 'ftp-test',
-  remote: 'in/azs017',
-  overwrite: false,
-  timeoutMs: 5000,
-  maxSize: 50 * 1024 * 1024,
-  afterReceive: { kind: 'delete' },
-  include: ['*.xml'],
-  ...o,
-});
+const endpoint = (o: Partial<Endpoint> = {}): Endpoint => testEndpoint('ftp-test', 'in/azs017', o);
 
 const stepsOf = (steps: ProbeStep[]) => steps.map((s) => `${s.step}:${s.ok ? 'ok' : s.code}`);
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLanTransport } from '../transports/lan.js';
 import { runConformance } from './conformance/suite.js';
+import { testEndpoint } from './helpers/endpoint.js';
 
 const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
 
@@ -16,16 +17,7 @@ runConformance(
     const remote = join(root, 'from station');
     return {
       transport: createLanTransport({ type: 'lan', root }),
-      endpoint: (o) => ({
-        route: 'lan',
-        remote: 'from station',
-        overwrite: false,
-        timeoutMs: 5000,
-        maxSize: 50 * 1024 * 1024,
-        afterReceive: { kind: 'delete' },
-        include: ['*.xml'],
-        ...o,
-      }),
+      endpoint: (o) => testEndpoint('lan', 'from station', o),
       placeRemote: async (name, bytes) => {
         await mkdir(remote, { recursive: true });
         await writeFile(join(remote, name), bytes);

@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createLanTransport } from '../transports/lan.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry } from '../transports/types.js';
 import { packageOf, readAll, rejectsWith, sha256, slowPackage } from './conformance/suite.js';
+import { testEndpoint } from './helpers/endpoint.js';
 
 const signal = () => new AbortController().signal;
 
@@ -19,16 +20,7 @@ describe('lan transport', () => {
   let base: string;
   let root: string;
 
-  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
-    route: 'lan-test',
-    remote: 'from-station',
-    overwrite: false,
-    timeoutMs: 5000,
-    maxSize: 50 * 1024 * 1024,
-    afterReceive: { kind: 'delete' },
-    include: ['*.xml'],
-    ...o,
-  });
+  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => testEndpoint('lan-test', 'from-station', o);
   const lan = () => createLanTransport({ type: 'lan', root });
 
   beforeEach(async () => {

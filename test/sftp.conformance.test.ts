@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createSftpTransport } from '../transports/sftp/index.js';
 import { runConformance } from './conformance/suite.js';
 import { startSftpServer } from './servers/sftp-server.js';
+import { testEndpoint } from './helpers/endpoint.js';
 
 const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
 
@@ -25,16 +26,7 @@ for (const openSshExtensions of [false, true]) {
           password: server.password,
           hostKey: server.hostKeyFingerprint,
         }),
-        endpoint: (o) => ({
-          route: 'sftp',
-          remote: '/Обмен/from station',
-          overwrite: false,
-          timeoutMs: 5000,
-          maxSize: 50 * 1024 * 1024,
-          afterReceive: { kind: 'delete' },
-          include: ['*.xml'],
-          ...o,
-        }),
+        endpoint: (o) => testEndpoint('sftp', '/Обмен/from station', o),
         placeRemote: async (name, bytes) => {
           await mkdir(remote, { recursive: true });
           await writeFile(join(remote, name), bytes);

@@ -12,6 +12,7 @@ import { createSftpTransport } from '../transports/sftp/index.js';
 import type { Endpoint, ProbeStep, SftpProfile } from '../transports/types.js';
 import { packageOf, readAll, rejectsWith, sha256, slowPackage } from './conformance/suite.js';
 import { sshKeyPair, startSftpServer, type SftpServerOptions, type SftpTestServer } from './servers/sftp-server.js';
+import { testEndpoint } from './helpers/endpoint.js';
 
 const signal = () => new AbortController().signal;
 const REMOTE = '/in/azs017';
@@ -38,16 +39,7 @@ describe('sftp transport', () => {
     hostKey: server.hostKeyFingerprint,
     ...o,
   });
-  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
-    route: 'sftp-test',
-    remote: REMOTE,
-    overwrite: false,
-    timeoutMs: 5000,
-    maxSize: 50 * 1024 * 1024,
-    afterReceive: { kind: 'delete' },
-    include: ['*.xml'],
-    ...o,
-  });
+  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => testEndpoint('sftp-test', REMOTE, o);
   const remotePath = (server: SftpTestServer, ...parts: string[]) => join(server.root, 'in', 'azs017', ...parts);
   const place = async (server: SftpTestServer, name: string, bytes: Buffer) => {
     await mkdir(remotePath(server), { recursive: true });
