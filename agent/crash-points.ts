@@ -11,6 +11,7 @@ export const CRASH_POINTS = [
   'out:after-sent-commit', // ledger says sent, spool copy not yet archived
   'in:after-download', // bytes in the inbox temp file, ledger does not know
   'in:after-ledger-delivered', // ledger says delivered (pending rename), temp not yet renamed
+  'in:after-link', // the temp is hard-linked into the inbox, the temp name not yet removed
   'in:after-rename', // file is in the inbox, ledger still has the pending rename
   'in:before-ack', // everything local is done, remote not yet acknowledged
   'in:after-ack', // remote acknowledged, ledger does not know yet

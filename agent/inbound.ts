@@ -242,7 +242,7 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
         `from ${entry.ref}`,
       );
   crashPoint('in:after-ledger-delivered');
-  if (!(await renameNoReplace(temp, final))) {
+  if (!(await renameNoReplace(temp, final, () => crashPoint('in:after-link')))) {
     await fsp.rm(temp, { force: true });
     ledger.transition(
       row.id,

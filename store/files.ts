@@ -91,9 +91,15 @@ export async function renameRetrying(from: string, to: string, tries = 6): Promi
  * A hard link fails atomically with EEXIST; where links are not supported (FAT, some shares) it
  * falls back to check-then-rename, which is safe here because only this agent writes these names.
  */
-export async function renameNoReplace(from: string, to: string): Promise<boolean> {
+export async function renameNoReplace(
+  from: string,
+  to: string,
+  /** Runs between the link and the removal of `from` (the kill -9 tests stop the process there). */
+  afterLink?: () => void,
+): Promise<boolean> {
   try {
     await fsp.link(from, to);
+    afterLink?.();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
