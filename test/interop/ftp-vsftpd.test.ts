@@ -16,6 +16,7 @@ import type { Endpoint, FtpProfile } from '../../transports/types.js';
 import { packageOf, rejectsWith, runConformance, sha256 } from '../conformance/suite.js';
 import { cdsXml, filesIn } from '../helpers/station.js';
 import { TcpProxy } from '../servers/tcp-proxy.js';
+import { testEndpoint } from '../helpers/endpoint.js';
 
 // ---- the servers' environment (written by scripts/interop/start.sh) ------------------------------
 
@@ -93,16 +94,7 @@ function suites(env: Record<string, string>): void {
       const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
       return {
         transport: createFtpTransport(profile({ host: proxy.host, port: proxy.port })),
-        endpoint: (o?: Partial<Endpoint>) => ({
-          route: 'ftp',
-          remote: remoteRel,
-          overwrite: false,
-          timeoutMs: 10_000,
-          maxSize: 50 * 1024 * 1024,
-          afterReceive: { kind: 'delete' as const },
-          include: ['*.xml'],
-          ...o,
-        }),
+        endpoint: (o?: Partial<Endpoint>) => testEndpoint('ftp', remoteRel, { timeoutMs: 10_000, ...o }),
         placeRemote: async (name, bytes) => {
           await mkdirOwned(remote);
           await writeFile(join(remote, name), bytes);
@@ -130,15 +122,7 @@ function suites(env: Record<string, string>): void {
   );
 
   describe('ftp (vsftpd): refusals are permanent and say what is wrong', () => {
-    const endpoint = (): Endpoint => ({
-      route: 'ftp',
-      remote: 'refusals',
-      overwrite: false,
-      timeoutMs: 10_000,
-      maxSize: 50 * 1024 * 1024,
-      afterReceive: { kind: 'delete' },
-      include: ['*.xml'],
-    });
+    const endpoint = (): Endpoint => testEndpoint('ftp', 'refusals', { timeoutMs: 10_000 });
     const signal = () => new AbortController().signal;
 
     it('a certificate from a CA the profile does not trust: tls', async () => {
@@ -233,15 +217,7 @@ routes:
 
     it('the same bytes again through one sink are recognised as already there', async () => {
       const t = createFtpTransport(profile());
-      const ep: Endpoint = {
-        route: 'ftp',
-        remote: 'again',
-        overwrite: false,
-        timeoutMs: 10_000,
-        maxSize: 50 * 1024 * 1024,
-        afterReceive: { kind: 'delete' },
-        include: ['*.xml'],
-      };
+      const ep: Endpoint = testEndpoint('ftp', 'again', { timeoutMs: 10_000 });
       const sink = await t.openSink(ep, new AbortController().signal);
       try {
         const pkg = packageOf('again.xml', cdsXml('again'));

@@ -19,6 +19,7 @@ import { packageOf, rejectsWith, runConformance, sha256 } from '../conformance/s
 import { cdsXml, filesIn } from '../helpers/station.js';
 import { TcpProxy } from '../servers/tcp-proxy.js';
 import ssh2 from 'ssh2';
+import { testEndpoint } from '../helpers/endpoint.js';
 
 // ---- the servers' environment (written by scripts/interop/start.sh) ------------------------------
 
@@ -67,16 +68,8 @@ function suites(env: Record<string, string>): void {
     hostKey,
     ...over,
   });
-  const endpoint = (remote: string, over: Partial<Endpoint> = {}): Endpoint => ({
-    route: 'sftp',
-    remote,
-    overwrite: false,
-    timeoutMs: 10_000,
-    maxSize: 50 * 1024 * 1024,
-    afterReceive: { kind: 'delete' },
-    include: ['*.xml'],
-    ...over,
-  });
+  const endpoint = (remote: string, over: Partial<Endpoint> = {}): Endpoint =>
+    testEndpoint('sftp', remote, { timeoutMs: 10_000, ...over });
   const signal = () => new AbortController().signal;
   const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
   let caseNo = 0;

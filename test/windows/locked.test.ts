@@ -26,6 +26,7 @@ import { createLanTransport } from '../../transports/lan.js';
 import type { Endpoint } from '../../transports/types.js';
 import { packageOf } from '../conformance/suite.js';
 import { holdFile, releaseAll, requireWindows, sleep } from './win.js';
+import { testEndpoint } from '../helpers/endpoint.js';
 
 let dir = '';
 before(() => {
@@ -130,16 +131,8 @@ describe('store/files.ts: renameRetrying and unlinkRetrying', () => {
 
 describe('lan transport: whileLocked', () => {
   const signal = () => AbortSignal.timeout(30_000);
-  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
-    route: 'lan',
-    remote: 'exchange',
-    overwrite: false,
-    timeoutMs: 10_000,
-    maxSize: 50 * 1024 * 1024,
-    afterReceive: { kind: 'delete' },
-    include: ['*.xml'],
-    ...o,
-  });
+  const endpoint = (o: Partial<Endpoint> = {}): Endpoint =>
+    testEndpoint('lan', 'exchange', { timeoutMs: 10_000, ...o });
   let root = '';
   const remoteDir = () => join(root, 'exchange');
   const lan = () => createLanTransport({ type: 'lan', root });
