@@ -555,3 +555,17 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
     assert.equal(left, 0, 'no agent child outlives the test');
   }
 }
+
+/** The office as a folder of the station (./office): the `lan` fixture, on Linux and Windows alike. */
+export const LAN_FIXTURE: TransportFixture = {
+  name: 'lan',
+  start: async (stationDir) => ({
+    profileYaml: `    type: lan
+    root: ./office`,
+    remote: 'exchange',
+    exchange: join(stationDir, 'office', 'exchange'),
+    env: {},
+    describe: 'a folder of the station (./office)',
+    close: async () => undefined,
+  }),
+};

@@ -4,23 +4,9 @@
 // crash-sftp.test.ts and crash-ftp.test.ts run the same scenario against in-process servers.
 //
 // Reproduce a failure with SPRELAY_CRASH_SEED=<seed printed in the diagnostics>.
-import { join } from 'node:path';
-import { registerCrashTest, type TransportFixture } from '../helpers/crash-scenario.js';
+import { LAN_FIXTURE, registerCrashTest } from '../helpers/crash-scenario.js';
 
-const lan: TransportFixture = {
-  name: 'lan',
-  start: async (stationDir) => ({
-    profileYaml: `    type: lan
-    root: ./office`,
-    remote: 'exchange',
-    exchange: join(stationDir, 'office', 'exchange'),
-    env: {},
-    describe: 'a folder of the station (./office)',
-    close: async () => undefined,
-  }),
-};
-
-registerCrashTest(lan, {
+registerCrashTest(LAN_FIXTURE, {
   packages: 300,
   randomKills: 36,
   perPoint: 4,

@@ -5,29 +5,15 @@
 // (node.exe start plus loading the app from the Z: drive), against about 0.5 s on Linux.
 //
 // Reproduce a failure with SPRELAY_CRASH_SEED=<seed printed in the diagnostics>.
-import { join } from 'node:path';
-import { registerCrashTest, type TransportFixture } from '../helpers/crash-scenario.js';
+import { LAN_FIXTURE, registerCrashTest } from '../helpers/crash-scenario.js';
 import { requireWindows } from './win.js';
 
 requireWindows();
 
-const lan: TransportFixture = {
-  name: 'lan',
-  start: async (stationDir) => ({
-    profileYaml: `    type: lan
-    root: ./office`,
-    remote: 'exchange',
-    exchange: join(stationDir, 'office', 'exchange'),
-    env: {},
-    describe: 'a folder of the station (./office)',
-    close: async () => undefined,
-  }),
-};
-
 // Under Wine an agent has loaded and starts its first cycle about 3 s after it was spawned, and a
 // batch of 10 to 40 packages takes about 1 s out and back in: kills land from just before that
 // first cycle to a few idle ticks after it. 240 packages give every kill a batch to work on.
-registerCrashTest(lan, {
+registerCrashTest(LAN_FIXTURE, {
   packages: 240,
   randomKills: 14,
   perPoint: 3, // a named point is hit at its 1st to 3rd pass
