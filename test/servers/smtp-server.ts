@@ -33,6 +33,11 @@ export interface TestSmtpServer {
   dropAfterData: number;
   /** Counters of what clients tried, to prove nothing was sent before TLS. */
   stats: { connections: number; authAttempts: number; mailFrom: number };
+  /**
+   * Resolves once the server holds no client connection: every session has ended, so every
+   * message a client completed is in `messages` (what "nothing arrived" is checked after).
+   */
+  waitForNoConnections(ms?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -47,6 +52,13 @@ export async function startSmtpServer(opts: TestSmtpOptions): Promise<TestSmtpSe
     messages,
     dropAfterData: 0,
     stats,
+    waitForNoConnections: async (ms = 3000) => {
+      const deadline = Date.now() + ms;
+      while (server.connections.size > 0) {
+        if (Date.now() > deadline) throw new Error(`smtp: ${server.connections.size} connection(s) still open`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of server.connections) c._socket.destroy();
