@@ -3,7 +3,6 @@
 // resend: 1 when an id is unknown). Nothing here moves a file itself.
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
 import { join, resolve } from 'node:path';
 import { Agent } from './agent.js';
 import { checkRoute, checkText } from './check.js';
@@ -11,58 +10,26 @@ import { ConfigError, loadConfig, parseDuration, resolveConfigPath, type Config 
 import { configTemplate } from './config-template.js';
 import { purge, resend } from './maintenance.js';
 import { cycleSummary } from './route-context.js';
-import {
-  listText,
-  packageView as packageViewOf,
-  parseState,
-  showText,
-  showView,
-  status,
-  statusText,
-  verdicts,
-  visible,
-} from './report.js';
+import { status, statusText, verdicts, visible } from './report.js';
 import { plainVerdict, verdictLine } from './texts.js';
 import { hasProblem } from './verdict.js';
 import { Scheduler } from './scheduler.js';
-import { maintainLog } from './log.js';
 import { appVersion, ledgerDriverText, versionText } from './version.js';
+import { EXIT, Exit, parseIso } from './cli-exit.js';
+import {
+  ackCommand,
+  heartbeatLine,
+  HEARTBEAT_MS,
+  listCommand,
+  showCommand,
+  type CommandIo,
+} from './inspect-commands.js';
 
-/**
- * Exit codes of the contract: 0 ok, 1 fatal (config, ledger), 2 some route has a problem; a
- * `once` stopped by Ctrl+C or SIGTERM ends as a shell reports a signal (128 + its number).
- */
-export const EXIT = { ok: 0, fatal: 1, problems: 2, sigint: 130, sigterm: 143 } as const;
+export { EXIT, heartbeatLine };
 
-class Exit extends Error {
-  constructor(
-    readonly code: number,
-    message = '',
-  ) {
-    super(message);
-  }
-}
-
-interface Io {
-  out: (text: string) => void;
-  /**
-   * Where long output streams to, with backpressure (`list --json --all` over a million rows must
-   * not queue them all in memory behind a slow pipe). Absent: `out` line by line.
-   */
-  stdout?: NodeJS.WritableStream;
-  err: (text: string) => void;
+interface Io extends CommandIo {
   env: NodeJS.ProcessEnv;
   cwd: string;
-}
-
-function parseIso(text: string): number {
-  const t = Date.parse(text);
-  if (Number.isNaN(t))
-    throw new Exit(
-      EXIT.fatal,
-      `--since: not a date/time: ${JSON.stringify(text)} (use ISO, e.g. 2026-11-01 or 2026-11-01T08:00)`,
-    );
-  return t;
 }
 
 export function buildProgram(io: Io): { program: Command; exitCode: () => number } {
@@ -253,46 +220,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     .option('--json', 'machine-readable output')
     .action(
       async (opts: { state?: string; route?: string; since?: string; limit?: string; all?: boolean; json?: boolean }) =>
-        withAgent(async (agent) => {
-          const state = opts.state === undefined ? undefined : parseState(opts.state);
-          if (opts.state !== undefined && !state)
-            throw new Exit(EXIT.fatal, `--state: unknown state ${JSON.stringify(opts.state)}`);
-          if (opts.route !== undefined) agent.route(opts.route); // an unknown route is an error, not an empty list
-          if (opts.limit !== undefined && !/^[1-9]\d*$/.test(opts.limit))
-            throw new Exit(EXIT.fatal, `--limit: expected a whole number above 0, got ${JSON.stringify(opts.limit)}`);
-          if (opts.limit !== undefined && opts.all) throw new Exit(EXIT.fatal, 'list: give --limit or --all, not both');
-          const filter = {
-            ...(state ? { states: [state] } : {}),
-            ...(opts.route ? { route: opts.route } : {}),
-            ...(opts.since ? { since: parseIso(opts.since) } : {}),
-            ...(opts.all ? {} : { limit: opts.limit ? Number(opts.limit) : 50 }),
-            newestFirst: true,
-          };
-          if (opts.json) {
-            // rows in small batches, waiting for the pipe to drain: a million rows never sit in
-            // memory as one array, one string, or a queue of writes
-            let first = true;
-            let batch: string[] = [];
-            const flush = async () => {
-              const text = batch.join('\n');
-              batch = [];
-              if (!io.stdout) return io.out(text);
-              if (!io.stdout.write(text + '\n')) await once(io.stdout, 'drain');
-            };
-            for (const row of agent.ledger.iterate(filter)) {
-              batch.push(`${first ? '[' : ','}${JSON.stringify(packageViewOf(row))}`);
-              first = false;
-              if (batch.length >= 500) await flush();
-            }
-            batch.push(first ? '[]' : ']');
-            await flush();
-            return;
-          }
-          const rows = agent.ledger.list(filter);
-          io.out(listText(rows, Date.now()));
-          if (!opts.all && rows.length === filter.limit)
-            io.out(`(the newest ${rows.length}; more with --limit N or --all)`);
-        }, true),
+        withAgent((agent) => listCommand(agent, opts, io), true),
     );
 
   program
@@ -301,14 +229,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     .argument('<id>', 'package id (see "sprelay list")')
     .option('--json', 'machine-readable output')
     .action(async (id: string, opts: { json?: boolean }) =>
-      withAgent(async (agent) => {
-        const n = packageId(id, 'show');
-        const row = agent.ledger.get(n);
-        if (!row) throw new Exit(EXIT.fatal, `show: no package with id ${n}`);
-        const bytesAt = await agent.spool.whereIs(row);
-        const v = showView(row, agent.ledger.events(n), bytesAt);
-        io.out(opts.json ? JSON.stringify(v, null, 2) : showText(v));
-      }, true),
+      withAgent((agent) => showCommand(agent, id, opts, io), true),
     );
 
   program
@@ -321,32 +242,8 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     .option('-r, --route <name>', 'with --all: only this route')
     .action(async (ids: string[], opts: { all?: boolean; route?: string }) =>
       withAgent((agent) => {
-        if (!opts.all && ids.length === 0) throw new Exit(EXIT.fatal, 'ack: give package ids or --all');
-        if (opts.all && ids.length > 0) throw new Exit(EXIT.fatal, 'ack: give package ids or --all, not both');
-        if (opts.route !== undefined) agent.route(opts.route);
-        let targets: number[];
-        if (opts.all) {
-          targets = agent.ledger
-            .list({ states: ['dead', 'quarantined', 'refused'], ...(opts.route ? { route: opts.route } : {}) })
-            .filter((r) => r.seenAt === null)
-            .map((r) => r.id);
-        } else {
-          targets = ids.map((s) => packageId(s, 'ack'));
-          for (const n of targets) {
-            const row = agent.ledger.get(n);
-            if (!row) {
-              io.err(`#${n}: no package with this id`);
-              exitCode = EXIT.fatal;
-            } else if (!['dead', 'quarantined', 'refused'].includes(row.state)) {
-              io.err(`#${n}: is ${row.state}, not dead, quarantined or refused: nothing to acknowledge`);
-            } else if (row.seenAt !== null) {
-              io.out(`#${n} "${visible(row.name)}": already acknowledged`);
-            }
-          }
-        }
-        const done = agent.ledger.acknowledge(targets);
-        for (const r of done) io.out(`#${r.id} ${r.route} ${r.state} "${visible(r.name)}": acknowledged`);
-        if (opts.all && done.length === 0) io.out('nothing to acknowledge');
+        const code = ackCommand(agent, ids, opts, io);
+        if (code !== EXIT.ok) exitCode = code;
       }, true),
     );
 
@@ -403,27 +300,6 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     );
 
   return { program, exitCode: () => exitCode };
-}
-
-/** How often `run` writes its heartbeat line (and checks the log file's size). */
-const HEARTBEAT_MS = 60 * 60_000;
-
-/** `run`'s hourly line: still alive, what each route holds, what needs a person. */
-export function heartbeatLine(agent: Agent): string {
-  maintainLog(agent.log);
-  const now = Date.now();
-  const parts = verdicts(agent.config, agent.ledger, now).map((v) => {
-    const counts = Object.entries(agent.ledger.countsByState(v.route))
-      .map(([k, n]) => `${k} ${n}`)
-      .join(', ');
-    return `${v.route} ${v.verdict}${counts ? ` (${counts})` : ''}`;
-  });
-  return `alive (pid ${process.pid}): ${parts.join('; ')}`;
-}
-
-function packageId(text: string, command: string): number {
-  if (!/^#?\d+$/.test(text.trim())) throw new Exit(EXIT.fatal, `${command}: not a package id: ${JSON.stringify(text)}`);
-  return Number(text.trim().replace(/^#/, ''));
 }
 
 function foldersOf(cfg: Config): string[] {

@@ -66,7 +66,8 @@ export function classifyFtp(
     return new TransportError(errno as TransportErrorCode, `${what}: ${message}`, { cause: err });
   }
   if (errno && errno !== '0') return fromSystemError(err, what);
-  if (/^Timeout|Timeout when trying to open data connection/i.test(message)) {
+  // "Timeout (control socket)", "Timeout (data socket)", and the same as the reason a closed client gives
+  if (/^(Client is closed because )?Timeout\b|Timeout when trying to open data connection/i.test(message)) {
     return new TransportError('timeout', `${what}: ${message}`, { cause: err });
   }
   if (/User closed client/.test(message))
