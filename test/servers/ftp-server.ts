@@ -7,9 +7,10 @@
 import type { EventEmitter } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TLSSocket, createSecureContext, type SecureContextOptions } from 'node:tls';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { FileSystem, FtpSrv, type FtpConnection } from 'ftp-srv';
 
@@ -97,6 +98,46 @@ function mendPassiveWait(): void {
   };
 }
 mendPassiveWait();
+
+/**
+ * ftp-srv's AUTH TLS answers 234 and only once that write has completed wraps the control socket in
+ * TLS: a client that starts its handshake at once (ours does) can have its ClientHello read in that
+ * window by the plain command parser, which answers in plain text, and the client's handshake fails
+ * with "wrong version number" (seen under load in the kill -9 FTP suite). Here the plain socket
+ * stops reading before the 234 goes out and the TLS socket takes over the same handle; nothing is
+ * read in between. The rest of the handler is ftp-srv's.
+ */
+function mendAuthTls(): void {
+  const fromFtpSrv = createRequire(createRequire(import.meta.url).resolve('ftp-srv'));
+  const registry = fromFtpSrv('./src/commands/registry') as Record<string, { handler: (this: AuthThis) => unknown }>;
+  interface AuthThis {
+    server: { options: { tls?: SecureContextOptions } };
+    secure: boolean;
+    commandSocket: Socket;
+    reply(code: number): PromiseLike<unknown>;
+  }
+  const auth = registry.AUTH!;
+  const original = auth.handler;
+  auth.handler = function (this: AuthThis, ...args: unknown[]) {
+    const arg = (args[0] as { command?: { arg?: string } } | undefined)?.command?.arg ?? '';
+    if (arg.trim().toUpperCase() !== 'TLS' || !this.server.options.tls || this.secure)
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    const plain = this.commandSocket;
+    plain.pause();
+    return this.reply(234).then(() => {
+      const secureSocket = new TLSSocket(plain, {
+        isServer: true,
+        secureContext: createSecureContext(this.server.options.tls),
+      });
+      for (const event of ['data', 'timeout', 'end', 'close', 'drain', 'error']) {
+        secureSocket.on(event, (...a: unknown[]) => plain.emit(event, ...a));
+      }
+      this.commandSocket = secureSocket;
+      this.secure = true;
+    });
+  };
+}
+mendAuthTls();
 
 const silentLog = {
   child: () => silentLog,
