@@ -24,6 +24,7 @@ import {
   showCommand,
   type CommandIo,
 } from './inspect-commands.js';
+import { maintainLog } from './log.js';
 
 export { EXIT, heartbeatLine };
 
@@ -133,7 +134,10 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
               `${agent.config.routes.length} routes, ledger ${agent.ledger.driver})`,
           );
           scheduler.start();
-          heartbeat = setInterval(() => agent.log.info(heartbeatLine(agent)), HEARTBEAT_MS);
+          heartbeat = setInterval(() => {
+            maintainLog(agent.log); // rotate the file first, so the hourly line starts a fresh one
+            agent.log.info(heartbeatLine(agent));
+          }, HEARTBEAT_MS);
           heartbeat.unref();
         });
         clearInterval(heartbeat);

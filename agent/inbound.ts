@@ -15,7 +15,14 @@ import { crashPoint } from './crash-points.js';
 import { errorText } from './secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from './route-context.js';
 import { isLocalDiskError } from '../store/durable.js';
-import { exists, hashFile, renameNoReplace, TooLargeError, writeDurably } from '../store/files.js';
+import {
+  exists,
+  hashFile,
+  renameNoReplace,
+  resumeRenameNoReplace,
+  TooLargeError,
+  writeDurably,
+} from '../store/files.js';
 import type { LedgerEvent, NewPackage, PackageRow } from '../store/ledger.js';
 import { TransportError } from '../transports/errors.js';
 import type { RemoteEntry, Source } from '../transports/types.js';
@@ -67,21 +74,16 @@ async function recoverPending(ctx: RouteContext): Promise<void> {
   for (const row of ledger.pendingInbound(route.name)) {
     const temp = join(route.local, row.pendingPath!);
     const final = join(route.local, row.name);
-    if (!(await exists(temp))) {
-      // the rename happened (the temp is gone and nothing else removes it)
-      ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox had completed');
-      continue;
-    }
-    if (await linkedAlready(temp, final)) {
-      // killed between the hard link into the inbox and the temp's removal: the package is (or
-      // was, if SERVIO has moved it on since) in the inbox. Linking it again would deliver it twice.
-      await fsp.rm(temp, { force: true });
-      ledger.update(row.id, { pendingPath: null }, 'recovered', 'the link into the inbox had been made');
-      continue;
-    }
-    if (await renameNoReplace(temp, final)) {
-      ledger.update(row.id, { pendingPath: null }, 'recovered', 'rename into the inbox completed after restart');
-      log.info({ route: route.name, id: row.id, file: row.name }, 'delivered (completed after restart)');
+    const outcome = await resumeRenameNoReplace(temp, final);
+    if (outcome !== 'taken') {
+      const how = {
+        done: 'rename into the inbox had completed',
+        linked: 'the link into the inbox had been made',
+        renamed: 'rename into the inbox completed after restart',
+      }[outcome];
+      ledger.update(row.id, { pendingPath: null }, 'recovered', how);
+      if (outcome === 'renamed')
+        log.info({ route: route.name, id: row.id, file: row.name }, 'delivered (completed after restart)');
       continue;
     }
     const there = await hashFile(final);
@@ -99,19 +101,6 @@ async function recoverPending(ctx: RouteContext): Promise<void> {
       );
     }
   }
-}
-
-/**
- * Whether the temp file was already hard-linked into the inbox: the final name is the same file,
- * or the temp has a second name (SERVIO moved the delivered file within the volume). Left
- * undecidable: a link whose final name was deleted since (the temp alone again): that one is
- * delivered again, since a duplicate import is better than a lost package.
- */
-async function linkedAlready(temp: string, final: string): Promise<boolean> {
-  const t = await fsp.stat(temp);
-  if (t.nlink > 1) return true;
-  const f = await fsp.stat(final).catch(() => null);
-  return f !== null && f.ino === t.ino && f.dev === t.dev && t.ino !== 0;
 }
 
 async function removeStaleTemps(ctx: RouteContext): Promise<void> {

@@ -4,7 +4,6 @@
 import { once } from 'node:events';
 import type { Agent } from './agent.js';
 import { EXIT, Exit, packageId, parseIso } from './cli-exit.js';
-import { maintainLog } from './log.js';
 import { listText, packageView as packageViewOf, parseState, showText, showView, verdicts, visible } from './report.js';
 
 export interface CommandIo {
@@ -122,10 +121,9 @@ export const HEARTBEAT_MS = 60 * 60_000;
 
 /** `run`'s hourly line: still alive, what each route holds, what needs a person. */
 export function heartbeatLine(agent: Agent): string {
-  maintainLog(agent.log);
   const now = Date.now();
   const parts = verdicts(agent.config, agent.ledger, now).map((v) => {
-    const counts = Object.entries(agent.ledger.countsByState(v.route))
+    const counts = Object.entries(v.counts)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ');
     return `${v.route} ${v.verdict}${counts ? ` (${counts})` : ''}`;

@@ -95,7 +95,6 @@ export function status(config: Config, ledger: Ledger, now = Date.now()): Status
     view: {
       station: config.station,
       routes: config.routes.map((r, i) => {
-        const run = ledger.routeRun(r.name);
         const v = vs[i]!;
         return {
           name: r.name,
@@ -104,10 +103,10 @@ export function status(config: Config, ledger: Ledger, now = Date.now()): Status
           verdict: v.verdict,
           since: iso(v.since),
           summary: verdictLine(v, 'en', now),
-          counts: ledger.countsByState(r.name),
-          lastRunAt: iso(run.lastRunAt),
-          lastSuccessAt: iso(run.lastSuccessAt),
-          lastError: run.lastError,
+          counts: v.counts,
+          lastRunAt: iso(v.lastRunAt),
+          lastSuccessAt: iso(v.lastSuccessAt),
+          lastError: v.lastError,
           running: v.running ? { pid: v.running.pid, since: iso(v.running.since)! } : null,
         };
       }),

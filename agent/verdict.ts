@@ -29,6 +29,9 @@ export interface RouteVerdict {
   reasons: Reason[];
   lastSuccessAt: number | null;
   lastRunAt: number | null;
+  lastError: string | null;
+  /** The route's packages by state (status and run's hourly line show them). */
+  counts: Partial<Record<PackageState, number>>;
   /** A cycle of this route running right now in some process. */
   running: { pid: number; since: number } | null;
 }
@@ -41,13 +44,13 @@ export function routeVerdict(ledger: Ledger, route: RouteConfig, now: number): R
   const run = ledger.routeRun(route.name);
   const reasons: Reason[] = [];
   const pendingStates: PackageState[] = route.direction === 'out' ? ['queued', 'failed'] : ['waiting'];
+  const byState = ledger.countsByState(route.name);
   if (run.lastError !== null) {
-    const counts = ledger.countsByState(route.name);
     reasons.push({
       kind: 'route-error',
       error: run.lastError,
       since: run.failingSince ?? run.lastRunAt ?? now,
-      pending: pendingStates.reduce((n, s) => n + (counts[s] ?? 0), 0),
+      pending: pendingStates.reduce((n, s) => n + (byState[s] ?? 0), 0),
       oldestPending: ledger.oldestIn(route.name, pendingStates),
     });
   }
@@ -77,6 +80,8 @@ export function routeVerdict(ledger: Ledger, route: RouteConfig, now: number): R
     reasons,
     lastSuccessAt: run.lastSuccessAt,
     lastRunAt: run.lastRunAt,
+    lastError: run.lastError,
+    counts: byState,
     running: holder && RouteLock.isLive(holder, now) ? { pid: holder.pid, since: holder.acquiredAt } : null,
   };
 }

@@ -114,6 +114,28 @@ export async function renameNoReplace(
   return true;
 }
 
+/**
+ * Finishes a renameNoReplace(from, to) that a crash may have cut short, and says how it stood:
+ * `done` (from is gone: it completed), `linked` (killed between the link and the removal of
+ * `from`: from has a second name, `to` or wherever the reader moved it within the volume; only
+ * `from` is removed, linking again would deliver twice), `renamed` (completed now), `taken` (`to`
+ * is another file: nothing done). Undecidable and treated as not linked: a link whose `to` was
+ * deleted since, leaving `from` alone again (a second delivery rather than a lost one).
+ */
+export async function resumeRenameNoReplace(
+  from: string,
+  to: string,
+): Promise<'done' | 'linked' | 'renamed' | 'taken'> {
+  if (!(await exists(from))) return 'done';
+  const f = await fsp.stat(from);
+  const t = await fsp.stat(to).catch(() => null);
+  if (f.nlink > 1 || (t !== null && t.ino === f.ino && t.dev === f.dev && f.ino !== 0)) {
+    await unlinkRetrying(from);
+    return 'linked';
+  }
+  return (await renameNoReplace(from, to)) ? 'renamed' : 'taken';
+}
+
 export async function unlinkRetrying(path: string): Promise<void> {
   await retryWhileLocked(
     () =>

@@ -1,5 +1,6 @@
 // The ledger's durability settings and migrations: what a crash or power cut relies on.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +123,32 @@ describe('ledger', () => {
       assert.equal(l.list().length, 1);
     } finally {
       l.close();
+    }
+  });
+
+  it('several processes opening a new ledger at once all succeed: the schema is migrated once', async () => {
+    // a Task Scheduler `once` and a person's `status` on the station's first run
+    const ledgerJs = new URL('../dist/store/ledger.js', import.meta.url).href;
+    assert.ok(existsSync(new URL(ledgerJs)), 'dist/ is missing: run npm run build (npm test does)');
+    const script = `import(${JSON.stringify(ledgerJs)}).then(({ Ledger }) => { Ledger.open(process.argv[1]).close(); })`;
+    for (let round = 0; round < 5; round++) {
+      const path = tempLedgerPath();
+      const results = await Promise.all(
+        Array.from({ length: 4 }, () => {
+          const child = spawn(process.execPath, ['-e', script, path], { stdio: ['ignore', 'ignore', 'pipe'] });
+          let err = '';
+          child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+          return new Promise<{ code: number | null; err: string }>((r) => child.on('exit', (code) => r({ code, err })));
+        }),
+      );
+      for (const r of results) assert.equal(r.code, 0, r.err);
+      const l = Ledger.open(path);
+      try {
+        assert.equal(l.schemaVersion, 3);
+        assert.equal(l.integrityCheck(), 'ok');
+      } finally {
+        l.close();
+      }
     }
   });
 

@@ -185,43 +185,47 @@ describe('once: exit codes a monitor can use', () => {
     }
   });
 
-  it('Ctrl+C in the middle of once exits 130 and is not recorded as a success', async () => {
-    const s = station({ top: 'settle: 20s' });
-    writeFileSync(join(s.outbox, 'a.xml'), cdsXml('a'));
-    const child = spawn(process.execPath, [BIN, '--config', s.configFile, 'once', '--route', 'export'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    // the cycle is in its settle wait once the ledger exists and the route lock is held
-    const lockHeld = async () => {
-      for (let i = 0; i < 200; i++) {
-        if (existsSync(join(s.data, 'ledger.sqlite'))) {
-          const l = Ledger.open(join(s.data, 'ledger.sqlite'));
-          const held = l.lockHolder('export');
-          l.close();
-          if (held) return;
+  for (const [signal, exit, who] of [
+    ['SIGINT', 130, 'Ctrl+C'],
+    ['SIGTERM', 143, 'SIGTERM (Task Scheduler ending the task)'],
+  ] as const)
+    it(`${who} in the middle of once exits ${exit} and is not recorded as a success`, async () => {
+      const s = station({ top: 'settle: 20s' });
+      writeFileSync(join(s.outbox, 'a.xml'), cdsXml('a'));
+      const child = spawn(process.execPath, [BIN, '--config', s.configFile, 'once', '--route', 'export'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      // the cycle is in its settle wait once the ledger exists and the route lock is held
+      const lockHeld = async () => {
+        for (let i = 0; i < 200; i++) {
+          if (existsSync(join(s.data, 'ledger.sqlite'))) {
+            const l = Ledger.open(join(s.data, 'ledger.sqlite'));
+            const held = l.lockHolder('export');
+            l.close();
+            if (held) return;
+          }
+          await new Promise((r) => setTimeout(r, 50));
         }
-        await new Promise((r) => setTimeout(r, 50));
+        throw new Error(`once never took the route: ${stderr}`);
+      };
+      await lockHeld();
+      child.kill(signal);
+      const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      assert.equal(code, exit, stderr);
+      assert.match(stderr, new RegExp(`interrupted \\(${signal}\\)`));
+      const l = Ledger.open(join(s.data, 'ledger.sqlite'));
+      try {
+        const runRow = l.routeRun('export');
+        assert.notEqual(runRow.lastRunAt, null, 'the run is recorded');
+        assert.equal(runRow.lastSuccessAt, null, 'but not as a success');
+        assert.equal(runRow.lastError, null, 'nor as a failure of the route');
+      } finally {
+        l.close();
       }
-      throw new Error(`once never took the route: ${stderr}`);
-    };
-    await lockHeld();
-    child.kill('SIGINT');
-    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-    assert.equal(code, 130, stderr);
-    assert.match(stderr, /interrupted \(SIGINT\)/);
-    const l = Ledger.open(join(s.data, 'ledger.sqlite'));
-    try {
-      const runRow = l.routeRun('export');
-      assert.notEqual(runRow.lastRunAt, null, 'the run is recorded');
-      assert.equal(runRow.lastSuccessAt, null, 'but not as a success');
-      assert.equal(runRow.lastError, null, 'nor as a failure of the route');
-    } finally {
-      l.close();
-    }
-    assert.deepEqual(filesIn(s.outbox), ['a.xml'], 'nothing taken');
-  });
+      assert.deepEqual(filesIn(s.outbox), ['a.xml'], 'nothing taken');
+    });
 });
 
 describe('show, list', () => {
