@@ -5,7 +5,7 @@ import type { Logger } from './log.js';
 import type { Scrub } from './secrets.js';
 import type { Ledger } from '../store/ledger.js';
 import type { Spool } from '../store/spool.js';
-import type { Endpoint, Transport } from '../transports/types.js';
+import type { Endpoint, MailEndpoint, Transport } from '../transports/types.js';
 
 /**
  * Graceful stop: `requested` turns true on SIGINT/SIGTERM; pipelines finish the file in hand and
@@ -100,6 +100,12 @@ export function endpointOf(route: RouteConfig): Endpoint {
     afterReceive: route.afterReceive,
     include: route.include,
     maxSize: route.maxSize,
+    ...(route.to || route.allowFrom || route.afterRefuse ? { mail: mailPart(route) } : {}),
+  };
+}
+
+function mailPart(route: RouteConfig): MailEndpoint {
+  return {
     ...(route.to ? { to: route.to } : {}),
     ...(route.allowFrom ? { allowFrom: route.allowFrom } : {}),
     ...(route.afterRefuse ? { afterRefuse: route.afterRefuse } : {}),

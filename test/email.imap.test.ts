@@ -10,7 +10,7 @@ import { startImapServer, type TestImapOptions, type TestImapServer } from './se
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { createEmailTransport } from '../transports/email.js';
 import { decodedLowerBound, parseRef } from '../transports/imap/index.js';
-import type { EmailProfile, Endpoint, MailServer, RemoteEntry, Source } from '../transports/types.js';
+import type { EmailProfile, Endpoint, MailEndpoint, MailServer, RemoteEntry, Source } from '../transports/types.js';
 
 const OFFICE = 'office@example.com';
 const SERVIO = 'GSMARCHIVE_3 11_05_2023 8_01_02 - 11_05_2023 9_01_02.XML';
@@ -61,8 +61,8 @@ function endpoint(over: Partial<Endpoint> & { maxSize?: number } = {}): Endpoint
     maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml', '*.zip'],
-    allowFrom: [OFFICE],
     ...over,
+    mail: { allowFrom: [OFFICE], ...over.mail },
   };
 }
 
@@ -307,7 +307,7 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     s.append('INBOX', await compose({ files: [['ok.xml', Buffer.from('<ok/>')]] }));
     const src = await source(
       s,
-      endpoint({ afterReceive: { kind: 'move', to: 'Processed' }, afterRefuse: { kind: 'move', to: 'Refused' } }),
+      endpoint({ afterReceive: { kind: 'move', to: 'Processed' }, mail: { afterRefuse: { kind: 'move', to: 'Refused' } } }),
     );
     const listed = await src.list(signal());
     assert.deepEqual(
@@ -344,10 +344,10 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
   it('refuses an afterRefuse target that is the listed mailbox, and afterRefuse delete', CASE, async () => {
     const s = await server();
     const open = (ep: Endpoint) => createEmailTransport(profile(s), 'AZS-017').openSource(ep, signal());
-    await rejectsWith(open(endpoint({ afterRefuse: { kind: 'move', to: 'inbox' } })), 'invalid-name');
+    await rejectsWith(open(endpoint({ mail: { afterRefuse: { kind: 'move', to: 'inbox' } } })), 'invalid-name');
     // a caller outside the types (afterRefuse allows leave or move only)
-    const refuseDelete = { kind: 'delete' } as unknown as Endpoint['afterRefuse'];
-    await rejectsWith(open(endpoint({ afterRefuse: refuseDelete })), 'unsupported');
+    const refuseDelete = { kind: 'delete' } as unknown as MailEndpoint['afterRefuse'];
+    await rejectsWith(open(endpoint({ mail: { afterRefuse: refuseDelete } })), 'unsupported');
   });
 
   it('passes traversal and device names through raw, from RFC 2231 and encoded-words', CASE, async () => {
@@ -584,7 +584,7 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
       ],
     );
     assert.match(good[3]!.detail ?? '', /1 message\(s\), 1 unseen/);
-    const refusing = await probe(profile(s), endpoint({ afterRefuse: { kind: 'move', to: 'Refused' } }));
+    const refusing = await probe(profile(s), endpoint({ mail: { afterRefuse: { kind: 'move', to: 'Refused' } } }));
     assert.deepEqual(refusing.at(-1), {
       step: 'refused-message target Refused',
       ok: true,

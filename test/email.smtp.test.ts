@@ -68,7 +68,7 @@ function endpoint(over: Partial<Endpoint> = {}): Endpoint {
     maxSize: 50 * 1024 * 1024,
     afterReceive: { kind: 'delete' },
     include: ['*.xml', '*.zip'],
-    to: ['office@example.com'],
+    mail: { to: ['office@example.com'] },
     ...over,
   };
 }

@@ -24,8 +24,7 @@ const endpoint = (o: Partial<Endpoint> = {}): Endpoint => ({
   afterReceive: { kind: 'delete' },
   include: ['*.xml'],
   maxSize: 1024 * 1024,
-  allowFrom: ['office@example.com'],
-  to: ['office@example.com'],
+  mail: { allowFrom: ['office@example.com'], to: ['office@example.com'] },
   ...o,
 });
 

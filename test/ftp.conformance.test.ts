@@ -56,5 +56,5 @@ async function fixture(security: 'none' | 'explicit'): Promise<ConformanceFixtur
   };
 }
 
-runConformance('ftp (plain)', () => fixture('none'), { breakRemote: true, move: true });
-runConformance('ftp (explicit FTPS)', () => fixture('explicit'), { breakRemote: true, move: true });
+runConformance('ftp (plain)', () => fixture('none'));
+runConformance('ftp (explicit FTPS)', () => fixture('explicit'));

@@ -315,6 +315,7 @@ function flakySink(failures: number, code: 'network' | 'exists' | 'auth' = 'netw
     const real = createLanTransport(route.profile as LanProfile);
     return {
       kind: 'lan', // the real lan transport, with a flaky sink
+      features: real.features,
       openSource: (endpoint, signal) => real.openSource(endpoint, signal),
       probe: (endpoint, direction, signal) => real.probe(endpoint, direction, signal),
       async openSink(endpoint, signal) {
@@ -455,6 +456,7 @@ describe('bundling (sinks that carry several packages per transfer)', () => {
       const real = createLanTransport(route.profile as LanProfile);
       return {
         kind: 'lan', // the real lan transport, with a bundling sink
+        features: { ...real.features, bundle: true },
         openSource: (e, s) => real.openSource(e, s),
         probe: (e, d, s) => real.probe(e, d, s),
         async openSink(endpoint, signal) {

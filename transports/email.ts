@@ -17,6 +17,7 @@ export { bundleMessageIdFor, messageIdFor, subjectFor } from './smtp.js';
 export function createEmailTransport(profile: EmailProfile, station: string): Transport {
   return {
     kind: 'email',
+    features: { move: true, bundle: profile.maxPerMessage > 1 },
     openSink: (ep, signal) => openSmtpSink(profile, station, ep, signal),
     openSource: (ep, signal) => openImapSource(profile, ep, signal),
     probe: (ep, direction, signal) =>

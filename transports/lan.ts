@@ -399,7 +399,7 @@ export function createLanTransport(profile: LanProfile): Transport {
     return steps;
   }
 
-  return { kind: 'lan', openSink, openSource, probe } satisfies Transport;
+  return { kind: 'lan', features: { move: true, bundle: false }, openSink, openSource, probe } satisfies Transport;
 }
 
 // ---- names -------------------------------------------------------------------------------------

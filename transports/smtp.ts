@@ -1,5 +1,5 @@
 // The e-mail Sink: every package leaves as one message over SMTP (nodemailer), or with
-// maxPerMessage > 1 several packages as the attachments of one message (putBatch). Owns the
+// maxPerMessage > 1 several packages as the attachments of one message (Sink.bundle). Owns the
 // message layout the office side relies on (subject, X-SPRelay-* headers, the attachments' exact
 // names and bytes), the Message-ID that makes a resend recognisable, and the mapping of SMTP
 // failures onto TransportError codes.
@@ -96,7 +96,7 @@ export async function openSmtpSink(
   const server = profile.smtp;
   if (!server) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no smtp server`);
   if (!profile.from) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no "from"`);
-  const to = ep.to ?? [];
+  const to = ep.mail?.to ?? [];
   if (to.length === 0) throw new TransportError('unsupported', `route ${ep.route}: no recipients ("to")`);
   if (signal.aborted) throw new TransportError('aborted', `open smtp ${server.host}: aborted`);
   const from = profile.from;
@@ -325,7 +325,7 @@ export async function probeSmtp(profile: EmailProfile, ep: Endpoint, signal: Abo
     transporter.close();
   }
   const steps = mailSetupSteps(undefined, connectStep, tlsStep, loginStep, plaintext);
-  const to = ep.to ?? [];
+  const to = ep.mail?.to ?? [];
   if (!profile.from || to.length === 0) {
     steps.push({
       step: 'sender and recipients',

@@ -118,13 +118,19 @@ export interface Endpoint {
   include: string[];
   /** Largest package the route accepts (bytes): a transport may refuse bigger ones before downloading. */
   maxSize: number;
-  /** E-mail out-routes: recipients. */
+  /** What only e-mail routes have; absent on lan, ftp and sftp routes. */
+  mail?: MailEndpoint;
+}
+
+/** The e-mail part of a route. */
+export interface MailEndpoint {
+  /** Out-routes: recipients. */
   to?: string[];
-  /** E-mail in-routes: allowed senders. */
+  /** In-routes: allowed senders. */
   allowFrom?: string[];
   /**
-   * E-mail in-routes: what acknowledging a refused entry (`refusal` set: a whole message that is
-   * not delivered) does to the message once the pipeline has recorded it. Absent: left where it is.
+   * In-routes: what acknowledging a refused entry (`refusal` set: a whole message that is not
+   * delivered) does to the message once the pipeline has recorded it. Absent: left where it is.
    * A refused message is never deleted.
    */
   afterRefuse?: RefuseAction;
@@ -144,8 +150,21 @@ export interface ProbeStep {
 
 export type TransportKind = ProfileOptions['type'];
 
+/**
+ * What a transport can do beyond the members every transport has (in the spirit of rclone's
+ * Features). The conformance suite reads these: a declared feature is proven to work, an
+ * undeclared one is proven to be refused.
+ */
+export interface TransportFeatures {
+  /** afterReceive `move:<folder or mailbox>`; without it the source refuses a move with 'unsupported'. */
+  readonly move: boolean;
+  /** Its sinks offer `bundle` (several packages in one transfer). */
+  readonly bundle: boolean;
+}
+
 export interface Transport {
   readonly kind: TransportKind;
+  readonly features: TransportFeatures;
   openSink(endpoint: Endpoint, signal: AbortSignal): Promise<Sink>;
   openSource(endpoint: Endpoint, signal: AbortSignal): Promise<Source>;
   /**

@@ -18,10 +18,11 @@ export interface ConformanceFixture {
   remoteNames(): Promise<string[]>;
   readRemote(name: string): Promise<Buffer>;
   /** Make the remote unreachable; returns a function that restores it. */
-  breakRemote?(): Promise<() => Promise<void>>;
+  breakRemote(): Promise<() => Promise<void>>;
   /**
    * Where `afterReceive: move` puts entries, for transports that can move: the `to` value for the
-   * endpoint and a look at that place behind the transport's back. Required when the capability `move` is declared.
+   * endpoint and a look at that place behind the transport's back. Required when the transport
+   * declares `features.move`.
    */
   moveTarget?: { to: string; names(): Promise<string[]>; read(name: string): Promise<Buffer> };
   cleanup(): Promise<void>;
@@ -127,19 +128,7 @@ async function rejectsRetryable(promise: Promise<unknown>, what: string): Promis
 
 const signal = () => new AbortController().signal;
 
-/** Optional abilities of a transport's fixture; their cases run only where declared. */
-export interface ConformanceCapabilities {
-  /** The fixture can make the remote unreachable and restore it (breakRemote). */
-  breakRemote: boolean;
-  /** The transport supports afterReceive: move and the fixture gives a moveTarget. */
-  move: boolean;
-}
-
-export function runConformance(
-  name: string,
-  setup: () => Promise<ConformanceFixture>,
-  capabilities: ConformanceCapabilities,
-): void {
+export function runConformance(name: string, setup: () => Promise<ConformanceFixture>): void {
   describe(`${name}: transport conformance`, () => {
     let fx: ConformanceFixture;
     const opened: Array<Sink | Source> = [];
@@ -323,14 +312,25 @@ export function runConformance(
       },
     );
 
-    // Registered only for transports that declare the capability: a case that cannot run is left
-    // out, never skipped (a skipped case proves nothing).
-    if (capabilities.move)
-      it('acknowledge (move) puts the entry into the move target', { timeout: CASE_TIMEOUT }, async () => {
-        const target = fx.moveTarget;
-        assert.ok(target, 'the fixture declares the move capability but gives no moveTarget');
+    // What the transport declares decides what each case proves: a declared feature works, an
+    // undeclared one is refused. Every case runs for every transport; none is skipped.
+    it(
+      'afterReceive move: done when the transport declares it, refused when it does not',
+      { timeout: CASE_TIMEOUT },
+      async () => {
         const bytes = Buffer.from('<DATAPACKET/>');
         await fx.placeRemote(SERVIO_NAME, bytes);
+        if (!fx.transport.features.move) {
+          const moving = (async () => {
+            const src = await source({ afterReceive: { kind: 'move', to: 'done' } });
+            await src.acknowledge(await entryNamed(src, SERVIO_NAME), signal());
+          })();
+          await rejectsWith(moving, 'unsupported');
+          assert.deepEqual(await fx.remoteNames(), [SERVIO_NAME], 'left where it was');
+          return;
+        }
+        const target = fx.moveTarget;
+        assert.ok(target, 'the transport declares features.move but the fixture gives no moveTarget');
         const src = await source({ afterReceive: { kind: 'move', to: target.to } });
         const entry = await entryNamed(src, SERVIO_NAME);
         await src.acknowledge(entry, signal());
@@ -339,41 +339,42 @@ export function runConformance(
         assert.deepEqual(await target.read(SERVIO_NAME), bytes);
         await src.acknowledge(entry, signal());
         assert.deepEqual(await target.names(), [SERVIO_NAME], 'a repeat moves nothing');
-      });
+      },
+    );
 
-    if (capabilities.breakRemote)
-      it(
-        'a broken remote gives retryable errors, and works again once restored',
-        { timeout: CASE_TIMEOUT },
-        async () => {
-          assert.ok(fx.breakRemote, 'the fixture declares breakRemote but gives none');
-          const ep = { timeoutMs: 2000 };
-          const s = await sink(ep);
-          const src = await source(ep);
-          const restore = await fx.breakRemote();
-          try {
-            await rejectsRetryable(src.list(signal()), 'list');
-            await rejectsRetryable(s.put(packageOf('during outage.xml', Buffer.from('<a/>')), signal()), 'put');
-            const steps = await fx.transport.probe(fx.endpoint(ep), 'out', signal());
-            const failed = steps.find((st) => !st.ok);
-            assert.ok(failed, 'probe reports a failing step');
-            assert.ok(
-              failed.code && TRANSPORT_ERROR_CODES[failed.code as TransportErrorCode]?.retryable,
-              `code ${failed.code}`,
-            );
-            await s.close();
-            await src.close();
-          } finally {
-            await restore();
-          }
-          const bytes = Buffer.from('<after/>');
-          await (await sink(ep)).put(packageOf('after outage.xml', bytes), signal());
-          const again = await source(ep);
-          const entry = await entryNamed(again, 'after outage.xml');
-          assert.deepEqual(await readAll(await again.open(entry, signal())), bytes);
-          assert.ok(!(await fx.remoteNames()).includes('during outage.xml'));
-        },
-      );
+    it('a sink offers bundle exactly when the transport declares it', { timeout: CASE_TIMEOUT }, async () => {
+      const s = await sink();
+      assert.equal(s.bundle !== undefined, fx.transport.features.bundle);
+      if (s.bundle) assert.ok(s.bundle.maxCount > 1 && s.bundle.maxBytes > 0, 'a bundle carries more than one package');
+    });
+
+    it('a broken remote gives retryable errors, and works again once restored', { timeout: CASE_TIMEOUT }, async () => {
+      const ep = { timeoutMs: 2000 };
+      const s = await sink(ep);
+      const src = await source(ep);
+      const restore = await fx.breakRemote();
+      try {
+        await rejectsRetryable(src.list(signal()), 'list');
+        await rejectsRetryable(s.put(packageOf('during outage.xml', Buffer.from('<a/>')), signal()), 'put');
+        const steps = await fx.transport.probe(fx.endpoint(ep), 'out', signal());
+        const failed = steps.find((st) => !st.ok);
+        assert.ok(failed, 'probe reports a failing step');
+        assert.ok(
+          failed.code && TRANSPORT_ERROR_CODES[failed.code as TransportErrorCode]?.retryable,
+          `code ${failed.code}`,
+        );
+        await s.close();
+        await src.close();
+      } finally {
+        await restore();
+      }
+      const bytes = Buffer.from('<after/>');
+      await (await sink(ep)).put(packageOf('after outage.xml', bytes), signal());
+      const again = await source(ep);
+      const entry = await entryNamed(again, 'after outage.xml');
+      assert.deepEqual(await readAll(await again.open(entry, signal())), bytes);
+      assert.ok(!(await fx.remoteNames()).includes('during outage.xml'));
+    });
 
     for (const direction of ['out', 'in'] as const) {
       it(

@@ -83,43 +83,39 @@ function suites(env: Record<string, string>): void {
     }
   }
 
-  runConformance(
-    'ftp (vsftpd, explicit TLS)',
-    async () => {
-      const dirName = `conformance-${++caseNo}`;
-      const remoteRel = `${dirName}/Обмен/from station`;
-      const remote = join(ftpRoot, remoteRel);
-      const doneRel = `${dirName}-done`;
-      const proxy = await TcpProxy.start({ target: { host: need('FTP_HOST'), port: Number(need('FTP_PORT')) } });
-      const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
-      return {
-        transport: createFtpTransport(profile({ host: proxy.host, port: proxy.port })),
-        endpoint: (o?: Partial<Endpoint>) => testEndpoint('ftp', remoteRel, { timeoutMs: 10_000, ...o }),
-        placeRemote: async (name, bytes) => {
-          await mkdirOwned(remote);
-          await writeFile(join(remote, name), bytes);
-          await chown(join(remote, name), uid, gid);
-        },
-        remoteNames: () => namesIn(remote),
-        readRemote: (name) => readFile(join(remote, name)),
-        breakRemote: async () => {
-          await proxy.down();
-          return () => proxy.up();
-        },
-        moveTarget: {
-          to: `/${doneRel}`,
-          names: () => namesIn(join(ftpRoot, doneRel)),
-          read: (name) => readFile(join(ftpRoot, doneRel, name)),
-        },
-        cleanup: async () => {
-          await proxy.close();
-          await rm(join(ftpRoot, dirName), { recursive: true, force: true });
-          await rm(join(ftpRoot, doneRel), { recursive: true, force: true });
-        },
-      };
-    },
-    { breakRemote: true, move: true },
-  );
+  runConformance('ftp (vsftpd, explicit TLS)', async () => {
+    const dirName = `conformance-${++caseNo}`;
+    const remoteRel = `${dirName}/Обмен/from station`;
+    const remote = join(ftpRoot, remoteRel);
+    const doneRel = `${dirName}-done`;
+    const proxy = await TcpProxy.start({ target: { host: need('FTP_HOST'), port: Number(need('FTP_PORT')) } });
+    const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
+    return {
+      transport: createFtpTransport(profile({ host: proxy.host, port: proxy.port })),
+      endpoint: (o?: Partial<Endpoint>) => testEndpoint('ftp', remoteRel, { timeoutMs: 10_000, ...o }),
+      placeRemote: async (name, bytes) => {
+        await mkdirOwned(remote);
+        await writeFile(join(remote, name), bytes);
+        await chown(join(remote, name), uid, gid);
+      },
+      remoteNames: () => namesIn(remote),
+      readRemote: (name) => readFile(join(remote, name)),
+      breakRemote: async () => {
+        await proxy.down();
+        return () => proxy.up();
+      },
+      moveTarget: {
+        to: `/${doneRel}`,
+        names: () => namesIn(join(ftpRoot, doneRel)),
+        read: (name) => readFile(join(ftpRoot, doneRel, name)),
+      },
+      cleanup: async () => {
+        await proxy.close();
+        await rm(join(ftpRoot, dirName), { recursive: true, force: true });
+        await rm(join(ftpRoot, doneRel), { recursive: true, force: true });
+      },
+    };
+  });
 
   describe('ftp (vsftpd): refusals are permanent and say what is wrong', () => {
     const endpoint = (): Endpoint => testEndpoint('ftp', 'refusals', { timeoutMs: 10_000 });

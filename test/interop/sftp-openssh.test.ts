@@ -86,38 +86,34 @@ function suites(env: Record<string, string>): void {
     }
   }
 
-  runConformance(
-    'sftp (OpenSSH internal-sftp)',
-    async () => {
-      const dirName = `conformance-${++caseNo}`;
-      const remote = join(sftpRoot, dirName, 'Обмен', 'from station');
-      const done = join(sftpRoot, `${dirName}-done`);
-      const proxy = await TcpProxy.start({ target: { host: need('SFTP_HOST'), port: Number(need('SFTP_PORT')) } });
-      return {
-        transport: createSftpTransport(profile({ host: proxy.host, port: proxy.port })),
-        // absolute paths: the server's real folders (the account is not chrooted)
-        endpoint: (o) => endpoint(remote, o),
-        placeRemote: async (name, bytes) => {
-          await mkdirOwned(remote);
-          await writeFile(join(remote, name), bytes);
-          await chown(join(remote, name), uid, gid);
-        },
-        remoteNames: () => namesIn(remote),
-        readRemote: (name) => readFile(join(remote, name)),
-        breakRemote: async () => {
-          await proxy.down();
-          return () => proxy.up();
-        },
-        moveTarget: { to: done, names: () => namesIn(done), read: (name) => readFile(join(done, name)) },
-        cleanup: async () => {
-          await proxy.close();
-          await rm(join(sftpRoot, dirName), { recursive: true, force: true });
-          await rm(done, { recursive: true, force: true });
-        },
-      };
-    },
-    { breakRemote: true, move: true },
-  );
+  runConformance('sftp (OpenSSH internal-sftp)', async () => {
+    const dirName = `conformance-${++caseNo}`;
+    const remote = join(sftpRoot, dirName, 'Обмен', 'from station');
+    const done = join(sftpRoot, `${dirName}-done`);
+    const proxy = await TcpProxy.start({ target: { host: need('SFTP_HOST'), port: Number(need('SFTP_PORT')) } });
+    return {
+      transport: createSftpTransport(profile({ host: proxy.host, port: proxy.port })),
+      // absolute paths: the server's real folders (the account is not chrooted)
+      endpoint: (o) => endpoint(remote, o),
+      placeRemote: async (name, bytes) => {
+        await mkdirOwned(remote);
+        await writeFile(join(remote, name), bytes);
+        await chown(join(remote, name), uid, gid);
+      },
+      remoteNames: () => namesIn(remote),
+      readRemote: (name) => readFile(join(remote, name)),
+      breakRemote: async () => {
+        await proxy.down();
+        return () => proxy.up();
+      },
+      moveTarget: { to: done, names: () => namesIn(done), read: (name) => readFile(join(done, name)) },
+      cleanup: async () => {
+        await proxy.close();
+        await rm(join(sftpRoot, dirName), { recursive: true, force: true });
+        await rm(done, { recursive: true, force: true });
+      },
+    };
+  });
 
   describe('sftp (OpenSSH): refusals are permanent and say what is wrong', () => {
     it('a host key other than the pinned one: host-key, naming the key the server offered', async () => {

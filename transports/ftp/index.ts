@@ -277,5 +277,5 @@ export function createFtpTransport(profile: FtpProfile): Transport {
     }
   }
 
-  return { kind: 'ftp', openSink, openSource, probe } satisfies Transport;
+  return { kind: 'ftp', features: { move: true, bundle: false }, openSink, openSource, probe } satisfies Transport;
 }

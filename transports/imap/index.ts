@@ -63,7 +63,7 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
   const server = profile.imap;
   if (!server) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no imap server`);
   if (!server.user) throw new TransportError('auth', `route ${ep.route}: the imap server has no user to log in as`);
-  const allowFrom = new Set((ep.allowFrom ?? []).map((a) => a.trim().toLowerCase()));
+  const allowFrom = new Set((ep.mail?.allowFrom ?? []).map((a) => a.trim().toLowerCase()));
   if (allowFrom.size === 0) {
     throw new TransportError('unsupported', `route ${ep.route}: allowFrom is required for e-mail in-routes`);
   }
@@ -73,11 +73,12 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     throw new TransportError('invalid-name', `move target ${JSON.stringify(moveTo)} is the listed mailbox itself`);
   }
   // the type allows leave or move only; a caller outside the types still gets a plain refusal
-  const refuseKind: string = ep.afterRefuse?.kind ?? 'leave';
+  const refuseKind: string = ep.mail?.afterRefuse?.kind ?? 'leave';
   if (refuseKind !== 'leave' && refuseKind !== 'move') {
     throw new TransportError('unsupported', `route ${ep.route}: refused messages are left or moved, never deleted`);
   }
-  const refuseTo = ep.afterRefuse?.kind === 'move' ? ep.afterRefuse.to : null;
+  const refuse = ep.mail?.afterRefuse;
+  const refuseTo = refuse?.kind === 'move' ? refuse.to : null;
   if (refuseTo !== null && sameMailbox(refuseTo, mailbox)) {
     throw new TransportError(
       'invalid-name',

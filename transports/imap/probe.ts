@@ -43,7 +43,7 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
       steps.push({ step: boxStep, ok: false, detail: e.message, code: e.code });
       return steps;
     }
-    if (!ep.allowFrom || ep.allowFrom.length === 0) {
+    if (!ep.mail?.allowFrom || ep.mail?.allowFrom.length === 0) {
       steps.push({ step: 'allowed senders', ok: false, detail: 'allowFrom is required', code: 'unsupported' });
     }
     // a move target that is missing is no failure: the first move creates it
@@ -59,8 +59,9 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
     };
     if (ep.afterReceive.kind === 'move')
       steps.push(await target(`move target ${ep.afterReceive.to}`, ep.afterReceive.to));
-    if (ep.afterRefuse?.kind === 'move') {
-      steps.push(await target(`refused-message target ${ep.afterRefuse.to}`, ep.afterRefuse.to));
+    const refuse = ep.mail?.afterRefuse;
+    if (refuse?.kind === 'move') {
+      steps.push(await target(`refused-message target ${refuse.to}`, refuse.to));
     }
     return steps;
   } finally {

@@ -144,6 +144,7 @@ export function createSftpTransport(profile: SftpProfile): Transport {
 
   return {
     kind: 'sftp',
+    features: { move: true, bundle: false },
     openSink,
     openSource,
     probe: (ep, direction, signal) => probeSftp(profile, connect, scrub, ep, direction, signal),
