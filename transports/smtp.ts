@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
-import { mailSetupSteps } from './common/probe.js';
+import { mailSetupSteps, mailSteps } from './common/probe.js';
 import { localReadError, verifiedPackage } from './common/streams.js';
 import { isTlsErrorCode } from './common/tls.js';
 import { formatMs, withDeadline } from './deadline.js';
@@ -310,21 +310,18 @@ export async function probeSmtp(profile: EmailProfile, ep: Endpoint, signal: Abo
   if (!server)
     return [{ step: 'smtp server', ok: false, detail: 'the e-mail profile has no smtp server', code: 'unsupported' }];
   const ms = ep.timeoutMs;
-  const where = `${server.host}:${server.port}`;
-  const connectStep = `connect to smtp ${where}`;
-  const tlsStep = server.security === 'none' ? 'TLS: none (security: none)' : `TLS (${server.security})`;
-  const loginStep = server.user ? `log in as ${server.user}` : 'log in: no user configured';
-  const plaintext = server.security === 'none';
+  const names = mailSteps('smtp', server);
+  const where = names.where;
   const transporter = nodemailer.createTransport(smtpOptions(server, profile.tls, ms));
   try {
     // verify: connect, greeting, EHLO, STARTTLS / TLS, AUTH, QUIT; each phase has its own timeout
     await withDeadline(`check smtp ${where}`, ms * SETUP_PHASES, signal, () => transporter.verify());
   } catch (err) {
-    return mailSetupSteps(smtpError(err, `smtp ${where}`), connectStep, tlsStep, loginStep, plaintext);
+    return mailSetupSteps(smtpError(err, `smtp ${where}`), names);
   } finally {
     transporter.close();
   }
-  const steps = mailSetupSteps(undefined, connectStep, tlsStep, loginStep, plaintext);
+  const steps = mailSetupSteps(undefined, names);
   const to = ep.mail?.to ?? [];
   if (!profile.from || to.length === 0) {
     steps.push({

@@ -1,6 +1,6 @@
 // The step runner of `sprelay check`: every step is recorded, a failure as its TransportError.
 import type { TransportError } from '../errors.js';
-import type { ProbeStep } from '../types.js';
+import type { MailServer, ProbeStep } from '../types.js';
 
 export interface ProbeRun {
   readonly steps: ProbeStep[];
@@ -33,21 +33,37 @@ export function probeRun(classify: (err: unknown, step: string) => TransportErro
   };
 }
 
+/** The names of a mail server check's first three steps. */
+export interface MailSteps {
+  readonly where: string;
+  readonly connect: string;
+  readonly tls: string;
+  readonly login: string;
+  readonly plaintext: boolean;
+}
+
+export function mailSteps(protocol: 'smtp' | 'imap', server: MailServer): MailSteps {
+  const where = `${server.host}:${server.port}`;
+  const plaintext = server.security === 'none';
+  return {
+    where,
+    connect: `connect to ${protocol} ${where}`,
+    tls: plaintext ? 'TLS: none (security: none)' : `TLS (${server.security})`,
+    login: server.user ? `log in as ${server.user}` : 'log in: no user configured',
+    plaintext,
+  };
+}
+
 /**
  * The connect / TLS / login steps of a mail server check that ran as one call (nodemailer's
  * verify, imapflow's connect): the failure's code says which step it was.
  */
-export function mailSetupSteps(
-  e: TransportError | undefined,
-  connectStep: string,
-  tlsStep: string,
-  loginStep: string,
-  plaintext: boolean,
-): ProbeStep[] {
-  const tlsOk: ProbeStep = { step: tlsStep, ok: true, ...(plaintext ? { detail: 'not encrypted' } : {}) };
-  if (!e) return [{ step: connectStep, ok: true }, tlsOk, { step: loginStep, ok: true }];
+export function mailSetupSteps(e: TransportError | undefined, names: MailSteps): ProbeStep[] {
+  const { connect, tls, login } = names;
+  const tlsOk: ProbeStep = { step: tls, ok: true, ...(names.plaintext ? { detail: 'not encrypted' } : {}) };
+  if (!e) return [{ step: connect, ok: true }, tlsOk, { step: login, ok: true }];
   const failed = (step: string): ProbeStep => ({ step, ok: false, detail: e.message, code: e.code });
-  if (e.code === 'tls') return [{ step: connectStep, ok: true }, failed(tlsStep)];
-  if (e.code === 'auth') return [{ step: connectStep, ok: true }, { step: tlsStep, ok: true }, failed(loginStep)];
-  return [failed(connectStep)];
+  if (e.code === 'tls') return [{ step: connect, ok: true }, failed(tls)];
+  if (e.code === 'auth') return [{ step: connect, ok: true }, { step: tls, ok: true }, failed(login)];
+  return [failed(connect)];
 }

@@ -1,5 +1,5 @@
 // `sprelay check` for an IMAP in-route: connect, TLS, log in, open the mailbox, the move targets.
-import { mailSetupSteps } from '../common/probe.js';
+import { mailSetupSteps, mailSteps } from '../common/probe.js';
 import { withDeadline } from '../deadline.js';
 import type { EmailProfile, Endpoint, ProbeStep } from '../types.js';
 import { Connection } from './connection.js';
@@ -11,13 +11,10 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
   if (!server)
     return [{ step: 'imap server', ok: false, detail: 'the e-mail profile has no imap server', code: 'unsupported' }];
   const ms = ep.timeoutMs;
-  const where = `${server.host}:${server.port}`;
-  const connectStep = `connect to imap ${where}`;
-  const plaintext = server.security === 'none';
-  const tlsStep = plaintext ? 'TLS: none (security: none)' : `TLS (${server.security})`;
-  const loginStep = `log in as ${server.user ?? '(no user configured)'}`;
+  const names = mailSteps('imap', server);
+  const where = names.where;
   if (!server.user) {
-    return [{ step: loginStep, ok: false, detail: 'the imap server needs a user and password', code: 'auth' }];
+    return [{ step: names.login, ok: false, detail: 'the imap server needs a user and password', code: 'auth' }];
   }
   const conn = new Connection(server, profile.tls, ms);
   const client = conn.client;
@@ -25,9 +22,9 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
     try {
       await withDeadline(`connect to imap ${where}`, ms * 4, signal, () => client.connect());
     } catch (err) {
-      return mailSetupSteps(imapError(err, `imap ${where}`), connectStep, tlsStep, loginStep, plaintext);
+      return mailSetupSteps(imapError(err, `imap ${where}`), names);
     }
-    const steps = mailSetupSteps(undefined, connectStep, tlsStep, loginStep, plaintext);
+    const steps = mailSetupSteps(undefined, names);
     const mailbox = ep.remote || 'INBOX';
     const boxStep = `open mailbox ${mailbox}`;
     try {
