@@ -14,6 +14,7 @@ import { RouteBusyError, RouteLock } from '../store/lock.js';
 import { Spool } from '../store/spool.js';
 import { createTransport } from '../transports/index.js';
 import type { Transport } from '../transports/types.js';
+import { weakenedChecks } from './weakened.js';
 
 export class Agent {
   readonly ledger: Ledger;
@@ -156,6 +157,8 @@ export class Agent {
       this.recordRun(route.name, started, false, result.error);
       return result;
     }
+    // a protection switched off in the config is said every cycle, not only once at start
+    for (const w of weakenedChecks(route)) this.log.warn({ route: route.name }, `WARN ${w}`);
     let result: CycleResult;
     try {
       const ctx: RouteContext = {

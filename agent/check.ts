@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Config, RouteConfig } from './config.js';
 import { profileWithSecrets } from './credentials.js';
 import { endpointOf } from './route-context.js';
+import { weakenedChecks } from './weakened.js';
 import { errorText, makeScrubber, type Scrub } from './secrets.js';
 import { createTransport } from '../transports/index.js';
 import type { ProbeStep } from '../transports/types.js';
@@ -14,6 +15,8 @@ export interface RouteCheck {
   route: string;
   ok: boolean;
   steps: ProbeStep[];
+  /** Protections the config switched off (weakened.ts): printed as WARN lines, never "ok" alone. */
+  warnings: string[];
 }
 
 async function localSteps(route: RouteConfig): Promise<ProbeStep[]> {
@@ -52,11 +55,19 @@ export async function checkRoute(
     steps.push({ step: `transport ${route.profile.type}`, ok: false, detail: errorText(err) });
   }
   for (const s of steps) if (s.detail) s.detail = scrub(s.detail);
-  return { route: route.name, ok: steps.every((s) => s.ok), steps };
+  const warnings = weakenedChecks(route);
+  // "ok TLS" over a connection whose certificate nobody checked would read as safe
+  if (warnings.length > 0)
+    for (const s of steps)
+      if (s.ok && /^TLS\b/.test(s.step) && !s.step.includes('none'))
+        s.detail = `${s.detail ? `${s.detail}; ` : ''}WARN certificate not verified`;
+  return { route: route.name, ok: steps.every((s) => s.ok), steps, warnings };
 }
 
 export function checkText(c: RouteCheck): string {
-  const lines = [`route ${c.route}: ${c.ok ? 'ok' : 'FAILED'}`];
+  const warned = c.warnings.length > 0 ? ` (${c.warnings.length} WARNING${c.warnings.length > 1 ? 'S' : ''})` : '';
+  const lines = [`route ${c.route}: ${c.ok ? 'ok' : 'FAILED'}${warned}`];
+  for (const w of c.warnings) lines.push(`  WARN ${w}`);
   for (const s of c.steps)
     lines.push(
       `  ${s.ok ? 'ok  ' : 'FAIL'} ${s.step}${s.detail ? ` — ${s.detail}` : ''}${s.code ? ` [${s.code}]` : ''}`,

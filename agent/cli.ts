@@ -25,6 +25,7 @@ import {
   type CommandIo,
 } from './inspect-commands.js';
 import { maintainLog } from './log.js';
+import { visibleLines } from '../transports/common/text.js';
 
 export { EXIT, heartbeatLine };
 
@@ -316,7 +317,14 @@ function foldersOf(cfg: Config): string[] {
 }
 
 /** Runs the CLI; returns the exit code instead of exiting (the bin exits). */
-export async function main(argv: string[], io: Io): Promise<number> {
+export async function main(argv: string[], rawIo: Io): Promise<number> {
+  // Names, subjects and server messages in any output are untrusted: no control or invisible
+  // character reaches the terminal as itself, whichever command prints it.
+  const io: Io = {
+    ...rawIo,
+    out: (text) => rawIo.out(visibleLines(text)),
+    err: (text) => rawIo.err(visibleLines(text)),
+  };
   const { program, exitCode } = buildProgram(io);
   // before any command: the version must print even where the config or the ledger cannot load
   if (argv.includes('--version') || argv.includes('-V')) {

@@ -2,10 +2,11 @@
 // all: the "office" is a plain folder next to the config (a `lan` profile), so `sprelay once` can be
 // tried at once. Examples for e-mail, FTP, SFTP and a real share are there to uncomment.
 
+import { flatLine } from '../transports/common/text.js';
+
 /** A ready-to-run, commented sprelay.yaml for a config placed in `dir`. */
 export function configTemplate(dir: string): string {
-  // eslint-disable-next-line no-control-regex
-  const where = dir.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  const where = flatLine(dir);
   return `# sprelay configuration for this station (written by "sprelay init" in ${where}).
 # Relative paths are relative to this file's folder. \${NAME} is replaced from the environment:
 # keep passwords out of this file (set them as environment variables instead).

@@ -1,6 +1,7 @@
 // The bodies of the commands that read the ledger for a person (`list`, `show`, `ack`) and of
 // `run`'s hourly heartbeat line. cli.ts parses the arguments and calls these; they print through
 // the Io they are given and say nothing about how the process ends but by throwing `Exit`.
+import { visibleLines } from '../transports/common/text.js';
 import { once } from 'node:events';
 import type { Agent } from './agent.js';
 import { EXIT, Exit, packageId, parseIso } from './cli-exit.js';
@@ -47,7 +48,8 @@ export async function listCommand(agent: Agent, opts: ListOptions, io: CommandIo
     let first = true;
     let batch: string[] = [];
     const flush = async () => {
-      const text = batch.join('\n');
+      // JSON.stringify leaves C1 controls and bidi marks raw; escaped they mean the same in JSON
+      const text = visibleLines(batch.join('\n'));
       batch = [];
       if (!io.stdout) return io.out(text);
       if (!io.stdout.write(text + '\n')) await once(io.stdout, 'drain');

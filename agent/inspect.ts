@@ -5,15 +5,19 @@
 // and whether a name matches a route's include globs.
 import { promises as fsp } from 'node:fs';
 import { SaxesParser } from 'saxes';
+import { CONTROL_CHARS, INVISIBLE_CHARS } from '../transports/common/text.js';
 import { isPartName } from '../transports/include.js';
+
+const codePoint = (c: string): string => (c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
 
 // ---------------------------------------------------------------------------------------------
 // Names
 
 const FORBIDDEN_PRINTABLE = /[<>"|?*]/;
-// DEL is legal on NTFS but invisible in every listing an operator would look at.
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+// Look-alikes that Windows' "best fit" conversion to an ANSI code page (what an old Delphi program
+// such as SERVIO may use) turns into a path separator, a drive colon or a wildcard: fullwidth
+// forms, the division and fraction slashes, the set minus.
+const LOOKALIKES = /[\uff0f\uff3c\uff1a\uff1c\uff1e\uff02\uff5c\uff1f\uff0a\u2215\u2044\u2216\u29f5\u29f8\u29f9]/;
 // An unpaired surrogate cannot be encoded as UTF-8, so on Linux the name would silently change.
 const LONE_SURROGATE = /\p{Cs}/u;
 const MAX_NAME_UNITS = 255; // NTFS counts UTF-16 code units
@@ -28,6 +32,7 @@ const RESERVED_DEVICES = new Set([
   'NUL',
   'CONIN$',
   'CONOUT$',
+  'CLOCK$', // a device on every Windows still in use at stations (NT kept it for DOS programs)
   ...['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '\u00b9', '\u00b2', '\u00b3'].flatMap((d) => [
     `COM${d}`,
     `LPT${d}`,
@@ -46,11 +51,20 @@ export function checkName(name: string): string | null {
   if (name === '.' || name === '..') return `"${name}" is not a file name`;
   if (name.includes('/') || name.includes('\\')) return 'name contains a path separator';
   if (name.includes(':')) return 'name contains ":" (drive letter or alternate data stream)';
-  if (CONTROL.test(name)) return 'name contains a control character';
+  // DEL and the C1 controls are legal on NTFS but act on terminals or are invisible in listings
+  if (CONTROL_CHARS.test(name)) return 'name contains a control character';
+  // right-to-left overrides, zero-width spaces, ...: the name would not read as what it is
+  const invisible = INVISIBLE_CHARS.exec(name);
+  if (invisible) return `name contains the invisible character U+${codePoint(invisible[0])}`;
   const forbidden = FORBIDDEN_PRINTABLE.exec(name);
   if (forbidden) return `name contains "${forbidden[0]}", which Windows does not allow`;
+  const lookalike = LOOKALIKES.exec(name);
+  if (lookalike)
+    return `name contains "${lookalike[0]}" (U+${codePoint(lookalike[0])}), which Windows may turn into a path character`;
   if (LONE_SURROGATE.test(name)) return 'name contains an unpaired UTF-16 surrogate';
   if (name.endsWith('.') || name.endsWith(' ')) return 'name ends with a dot or space';
+  // Explorer, cmd and many programs trim it: the file would be opened under another name
+  if (name.startsWith(' ')) return 'name starts with a space';
   if (name.length > MAX_NAME_UNITS) return `name is longer than ${MAX_NAME_UNITS} characters`;
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `name is longer than ${MAX_NAME_BYTES} bytes in UTF-8`;
   const dot = name.indexOf('.');

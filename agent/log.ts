@@ -8,9 +8,12 @@
 // answer to rotation: rename, then reopen the destination). Several sprelay processes may write
 // one log (`run` and a Task Scheduler `once`); appends are whole lines, and a rename that Windows
 // refuses because another process holds the file is simply tried again next time.
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { prettyFactory } from 'pino-pretty';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../store/durable.js';
+import { visibleLines } from '../transports/common/text.js';
 
 export type { Logger };
 
@@ -52,25 +55,35 @@ export function rotateLogFile(file: string, maxSize: number, keep: number): bool
 export function createLogger(opts: LogOptions): Logger {
   const lineFormat = {
     colorize: false,
-    sync: true,
     singleLine: true,
     translateTime: 'SYS:yyyy-mm-dd HH:MM:ss o',
     ignore: 'pid,hostname,route,file',
     messageFormat: '{if route}[{route}] {end}{if file}"{file}" {end}{msg}',
   };
-  const streams: { level: pino.Level; stream: NodeJS.WritableStream }[] = [];
+  // pino's JSON line -> one readable line, written at once (a line logged just before a crash is
+  // on disk); names and server messages in it are untrusted, so controls and invisible characters
+  // are escaped on the way out.
+  const prettify = prettyFactory(lineFormat);
+  const lines = (dest: { write(text: string): unknown }): pino.DestinationStream => ({
+    write: (json: string) => dest.write(visibleLines(prettify(json))),
+  });
+  const streams: { level: pino.Level; stream: pino.DestinationStream }[] = [];
   const level = opts.level as pino.Level;
   // stderr, so that `status --json` / `list --json` keep stdout for their JSON
-  if (!opts.quiet) streams.push({ level, stream: pretty({ ...lineFormat, destination: 2 }) });
+  if (!opts.quiet) streams.push({ level, stream: lines(pino.destination({ dest: 2, sync: true })) });
   let rotate: (() => boolean) | undefined;
-  let fileStream: NodeJS.WritableStream | undefined;
+  let fileStream: pino.DestinationStream | undefined;
   if (opts.file) {
     const file = opts.file;
     const maxSize = opts.maxSize ?? 10 * 1024 * 1024;
     const keep = opts.keep ?? 5;
     rotateLogFile(file, maxSize, keep);
-    const dest = pino.destination({ dest: file, mkdir: true, sync: true, append: true });
-    fileStream = pretty({ ...lineFormat, destination: dest });
+    // 0600: the log names packages and routes of the business (no effect on Windows, where the
+    // folder's ACL decides);
+    // folders it creates are 0700 (an existing one is left as it is)
+    mkdirSync(dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
+    const dest = pino.destination({ dest: file, sync: true, append: true, mode: PRIVATE_FILE_MODE });
+    fileStream = lines(dest);
     streams.push({ level, stream: fileStream });
     rotate = () => {
       const rotated = rotateLogFile(file, maxSize, keep);

@@ -2,6 +2,7 @@
 // text. Read-only over the ledger. Text output is for people at a station: a verdict line per
 // route first, local times, control characters in names made visible.
 import type { Config, Lang } from './config.js';
+import { visible } from '../transports/common/text.js';
 import { duration, localTime, shortTime, utcOffset, verdictLine, words } from './texts.js';
 import { routeVerdict, type RouteVerdict, type VerdictLevel } from './verdict.js';
 import {
@@ -131,18 +132,7 @@ export function isPackageState(s: string): s is PackageState {
 
 // ---- plain-text renderings for people ------------------------------------------------------------
 
-/**
- * A name or message as it may be shown on a terminal: control characters (a name may carry a line
- * break or an escape sequence from a hostile peer) and bidirectional overrides become visible
- * escapes instead of acting on the screen.
- */
-export function visible(text: string): string {
-  return text.replace(
-    // eslint-disable-next-line no-control-regex -- matching control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
-}
+export { visible };
 
 export function statusText(data: StatusData, lang: Lang, now = Date.now()): string {
   const v = data.view;

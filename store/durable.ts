@@ -2,7 +2,7 @@
 // set of refusals that only cost durability, the errno codes of a file held by someone else and
 // the retry loop for them, and the errno codes that mean "our local disk failed". A leaf: it
 // imports nothing of this project, so the lan transport may use it without knowing the ledger.
-import { promises as fsp } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, promises as fsp, statSync } from 'node:fs';
 
 /** A file held open by another process (Windows: antivirus, indexer, a reader): retry briefly. */
 export const LOCKED_ERRNOS: ReadonlySet<string> = new Set(['EBUSY', 'EPERM', 'EACCES']);
@@ -28,6 +28,35 @@ export function errnoOf(err: unknown): string | undefined {
 export function isLocalDiskError(err: unknown): boolean {
   const code = errnoOf(err);
   return code !== undefined && LOCAL_DISK_ERRNOS.has(code);
+}
+
+/**
+ * Modes of what sprelay keeps in dataDir (ledger, spool, archive, quarantine) and of its log: the
+ * business's data, for the account that runs sprelay only. POSIX only: Windows has no modes (a
+ * folder's ACL decides, and new files inherit it), so these are no-ops there.
+ */
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+const POSIX = process.platform !== 'win32';
+
+/**
+ * Creates `dir` (and missing parents) 0700; an existing `dir` of ours that others can read is
+ * narrowed to 0700 (a dataDir made by an older sprelay or by hand). Someone else's folder is left
+ * as it is.
+ */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  if (!POSIX) return;
+  const st = statSync(dir);
+  if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(dir, PRIVATE_DIR_MODE);
+}
+
+/** Creates `file` empty and 0600 if it does not exist; an existing one of ours is narrowed to 0600. */
+export function ensurePrivateFile(file: string): void {
+  closeSync(openSync(file, 'a', PRIVATE_FILE_MODE));
+  if (!POSIX) return;
+  const st = statSync(file);
+  if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(file, PRIVATE_FILE_MODE);
 }
 
 /** fsync a directory so a rename in it survives power loss. Windows (NTFS) has none: skipped there. */

@@ -47,10 +47,10 @@ export class HashCounter extends Transform {
 export async function writeDurably(
   source: Readable,
   path: string,
-  opts: { maxBytes?: number; signal?: AbortSignal } = {},
+  opts: { maxBytes?: number; signal?: AbortSignal; mode?: number } = {},
 ): Promise<WrittenFile> {
   const counter = new HashCounter(opts.maxBytes);
-  const fh = await fsp.open(path, 'w');
+  const fh = await fsp.open(path, 'w', opts.mode ?? 0o666);
   try {
     const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 });
     await pipeline(source, counter, out, opts.signal ? { signal: opts.signal } : {});

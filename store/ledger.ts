@@ -4,8 +4,8 @@
 // state change is one transaction together with its event row. It speaks plain SQL through the
 // driver seam (store/sqlite.ts): better-sqlite3, or node:sqlite where that binary is absent.
 // Rows and their mapping, migrations, the SQL texts and the legal moves live in store/ledger/.
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { ensurePrivateDir, ensurePrivateFile } from './durable.js';
 import { openSqlite, type LedgerDriverName, type SqlDatabase, type SqlStatement, type SqlValue } from './sqlite.js';
 import { MIGRATIONS } from './ledger/migrations.js';
 import { IllegalTransitionError, isLegalMove, type LedgerEvent } from './ledger/moves.js';
@@ -58,7 +58,11 @@ export class Ledger {
   }
 
   static open(path: string, opts: { now?: () => number } = {}): Ledger {
-    mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') {
+      ensurePrivateDir(dirname(path));
+      // created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database's mode
+      ensurePrivateFile(path);
+    }
     const db = openSqlite(path, { busyTimeoutMs: 10_000 });
     try {
       db.exec('PRAGMA journal_mode = WAL');

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { exists, fsyncDir, renameRetrying, writeDurably, type WrittenFile } from './files.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './durable.js';
 
 export class Spool {
   constructor(readonly dataDir: string) {}
@@ -23,13 +24,16 @@ export class Spool {
   async prepare(route: string): Promise<void> {
     const tmp = this.tmpDir(route);
     await fsp.rm(tmp, { recursive: true, force: true });
-    await fsp.mkdir(tmp, { recursive: true });
+    await fsp.mkdir(tmp, { recursive: true, mode: PRIVATE_DIR_MODE });
   }
 
   /** Copies a file into the route's spool temp folder, fsynced, with its size and SHA-256. */
   async copyIn(route: string, src: string, signal?: AbortSignal): Promise<WrittenFile & { temp: string }> {
     const temp = join(this.tmpDir(route), `${randomBytes(8).toString('hex')}.part`);
-    const written = await writeDurably(createReadStream(src), temp, signal ? { signal } : {});
+    const written = await writeDurably(createReadStream(src), temp, {
+      mode: PRIVATE_FILE_MODE,
+      ...(signal ? { signal } : {}),
+    });
     return { ...written, temp };
   }
 
@@ -55,7 +59,7 @@ export class Spool {
   /** Moves a spooled file to the archive (same volume: a rename). */
   async archive(rel: string, archiveRel: string): Promise<void> {
     const dest = this.abs(archiveRel);
-    await fsp.mkdir(dirname(dest), { recursive: true });
+    await fsp.mkdir(dirname(dest), { recursive: true, mode: PRIVATE_DIR_MODE });
     await renameRetrying(this.abs(rel), dest);
     await fsyncDir(dirname(dest));
   }
@@ -93,12 +97,12 @@ export class Spool {
     const safe = originalName.replace(/[^\p{L}\p{N} ._()-]/gu, '_').slice(0, 80) || 'unnamed';
     const rel = `quarantine/${route}/${stamp}-${randomBytes(3).toString('hex')}-${safe}`;
     const dest = this.abs(rel);
-    await fsp.mkdir(dirname(dest), { recursive: true });
+    await fsp.mkdir(dirname(dest), { recursive: true, mode: PRIVATE_DIR_MODE });
     try {
       await renameRetrying(file, dest);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-      const fh = await fsp.open(dest, 'w');
+      const fh = await fsp.open(dest, 'w', PRIVATE_FILE_MODE);
       try {
         await pipeline(createReadStream(file), createWriteStream('', { fd: fh.fd, autoClose: false }));
         await fh.sync();
@@ -107,6 +111,8 @@ export class Spool {
       }
       await fsp.rm(file, { force: true });
     }
+    // renamed from the inbox it kept the inbox's mode; as kept here it is ours alone (POSIX only)
+    if (process.platform !== 'win32') await fsp.chmod(dest, PRIVATE_FILE_MODE);
     await fsyncDir(dirname(dest));
     return rel;
   }

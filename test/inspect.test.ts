@@ -57,7 +57,41 @@ const rejected: Array<[cls: string, reason: RegExp, names: string[]]> = [
     ['..\\..\\Windows\\x.xml', '../x.xml', 'C:\\x.xml', '\\\\server\\share\\x.xml', '/etc/passwd', 'a/b.xml'],
   ],
   ['drive letters and alternate streams', /":"/, ['C:x.xml', 'a.xml:Zone.Identifier', 'a.xml::$DATA', 'D:']],
-  ['control characters', /control character/, ['a\u0000b.xml', 'a\nb.xml', 'a\tb.xml', 'a\u001fb.xml', 'a\u007fb.xml']],
+  [
+    'control characters',
+    /control character/,
+    [
+      'a\u0000b.xml',
+      'a\nb.xml',
+      'a\tb.xml',
+      'a\u001fb.xml',
+      'a\u007fb.xml',
+      'a\u009bb.xml',
+      'a\u0085.xml',
+      'a\u001b[2J.xml',
+    ],
+  ],
+  [
+    'invisible format characters (bidi overrides, zero-width, BOM, soft hyphen)',
+    /invisible character U\+[0-9A-F]{4}/,
+    [
+      'report\u202Elmx.exe',
+      'a\u202Ab.xml',
+      'a\u2066b\u2069.xml',
+      'a\u200Bb.xml',
+      'a\u200Db.xml',
+      '\uFEFFa.xml',
+      'a\u00ADb.xml',
+      'a\u200Eb.xml',
+      'a\u2028b.xml',
+    ],
+  ],
+  [
+    'look-alikes Windows may turn into path characters',
+    /may turn into a path character/,
+    ['..\uff0fx.xml', 'a\uff3cb.xml', 'C\uff1ax.xml', 'a\u2215b.xml', 'a\u2044b.xml', 'a\uff1fb.xml'],
+  ],
+  ['a leading space', /starts with a space/, [' leading space.xml', '  x.xml']],
   [
     'characters Windows forbids',
     /Windows does not allow/,
@@ -66,7 +100,7 @@ const rejected: Array<[cls: string, reason: RegExp, names: string[]]> = [
   ['trailing dot or space', /ends with a dot or space/, ['x.xml.', 'x.xml ', 'x...', 'report  ']],
   [
     'reserved device names',
-    /reserved device name "(CON|PRN|AUX|NUL|COM.|LPT.|CONIN\$|CONOUT\$)"/,
+    /reserved device name "(CON|PRN|AUX|NUL|COM.|LPT.|CONIN\$|CONOUT\$|CLOCK\$)"/,
     [
       'CON',
       'con',
@@ -85,6 +119,8 @@ const rejected: Array<[cls: string, reason: RegExp, names: string[]]> = [
       'COM0',
       'LPT0.xml',
       'nul..xml',
+      'CLOCK$',
+      'clock$.xml',
     ],
   ],
   [
@@ -116,8 +152,10 @@ test('checkName names the device in upper case whatever the spelling', () => {
 const allowed = [
   'Отчёт смены 11_05_2023.XML',
   'GSMARCHIVE_3 11_05_2023 8_01_02 - 11_05_2023 9_01_02.XML',
-  ' leading space.xml',
   'a.b.c.xml',
+  'trailing inner space .xml',
+  'CLOCK.xml',
+  'ё Ї ї Є є Ґ ґ І і.xml',
   'name with  inner   spaces.zip',
   'CONSOLE.xml',
   'COM10.xml',

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { AckAction } from '../../transports/types.js';
 import { describeType, KNOWN_KEYS } from './messages.js';
 import { parseDuration, parseSize } from './units.js';
+import { CONTROL_CHARS } from '../../transports/common/text.js';
 
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const STATION_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -17,8 +18,8 @@ function obj<S extends z.core.$ZodLooseShape>(shape: S) {
 }
 
 const nonEmpty = z.string().min(1);
-// eslint-disable-next-line no-control-regex -- a control character in a path is the mistake to catch
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+// a control character in a path is the mistake to catch
+const CONTROL_RE = CONTROL_CHARS;
 /**
  * A folder or file path: no control characters. "C:\new\test" in double quotes is a line break and
  * a tab to YAML, so that is what the hint says.
