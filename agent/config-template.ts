@@ -24,9 +24,19 @@ log:
 # settle: 2s                 # a file must stay unchanged this long before it is taken
 # maxSize: 50MB              # larger packages are refused (out) or quarantined (in)
 # timeout: 60s               # a network operation making no progress for this long is aborted
+# minRate: 1KB/s             # a transfer slower than this on average over 60s (or timeout, if longer) is cut and retried; 0 = off
 # concurrency: 1             # parallel transfers per route (1..16)
 # overwrite: false           # true: replace a remote file of the same name instead of failing
 # retry: { maxAttempts: 10, baseDelay: 1m, maxDelay: 1h }   # attempts per package, first and longest wait between them
+# maxPerCycle: 500           # in-routes: remote files or messages taken per cycle at most (a flood waits its turn)
+
+# What dataDir/quarantine may hold (all routes); over it a refused package is recorded but its file not kept:
+# quarantine: { maxSize: 1GB, maxCount: 1000 }
+
+# Limits of the XML and zip package checks (the defaults suit SERVIO and 1C packages), uncomment to change:
+# check:
+#   xml: { maxDepth: 64, maxAttributes: 1000, maxNameLength: 256, maxAttributeLength: 16MB, maxTextLength: 32MB, maxNodesPerMB: 250000 }
+#   zip: { maxUncompressed: 1GB, maxRatio: 500, maxEntries: 10000 }
 
 profiles:                    # named connections; routes refer to them by name
   office-share:
@@ -103,6 +113,7 @@ routes:                      # each route: one direction, one profile, one local
   #   allowFrom: [office@example.com]   # email only; required for email in-routes
   #   afterReceive: delete          # delete | move:<remote dir or mailbox>
   #   afterRefuse: leave            # email only: leave | move:<mailbox>: a refused message (sender not allowed, no package attached) is recorded, never delivered, and left or moved
+  #   requireAuth: dkim             # email only: take a message only with a valid DKIM signature of the sender's domain (allowFrom alone can be forged)
   #   schedule: "*/10 * * * *"      # every 10 minutes
 `;
 }

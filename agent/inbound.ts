@@ -50,10 +50,20 @@ export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
     return result;
   }
   try {
-    const entries = await stableEntries(ctx, source);
-    for (const entry of entries) {
-      if (ctx.stop.requested) break;
-      await receiveOne(ctx, source, entry, result);
+    const entries = oldestFirst(await stableEntries(ctx, source));
+    // A flood (of mail, of files) costs a bounded cycle: at most maxPerCycle entries are worked
+    // on; a refusal already recorded costs one index lookup and does not count.
+    const max = ctx.route.maxPerCycle;
+    let handled = 0;
+    let next = 0;
+    while (next < entries.length && handled < max && !ctx.stop.requested) {
+      if ((await receiveOne(ctx, source, entries[next++]!, result)) !== 'known') handled++;
+    }
+    if (next < entries.length && handled >= max) {
+      ctx.log.warn(
+        { route: ctx.route.name, left: entries.length - next },
+        `${entries.length - next} remote entries left for the next cycle (maxPerCycle ${max})`,
+      );
     }
   } catch (err) {
     result.error = ctx.scrub(errorText(err));
@@ -128,10 +138,31 @@ async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteE
   });
 }
 
-async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry, result: CycleResult): Promise<void> {
+/** Entries with a modification time oldest first (a stable sort: the transport's order otherwise). */
+function oldestFirst(entries: RemoteEntry[]): RemoteEntry[] {
+  const t = (e: RemoteEntry) => e.modifiedAt?.getTime() ?? Infinity;
+  return entries
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => t(a.e) - t(b.e) || a.i - b.i)
+    .map((x) => x.e);
+}
+
+/**
+ * What one entry cost the cycle: `known` is a refusal already recorded with nothing left to do (one
+ * index lookup; it does not count against maxPerCycle); anything else counts.
+ */
+type Outcome = 'handled' | 'known';
+
+async function receiveOne(
+  ctx: RouteContext,
+  source: Source,
+  entry: RemoteEntry,
+  result: CycleResult,
+): Promise<Outcome | void> {
   const { route, ledger, log } = ctx;
   // Refused up front (sender not allowed, no matching attachment, over the size cap): recorded
-  // once; a refusal by the transport is then filed per afterRefuse, anything else left in place.
+  // once; a refusal by the transport is then handed back to it (moved per afterRefuse, or marked
+  // so it is not listed again), anything else left in place.
   const upFront = entry.refusal ?? (entry.size > route.maxSize ? overSize(entry.size, route.maxSize) : null);
   if (upFront) return refuseInPlace(ctx, source, entry, upFront, result);
 
@@ -143,8 +174,11 @@ async function receiveOne(ctx: RouteContext, source: Source, entry: RemoteEntry,
     got = await writeDurably(stream, temp, { maxBytes: route.maxSize, signal: ctx.abort });
   } catch (err) {
     await fsp.rm(temp, { force: true });
-    if (err instanceof TooLargeError)
-      return refuseInPlace(ctx, source, entry, overSize(entry.size, route.maxSize, true), result);
+    if (err instanceof TooLargeError) {
+      // downloaded up to maxSize first: work done, whether or not the refusal was known
+      await refuseInPlace(ctx, source, entry, overSize(entry.size, route.maxSize, true), result);
+      return 'handled';
+    }
     if (err instanceof TransportError && err.scope === 'package') {
       log.warn({ route: route.name, file: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
       return;
@@ -281,9 +315,9 @@ async function whyRejected(
     return { reason: `corrupt: SHA-256 ${sha256} differs from the declared ${entry.expectedSha256}`, content: false };
   }
   const bad = isXmlName(entry.name)
-    ? await checkXmlFile(temp, ctx.abort)
+    ? await checkXmlFile(temp, ctx.abort, ctx.config.check.xml)
     : isZipName(entry.name)
-      ? await checkZipFile(temp)
+      ? await checkZipFile(temp, ctx.abort, ctx.config.check)
       : null;
   return bad ? { reason: bad, content: !atomic } : null;
 }
@@ -310,10 +344,12 @@ function markWaiting(
 }
 
 /**
- * Rejected without taking the bytes (we do not hold them): recorded once. The remote is left
- * untouched, except that an entry the transport itself refused (`refusal`: an e-mail message) is
- * handed back to it through acknowledge when the route says `afterRefuse: move:<mailbox>`, after
- * the row is written; a move that failed is tried again the next time the entry is listed.
+ * Rejected without taking the bytes (we do not hold them): recorded once, found again by one
+ * index lookup (store/ledger migration 4). The remote is left untouched, except that an entry the
+ * transport itself refused (`refusal`: an e-mail message) is handed back to it through acknowledge
+ * after the row is written: `afterRefuse: move:<mailbox>` moves it (a move that failed is tried
+ * again the next time the entry is listed); `leave` lets the transport mark it so that it is not
+ * listed again (the row keeps ackedAt null: the message is still there).
  */
 async function refuseInPlace(
   ctx: RouteContext,
@@ -321,13 +357,19 @@ async function refuseInPlace(
   entry: RemoteEntry,
   reason: string,
   result: CycleResult,
-): Promise<void> {
+): Promise<Outcome> {
   const { route, ledger, log } = ctx;
-  const file = entry.refusal !== undefined && route.afterRefuse !== undefined;
+  const byTransport = entry.refusal !== undefined;
+  const file = byTransport && route.afterRefuse !== undefined;
   const known = ledger.findRefusedInPlace(route.name, entry);
   if (known) {
-    if (file && known.ackedAt === null) await fileRefused(ctx, source, entry, known);
-    return;
+    if (file && known.ackedAt === null) {
+      await fileRefused(ctx, source, entry, known);
+      return 'handled';
+    }
+    // listed again: its mark was lost, or the mailbox takes none (then this costs nothing remote)
+    if (byTransport && !file) await markRefused(ctx, source, entry, known);
+    return 'known';
   }
   const row = insertInbound(
     ctx,
@@ -339,6 +381,24 @@ async function refuseInPlace(
   result.quarantined++;
   log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason}`);
   if (file) await fileRefused(ctx, source, entry, row);
+  else if (byTransport) await markRefused(ctx, source, entry, row);
+  return 'handled';
+}
+
+/** afterRefuse leave: the transport marks the recorded refusal (IMAP: a keyword); nothing else changes. */
+async function markRefused(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {
+  try {
+    await source.acknowledge(entry, ctx.abort);
+  } catch (err) {
+    if (err instanceof TransportError && err.scope === 'package') {
+      ctx.log.warn(
+        { route: ctx.route.name, id: row.id, file: entry.name },
+        `could not mark the refused message on the remote: ${ctx.scrub(err.message)}`,
+      );
+      return;
+    }
+    throw new RouteStop(`marking the refused message ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
+  }
 }
 
 /** Moves a refused message out of the way (afterRefuse: move); the ledger row says so. */
@@ -377,6 +437,24 @@ async function quarantine(
     if (known.ackedAt === null) await acknowledge(ctx, source, entry, known);
     return;
   }
+  const full = quarantineFull(ctx, got.size);
+  if (full) {
+    // over the budget: the row and its reason are kept, the bytes are not (a flood of bad
+    // packages must not fill the station's disk); the remote is handled as for any quarantine
+    await fsp.rm(temp, { force: true });
+    const note = `${reason} — its bytes were not kept: ${full}`;
+    const row = insertInbound(
+      ctx,
+      entry,
+      { size: got.size, sha256: got.sha256, state: 'quarantined', lastError: note },
+      'quarantined',
+      note,
+    );
+    result.quarantined++;
+    log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${note}`);
+    if (!rejection.content) await acknowledge(ctx, source, entry, row);
+    return;
+  }
   const rel = await spool.quarantine(route.name, temp, entry.name, ctx.now());
   const row = insertInbound(
     ctx,
@@ -389,6 +467,21 @@ async function quarantine(
   log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
   if (!rejection.content) await acknowledge(ctx, source, entry, row);
 }
+
+/**
+ * Why a rejected file of `size` bytes would not fit the quarantine budget (config `quarantine`),
+ * or null. Counted from the ledger over an index: the files of quarantined packages that were kept.
+ */
+function quarantineFull(ctx: RouteContext, size: number): string | null {
+  const budget = ctx.config.quarantine;
+  const kept = ctx.ledger.quarantineKept();
+  const state = `${kept.count} files, ${mb(kept.bytes)} kept of at most ${budget.maxCount} files, ${mb(budget.maxSize)}`;
+  if (kept.count + 1 > budget.maxCount) return `the quarantine is full (${state})`;
+  if (kept.bytes + size > budget.maxSize) return `the quarantine has no room for ${mb(size)} (${state})`;
+  return null;
+}
+
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
 
 /** A new row for a remote entry: its route, direction, name, remote ref and origin come from `entry`. */
 function insertInbound(

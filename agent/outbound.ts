@@ -83,8 +83,8 @@ async function whyRefused(ctx: RouteContext, f: Seen): Promise<string | null> {
   const bad = checkName(f.name);
   if (bad) return bad;
   if (f.size > ctx.route.maxSize) return `larger than maxSize (${f.size} > ${ctx.route.maxSize} bytes)`;
-  if (isXmlName(f.name)) return checkXmlFile(f.path, ctx.abort);
-  if (isZipName(f.name)) return checkZipFile(f.path);
+  if (isXmlName(f.name)) return checkXmlFile(f.path, ctx.abort, ctx.config.check.xml);
+  if (isZipName(f.name)) return checkZipFile(f.path, ctx.abort, ctx.config.check);
   return null;
 }
 

@@ -3,7 +3,7 @@
 // route first, local times, control characters in names made visible.
 import type { Config, Lang } from './config.js';
 import { visible } from '../transports/common/text.js';
-import { duration, localTime, shortTime, utcOffset, verdictLine, words } from './texts.js';
+import { duration, localTime, quarantineLine, shortTime, utcOffset, verdictLine, words } from './texts.js';
 import { routeVerdict, type RouteVerdict, type VerdictLevel } from './verdict.js';
 import {
   PACKAGE_STATES,
@@ -52,6 +52,18 @@ export interface StatusView {
   problems: PackageView[];
 }
 
+/** dataDir/quarantine against its budget (config `quarantine`), by the ledger's account. */
+export interface QuarantineStatus {
+  files: number;
+  bytes: number;
+  maxFiles: number;
+  maxBytes: number;
+  /** No room for one more file: the next rejected package's bytes will not be kept. */
+  full: boolean;
+  /** Quarantined packages whose bytes were not kept (over the budget), not acknowledged yet. */
+  dropped: number;
+}
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export function packageView(r: PackageRow): PackageView {
@@ -82,6 +94,8 @@ export function verdicts(config: Config, ledger: Ledger, now: number, names?: st
 export interface StatusData {
   view: StatusView;
   verdicts: RouteVerdict[];
+  /** The quarantine budget (text output; `status --json` keeps its pinned keys). */
+  quarantine: QuarantineStatus;
 }
 
 export function status(config: Config, ledger: Ledger, now = Date.now()): StatusData {
@@ -113,6 +127,20 @@ export function status(config: Config, ledger: Ledger, now = Date.now()): Status
       }),
       problems: problems.map(packageView),
     },
+    quarantine: quarantineStatus(config, ledger),
+  };
+}
+
+function quarantineStatus(config: Config, ledger: Ledger): QuarantineStatus {
+  const kept = ledger.quarantineKept();
+  const budget = config.quarantine;
+  return {
+    files: kept.count,
+    bytes: kept.bytes,
+    maxFiles: budget.maxCount,
+    maxBytes: budget.maxSize,
+    full: kept.count >= budget.maxCount || kept.bytes >= budget.maxSize,
+    dropped: config.routes.reduce((n, r) => n + (r.direction === 'in' ? ledger.quarantineDropped(r.name) : 0), 0),
   };
 }
 
@@ -139,6 +167,8 @@ export function statusText(data: StatusData, lang: Lang, now = Date.now()): stri
   const w = words(lang);
   const lines = [`${v.station} — ${localTime(now, false)} (${w.localTimes(utcOffset(now))})`];
   for (const rv of data.verdicts) lines.push(visible(verdictLine(rv, lang, now)));
+  const quarantine = quarantineLine(lang, data.quarantine);
+  if (quarantine) lines.push(quarantine);
   lines.push('');
   for (const r of v.routes) {
     const counts = Object.entries(r.counts)
@@ -162,7 +192,7 @@ export function statusText(data: StatusData, lang: Lang, now = Date.now()): stri
     }
     lines.push(`  ${w.resendHint}`);
   }
-  if (all) lines.push(w.noProblems);
+  if (all && !quarantine) lines.push(w.noProblems);
   return lines.join('\n');
 }
 

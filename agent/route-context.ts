@@ -5,6 +5,7 @@ import type { Logger } from './log.js';
 import type { Scrub } from './secrets.js';
 import type { Ledger } from '../store/ledger.js';
 import type { Spool } from '../store/spool.js';
+import { minRateRule } from '../transports/deadline.js';
 import type { Endpoint, MailEndpoint, Transport } from '../transports/types.js';
 
 /**
@@ -92,15 +93,18 @@ export function cycleSummary(r: CycleResult): string {
 }
 
 export function endpointOf(route: RouteConfig): Endpoint {
+  const minRate = minRateRule(route.minRate, route.timeoutMs);
   return {
     route: route.name,
     remote: route.remote,
     overwrite: route.overwrite,
     timeoutMs: route.timeoutMs,
+    ...(minRate ? { minRate } : {}),
     afterReceive: route.afterReceive,
     include: route.include,
     maxSize: route.maxSize,
-    ...(route.to || route.allowFrom || route.afterRefuse ? { mail: mailPart(route) } : {}),
+    ...(route.direction === 'in' ? { maxPerCycle: route.maxPerCycle } : {}),
+    ...(route.to || route.allowFrom || route.afterRefuse || route.requireAuth ? { mail: mailPart(route) } : {}),
   };
 }
 
@@ -109,6 +113,7 @@ function mailPart(route: RouteConfig): MailEndpoint {
     ...(route.to ? { to: route.to } : {}),
     ...(route.allowFrom ? { allowFrom: route.allowFrom } : {}),
     ...(route.afterRefuse ? { afterRefuse: route.afterRefuse } : {}),
+    ...(route.requireAuth ? { requireAuth: route.requireAuth } : {}),
   };
 }
 

@@ -69,6 +69,10 @@ interface Words {
   allWell: string;
   notSent: (n: string, ids: string) => string;
   notWorking: (routes: string) => string;
+  /** Quarantine budget: refused packages whose files were not kept (n: "3 packages"). */
+  quarantineDropped: (n: string) => string;
+  /** Quarantine budget reached, nothing dropped yet. */
+  quarantineFull: string;
 }
 
 const WORDS: Record<Lang, Words> = {
@@ -99,6 +103,8 @@ const WORDS: Record<Lang, Words> = {
     allWell: 'All sent and received.',
     notSent: (n, ids) => `${n} not sent: call IT and say ${ids}.`,
     notWorking: (routes) => `Exchange does not work (${routes}): call IT.`,
+    quarantineDropped: (n) => `Quarantine is full: ${n} refused and NOT KEPT. Call IT.`,
+    quarantineFull: 'Quarantine is full: the next refused packages will not be kept. Call IT.',
   },
   ru: {
     packages: { one: 'пакет', few: 'пакета', many: 'пакетов', other: 'пакета', zero: 'пакетов', two: 'пакета' },
@@ -127,6 +133,8 @@ const WORDS: Record<Lang, Words> = {
     allWell: 'Всё отправлено и получено.',
     notSent: (n, ids) => `Не отправлено: ${n}. Позвоните в ИТ и назовите номера ${ids}.`,
     notWorking: (routes) => `Обмен не работает (${routes}). Позвоните в ИТ.`,
+    quarantineDropped: (n) => `Карантин переполнен: ${n} отклонено и НЕ СОХРАНЕНО. Позвоните в ИТ.`,
+    quarantineFull: 'Карантин переполнен: следующие отклонённые пакеты не будут сохранены. Позвоните в ИТ.',
   },
   uk: {
     packages: { one: 'пакет', few: 'пакети', many: 'пакетів', other: 'пакета', zero: 'пакетів', two: 'пакети' },
@@ -155,6 +163,8 @@ const WORDS: Record<Lang, Words> = {
     allWell: 'Усе надіслано й отримано.',
     notSent: (n, ids) => `Не надіслано: ${n}. Зателефонуйте в ІТ і назвіть номери ${ids}.`,
     notWorking: (routes) => `Обмін не працює (${routes}). Зателефонуйте в ІТ.`,
+    quarantineDropped: (n) => `Карантин переповнений: ${n} відхилено й НЕ ЗБЕРЕЖЕНО. Зателефонуйте в ІТ.`,
+    quarantineFull: 'Карантин переповнений: наступні відхилені пакети не буде збережено. Зателефонуйте в ІТ.',
   },
 };
 
@@ -163,6 +173,16 @@ export function words(lang: Lang): Words {
 }
 
 const count = (lang: Lang, n: number, forms: Plural) => `${n} ${plural(lang, n, forms)}`;
+
+/**
+ * The quarantine budget's line in `status`, or null: packages refused whose files were dropped
+ * (not yet acknowledged), else a full quarantine that will drop the next ones.
+ */
+export function quarantineLine(lang: Lang, q: { dropped: number; full: boolean }): string | null {
+  const w = WORDS[lang];
+  if (q.dropped > 0) return w.quarantineDropped(count(lang, q.dropped, w.packages));
+  return q.full ? w.quarantineFull : null;
+}
 
 /** `6 h`, `25 min`, `3 days`: a duration as a person says it. */
 export function duration(lang: Lang, ms: number): string {

@@ -271,8 +271,22 @@ export class Ledger {
    * same name, remote ref and size. The first such row.
    */
   findRefusedInPlace(route: string, entry: { name: string; ref: string; size: number }): PackageRow | undefined {
-    const r = this.sql(SQL.findRefusedInPlace).get<RawRow>(route, entry.name, entry.ref, entry.size);
+    const r = this.sql(SQL.findRefusedInPlace).get<RawRow>(route, entry.ref, entry.name, entry.size);
     return r && toRow(r);
+  }
+
+  /**
+   * What dataDir/quarantine holds by the ledger's account (every route): the files of quarantined
+   * packages that were kept. The quarantine budget is checked against this.
+   */
+  quarantineKept(): { count: number; bytes: number } {
+    const r = this.sql(SQL.quarantineKept).get<{ n: number; bytes: number }>();
+    return { count: r?.n ?? 0, bytes: r?.bytes ?? 0 };
+  }
+
+  /** Quarantined packages of a route whose bytes were not kept (over the budget), not yet acknowledged. */
+  quarantineDropped(route: string): number {
+    return this.sql(SQL.quarantineDropped).get<{ n: number }>(route)?.n ?? 0;
   }
 
   /** Rows of one route in the given states (small sets: pending work, waiting, quarantine marks). */

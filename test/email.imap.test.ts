@@ -293,10 +293,74 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     assert.match(listed[0]!.refusal ?? '', /no attachment matching the route's include \(attached: scan\.pdf\)/);
     assert.match(listed[1]!.refusal ?? '', /no attachment in the message/);
     assert.ok(!s.commands.some((c) => /BODY\.PEEK\[\d/.test(c)), 'nothing downloaded');
-    // afterRefuse leave (the default): acknowledging a refusal changes nothing
+    // afterRefuse leave (the default): acknowledging a refusal leaves the message where it is,
+    // unseen; the marks go out in one STORE when the batch is full or the source closes
     for (const e of listed) await src.acknowledge(e, signal());
     assert.equal(s.messages('INBOX').length, 3);
     assert.ok(s.messages('INBOX').every((m) => m.flags.length === 0));
+    await src.close();
+    assert.equal(s.commands.filter((c) => /UID STORE/i.test(c)).length, 1, 'one STORE for the three');
+    assert.ok(
+      s.messages('INBOX').every((m) => m.flags.length === 1 && m.flags[0]!.startsWith('$sprelay-refused-')),
+      'marked, not \\Seen, not moved',
+    );
+  });
+
+  it('marked refusals are left out by the SEARCH: the next listing fetches nothing of them', CASE, async () => {
+    const s = await server();
+    for (let i = 0; i < 3; i++) {
+      s.append('INBOX', await compose({ from: 'mallory@evil.example', files: [[`p${i}.xml`, Buffer.from('<p/>')]] }));
+    }
+    const first = await source(s);
+    const refused = await first.list(signal());
+    assert.equal(refused.length, 3);
+    for (const e of refused) await first.acknowledge(e, signal());
+    await first.close();
+    const good = s.append('INBOX', await compose({ files: [['ok.xml', Buffer.from('<ok/>')]] }));
+    s.commands.length = 0;
+    const second = await source(s);
+    assert.deepEqual(names(await second.list(signal())), ['ok.xml']);
+    const search = s.commands.find((c) => /UID SEARCH/i.test(c)) ?? '';
+    assert.match(search, /UNKEYWORD \$sprelay-refused-[0-9a-f]{8}/i, 'the server leaves them out');
+    const fetched = s.commands.filter((c) => /UID FETCH/i.test(c));
+    assert.ok(
+      fetched.every((c) => new RegExp(`UID FETCH ${good} `).test(c)),
+      `only the new message is fetched: ${fetched.join(' | ')}`,
+    );
+
+    // other rules (allowFrom now takes mallory): the old marks do not hide the messages
+    const third = await source(s, endpoint({ mail: { allowFrom: [OFFICE, 'mallory@evil.example'] } }));
+    assert.deepEqual(names(await third.list(signal())), ['p0.xml', 'p1.xml', 'p2.xml', 'ok.xml']);
+  });
+
+  it(
+    'maxPerCycle: the listing stops at that many entries, oldest UIDs first, metadata in one FETCH',
+    CASE,
+    async () => {
+      const s = await server();
+      for (let i = 0; i < 5; i++) s.append('INBOX', await compose({ files: [[`m${i}.xml`, Buffer.from(`<m${i}/>`)]] }));
+      s.commands.length = 0;
+      const src = await source(s, endpoint({ maxPerCycle: 2 }));
+      assert.deepEqual(names(await src.list(signal())), ['m0.xml', 'm1.xml']);
+      const metadata = s.commands.filter((c) => /UID FETCH [\d,]+ \(.*ENVELOPE/i.test(c));
+      assert.deepEqual(
+        metadata.map((c) => /UID FETCH ([\d,]+)/i.exec(c)![1]),
+        ['1,2'],
+        'one FETCH for the two it needs, none for the rest',
+      );
+    },
+  );
+
+  it('a mailbox recreated before the marks go out: they are dropped, never put on other messages', CASE, async () => {
+    const s = await server();
+    s.append('INBOX', await compose({ from: 'mallory@evil.example', files: [['p.xml', Buffer.from('<p/>')]] }));
+    const src = await source(s);
+    const [refused] = await src.list(signal());
+    await src.acknowledge(refused!, signal());
+    s.setUidValidity('INBOX', 99);
+    await src.close();
+    assert.ok(!s.commands.some((c) => /UID STORE/i.test(c)), 'no STORE into the new mailbox');
+    assert.deepEqual(s.messages('INBOX')[0]!.flags, []);
   });
 
   it('afterRefuse move: a refused message is moved as it is; never flagged or deleted otherwise', CASE, async () => {
@@ -307,7 +371,10 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     s.append('INBOX', await compose({ files: [['ok.xml', Buffer.from('<ok/>')]] }));
     const src = await source(
       s,
-      endpoint({ afterReceive: { kind: 'move', to: 'Processed' }, mail: { afterRefuse: { kind: 'move', to: 'Refused' } } }),
+      endpoint({
+        afterReceive: { kind: 'move', to: 'Processed' },
+        mail: { afterRefuse: { kind: 'move', to: 'Refused' } },
+      }),
     );
     const listed = await src.list(signal());
     assert.deepEqual(

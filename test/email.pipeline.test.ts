@@ -421,28 +421,42 @@ describe('station -> SMTP -> office mailbox -> IMAP -> inbox', () => {
     assert.equal(imap.messages('Refused').length, 2);
   });
 
-  it('afterRefuse leave: refused messages stay unseen where they are and are recorded once', CASE, async () => {
-    const b = agentB('move:Processed', 'afterRefuse: leave');
-    await mailIn('mallory@evil.example', [['prices.xml', cdsXml('evil')]]);
-    await mailIn('azs017@example.com', [], { subject: 'hello office' });
-    for (const expected of [2, 0]) {
-      const [r] = await b.runOnce(['import']);
-      assert.equal(r!.quarantined, expected, JSON.stringify(r));
-      assert.equal(r!.delivered, 0);
-    }
-    const rows = b.ledger.list({ route: 'import' });
-    assert.deepEqual(
-      rows.map((r) => [r.name, r.state, r.ackedAt]),
-      [
-        ['prices.xml', 'quarantined', null],
-        ['hello office', 'quarantined', null],
-      ],
-    );
-    assert.match(rows[1]!.lastError!, /no attachment in the message/);
-    const left = imap.messages('INBOX');
-    assert.equal(left.length, 2);
-    assert.ok(left.every((m) => m.flags.length === 0));
-    assert.deepEqual(imap.messages('Processed'), []);
-    assert.deepEqual(filesIn(join(dir, 'b-inbox')), []);
-  });
+  it(
+    'afterRefuse leave: refused messages stay unseen where they are, marked, recorded once, not fetched again',
+    CASE,
+    async () => {
+      const b = agentB('move:Processed', 'afterRefuse: leave');
+      await mailIn('mallory@evil.example', [['prices.xml', cdsXml('evil')]]);
+      await mailIn('azs017@example.com', [], { subject: 'hello office' });
+      for (const expected of [2, 0]) {
+        imap.commands.length = 0;
+        const [r] = await b.runOnce(['import']);
+        assert.equal(r!.quarantined, expected, JSON.stringify(r));
+        assert.equal(r!.delivered, 0);
+        assert.equal(r!.error, null);
+      }
+      assert.deepEqual(
+        imap.commands.filter((c) => /FETCH/i.test(c)),
+        [],
+        'the second cycle fetches neither message: the SEARCH leaves the marked ones out',
+      );
+      const rows = b.ledger.list({ route: 'import' });
+      assert.deepEqual(
+        rows.map((r) => [r.name, r.state, r.ackedAt]),
+        [
+          ['prices.xml', 'quarantined', null],
+          ['hello office', 'quarantined', null],
+        ],
+      );
+      assert.match(rows[1]!.lastError!, /no attachment in the message/);
+      const left = imap.messages('INBOX');
+      assert.equal(left.length, 2);
+      assert.ok(
+        left.every((m) => m.flags.length === 1 && /^\$sprelay-refused-[0-9a-f]{8}$/.test(m.flags[0]!)),
+        `unseen, marked refused only: ${JSON.stringify(left.map((m) => m.flags))}`,
+      );
+      assert.deepEqual(imap.messages('Processed'), []);
+      assert.deepEqual(filesIn(join(dir, 'b-inbox')), []);
+    },
+  );
 });

@@ -7,8 +7,23 @@ import { createWriteStream, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName, matchesInclude } from '../agent/inspect.js';
+import {
+  checkName,
+  checkXmlFile,
+  checkZipFile,
+  createXmlCheck,
+  DEFAULT_CHECK_LIMITS,
+  isXmlName,
+  isZipName,
+  matchesInclude,
+  type CheckLimits,
+  type XmlLimits,
+} from '../agent/inspect.js';
+import { deflatedZeros, makeZip, unicodePathField } from './hostile/zip.js';
+import yazl from 'yazl';
+import { PassThrough } from 'node:stream';
 
+const MiB = 1024 * 1024;
 let dir = '';
 let seq = 0;
 
@@ -390,7 +405,8 @@ test('zip: an empty archive (end record only) passes', async () => {
 });
 
 test('zip: a large archive whose end record is far from the start passes', async () => {
-  assert.equal(await checkZipFile(await file(storedZip('big.xml', Buffer.alloc(200_000, 0x61)))), null);
+  const big = Buffer.concat([Buffer.from('<r>'), Buffer.alloc(200_000, 0x61), Buffer.from('</r>')]);
+  assert.equal(await checkZipFile(await file(storedZip('big.xml', big))), null);
 });
 
 test('zip: truncated archives are reported', async () => {
@@ -414,6 +430,458 @@ test('zip: non-zip files are reported', async () => {
   assert.equal(await checkZipFile(await file(Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00]))), 'not a zip archive');
   assert.equal(await checkZipFile(await file('PK')), 'not a zip archive');
   assert.match((await checkZipFile(await file(''))) ?? '', /not a zip archive/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// XML: declared encodings on an allow-list, and the raw-byte scan for DOCTYPE / ENTITY
+
+const accepted: Array<[label: string, bytes: Buffer]> = [
+  [
+    'cp866',
+    Buffer.concat([
+      Buffer.from('<?xml version="1.0" encoding="cp866"?><r>'),
+      Buffer.from([0x8e, 0xe2, 0xe7, 0xa5, 0xe2]),
+      Buffer.from('</r>'),
+    ]),
+  ],
+  [
+    'KOI8-R',
+    Buffer.concat([
+      Buffer.from('<?xml version="1.0" encoding="KOI8-R"?><r>'),
+      Buffer.from([0xf4, 0xc5, 0xd3, 0xd4]),
+      Buffer.from('</r>'),
+    ]),
+  ],
+  [
+    'koi8-u',
+    Buffer.concat([
+      Buffer.from("<?xml version='1.0' encoding='koi8-u'?><r>"),
+      Buffer.from([0xa4, 0xa6]),
+      Buffer.from('</r>'),
+    ]),
+  ],
+  [
+    'ISO-8859-5',
+    Buffer.concat([
+      Buffer.from('<?xml version="1.0" encoding="ISO-8859-5"?><r a="'),
+      Buffer.from([0xbe, 0xe2]),
+      Buffer.from('"/>'),
+    ]),
+  ],
+  [
+    'ISO-8859-1',
+    Buffer.concat([
+      Buffer.from('<?xml version="1.0" encoding="ISO-8859-1"?><r>caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('</r>'),
+    ]),
+  ],
+  ['US-ASCII', Buffer.from('<?xml version="1.0" encoding="US-ASCII"?><r/>')],
+  ['Windows-1251', cp1251('<?xml version="1.0" encoding="Windows-1251"?><r>Ёж</r>')],
+  [
+    'UTF-16BE with a byte order mark',
+    Buffer.from('\ufeff<?xml version="1.0" encoding="UTF-16"?><r>Отчёт</r>', 'utf16le').swap16(),
+  ],
+  ['UTF-16LE without a byte order mark', Buffer.from('<?xml version="1.0" encoding="UTF-16"?><r>Отчёт</r>', 'utf16le')],
+];
+
+for (const [label, bytes] of accepted) {
+  test(`XML: encoding ${label} is accepted`, async () => {
+    assert.equal(await checkXmlFile(await file(bytes)), null);
+  });
+}
+
+const refusedEncodings: Array<[what: string, bytes: Buffer, reason: RegExp]> = [
+  [
+    'UTF-7',
+    Buffer.from('<?xml version="1.0" encoding="UTF-7"?><r>+ACY-x+ADs-</r>'),
+    /XML encoding "UTF-7" is not accepted \(accepted: UTF-8, UTF-16, windows-1251/,
+  ],
+  [
+    'an unknown label',
+    Buffer.from('<?xml version="1.0" encoding="x-nobody"?><r/>'),
+    /encoding "x-nobody" is not accepted/,
+  ],
+  [
+    'ISO-2022-JP (escape sequences)',
+    Buffer.from('<?xml version="1.0" encoding="ISO-2022-JP"?><r/>'),
+    /encoding "ISO-2022-JP" is not accepted/,
+  ],
+  [
+    'windows-1250 (not on the list)',
+    Buffer.from('<?xml version="1.0" encoding="windows-1250"?><r/>'),
+    /"windows-1250" is not accepted/,
+  ],
+  [
+    'a label with a space',
+    Buffer.from('<?xml version="1.0" encoding="UTF 7"?><r/>'),
+    /encoding "UTF 7" is not accepted/,
+  ],
+  [
+    'UTF-7 declared behind a UTF-8 byte order mark',
+    Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('<?xml version="1.0" encoding="UTF-7"?><r/>')]),
+    /"UTF-7" is not accepted/,
+  ],
+  [
+    'UTF-7 declared in a UTF-16 file',
+    Buffer.from('\ufeff<?xml version="1.0" encoding="UTF-7"?><r/>', 'utf16le'),
+    /"UTF-7" is not accepted/,
+  ],
+  ['UTF-32BE byte order mark', Buffer.from([0, 0, 0xfe, 0xff, 0, 0, 0, 0x3c]), /UTF-32/],
+  ['UTF-32LE without a byte order mark', Buffer.from([0x3c, 0, 0, 0, 0x72, 0, 0, 0]), /UTF-32/],
+  ['EBCDIC', Buffer.from([0x4c, 0x6f, 0xa7, 0x94, 0x93]), /EBCDIC/],
+  [
+    'a declaration that does not end in the first 1024 bytes',
+    Buffer.from(`<?xml version="1.0"${' '.repeat(1100)} encoding="UTF-7"?><r/>`),
+    /declaration does not end within its first 1024 bytes/,
+  ],
+];
+
+for (const [what, bytes, reason] of refusedEncodings) {
+  test(`XML: ${what} is refused naming the encoding`, async () => {
+    assert.match((await checkXmlFile(await file(bytes))) ?? '', reason);
+  });
+}
+
+const hiddenMarkup: Array<[what: string, bytes: Buffer, reason: RegExp]> = [
+  ['lower-case <!doctype', Buffer.from('<!doctype r><r/>'), /^DOCTYPE is not allowed \(byte 0\)/],
+  [
+    '<!ENTITY in a comment',
+    Buffer.from('<r><!-- <!ENTITY x SYSTEM "file:///etc/passwd"> --></r>'),
+    /^ENTITY declaration is not allowed \(byte 8\)/,
+  ],
+  ['DOCTYPE in CDATA', Buffer.from('<r><![CDATA[<!DOCTYPE x>]]></r>'), /^DOCTYPE is not allowed/],
+  [
+    'DOCTYPE as UTF-16LE bytes in a windows-1251 file',
+    Buffer.concat([Buffer.from('<r>'), Buffer.from('<!DOCTYPE', 'utf16le'), Buffer.from('</r>')]),
+    /as UTF-16LE text/,
+  ],
+  [
+    'DOCTYPE as UTF-16BE bytes',
+    Buffer.concat([Buffer.from('<r>'), Buffer.from('<!doctype', 'utf16le').swap16(), Buffer.from('</r>')]),
+    /as UTF-16BE text/,
+  ],
+  [
+    'ENTITY in a UTF-16LE file',
+    Buffer.from('\ufeff<r><!-- <!ENTITY x "y"> --></r>', 'utf16le'),
+    /ENTITY declaration is not allowed.*UTF-16LE/,
+  ],
+];
+
+for (const [what, bytes, reason] of hiddenMarkup) {
+  test(`XML raw scan: ${what} is refused`, async () => {
+    assert.match((await checkXmlFile(await file(bytes))) ?? '', reason);
+  });
+}
+
+test('XML raw scan: a DOCTYPE split across two reads is found at its byte', async () => {
+  const at = 64 * 1024 - 4; // `<!DO` ends the first 64 KB read, `CTYPE` starts the next
+  const bytes = Buffer.concat([
+    Buffer.from('<r>'),
+    Buffer.alloc(at - 3, 0x20),
+    Buffer.from('<!DOCTYPE r>'),
+    Buffer.from('</r>'),
+  ]);
+  assert.equal(
+    await checkXmlFile(await file(bytes)),
+    `DOCTYPE is not allowed (byte ${at}): entity declarations and external references are refused`,
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// XML: limits (check.xml)
+
+function xmlLimits(over: Partial<XmlLimits>): XmlLimits {
+  return { ...DEFAULT_CHECK_LIMITS.xml, ...over };
+}
+
+function nested(depth: number): string {
+  return '<a>'.repeat(depth) + '</a>'.repeat(depth);
+}
+
+test('XML limits: depth at the limit passes, one more is refused where it happens', async () => {
+  const limits = xmlLimits({ maxDepth: 5 });
+  assert.equal(await checkXmlFile(await file(nested(5)), undefined, limits), null);
+  assert.equal(
+    await checkXmlFile(await file(nested(6)), undefined, limits),
+    'XML elements nested more than 5 deep at line 1, column 18 (limit check.xml.maxDepth)',
+  );
+});
+
+test('XML limits: the default depth (64) passes a ClientDataSet packet and refuses 65', async () => {
+  assert.equal(await checkXmlFile(await file(nested(64))), null);
+  assert.match((await checkXmlFile(await file(nested(65)))) ?? '', /nested more than 64 deep/);
+});
+
+test('XML limits: attributes per element', async () => {
+  const el = (n: number) => `<ROW${Array.from({ length: n }, (_, i) => ` F${i}="${i}"`).join('')}/>`;
+  const limits = xmlLimits({ maxAttributes: 300 });
+  assert.equal(await checkXmlFile(await file(`<R>${el(300)}${el(300)}</R>`), undefined, limits), null);
+  assert.match(
+    (await checkXmlFile(await file(`<R>${el(300)}${el(301)}</R>`), undefined, limits)) ?? '',
+    /^element <ROW> has more than 300 attributes at line 1, column \d+ \(limit check\.xml\.maxAttributes\)$/,
+  );
+});
+
+test('XML limits: names of elements and attributes', async () => {
+  const limits = xmlLimits({ maxNameLength: 31 });
+  const name = 'N'.repeat(31);
+  assert.equal(await checkXmlFile(await file(`<${name} ${name}="1"/>`), undefined, limits), null);
+  assert.match(
+    (await checkXmlFile(await file(`<${name}X/>`), undefined, limits)) ?? '',
+    /XML name longer than 31 characters/,
+  );
+  assert.match(
+    (await checkXmlFile(await file(`<r ${name}X="1"/>`), undefined, limits)) ?? '',
+    /XML name longer than 31 characters/,
+  );
+});
+
+test('XML limits: attribute values and text', async () => {
+  const limits = xmlLimits({ maxAttributeLength: 1000, maxTextLength: 2000 });
+  assert.equal(
+    await checkXmlFile(await file(`<r a="${'x'.repeat(1000)}">${'t'.repeat(2000)}</r>`), undefined, limits),
+    null,
+  );
+  assert.match(
+    (await checkXmlFile(await file(`<r a="${'x'.repeat(1001)}"/>`), undefined, limits)) ?? '',
+    /^attribute "a" is longer than 1000 characters at line 1, column \d+ \(limit check\.xml\.maxAttributeLength\)$/,
+  );
+  assert.match(
+    (await checkXmlFile(await file(`<r>${'t'.repeat(2001)}</r>`), undefined, limits)) ?? '',
+    /XML text longer than 2000 characters/,
+  );
+  assert.match(
+    (await checkXmlFile(await file(`<r><!--${'c'.repeat(2001)}--></r>`), undefined, limits)) ?? '',
+    /XML text longer than 2000/,
+  );
+});
+
+test('XML limits: a value still open is stopped at the limit, not read to its end (saxes internals pinned)', async () => {
+  // 3 MB of an attribute that never closes: without the look into saxes' buffer the check would
+  // read all of it and report the unexpected end instead.
+  const limits = xmlLimits({ maxAttributeLength: MiB, maxTextLength: MiB });
+  const got = await checkXmlFile(
+    await file(Buffer.concat([Buffer.from('<r a="'), Buffer.alloc(3 * MiB, 'x')])),
+    undefined,
+    limits,
+  );
+  assert.match(got ?? '', /^XML text or attribute value longer than 1048576 characters at line 1, column \d+/);
+  const name = await checkXmlFile(await file(Buffer.concat([Buffer.from('<r'), Buffer.alloc(MiB, 'x')])));
+  assert.match(name ?? '', /^XML name longer than 256 characters at line 1, column 65536 /);
+});
+
+test('XML limits: many references or line breaks in one tag are a memory attack', async () => {
+  const amp = Buffer.concat([Buffer.from('<r a="'), Buffer.alloc(6 * MiB, '&amp;'), Buffer.from('"/>')]);
+  assert.match(
+    (await checkXmlFile(await file(amp))) ?? '',
+    /more than 1000000 entity references, tabs or line breaks in one tag/,
+  );
+  // the same count spread over many tags is ordinary data
+  const rows = Array.from({ length: 30_000 }, (_, i) => `<ROW N="a&amp;b&#13;&#10;${i}"/>`).join('\n');
+  assert.equal(await checkXmlFile(await file(`<R>${rows}</R>`)), null);
+  // and text is never held, so an escaped document as text is no attack
+  assert.equal(await checkXmlFile(await file(`<r>${'&lt;x/&gt;'.repeat(300_000)}</r>`)), null);
+});
+
+test('XML limits: nodes per MB count elements, attributes and text, a small file as 1 MB', async () => {
+  const limits = xmlLimits({ maxNodesPerMB: 1000 });
+  // 500 elements, 500 text nodes: 1000 nodes
+  assert.equal(await checkXmlFile(await file(`<r>${'<a/>x'.repeat(499)}<a/></r>`), undefined, limits), null);
+  assert.match(
+    (await checkXmlFile(await file(`<r>${'<a/>x'.repeat(500)}</r>`), undefined, limits)) ?? '',
+    /^too many XML nodes: more than 1000 elements, attributes and text nodes in \d+ bytes \(limit check\.xml\.maxNodesPerMB: 1000 per MB\)$/,
+  );
+  assert.match(
+    (await checkXmlFile(
+      await file(`<r ${Array.from({ length: 1000 }, (_, i) => `a${i}="1"`).join(' ')}/>`),
+      undefined,
+      limits,
+    )) ?? '',
+    /too many XML nodes/,
+  );
+});
+
+test('XML limits: a deep 5 MB file is refused after its first bytes, in little memory', async () => {
+  const path = await file(Buffer.alloc(5 * MiB, '<a>'));
+  const before = process.memoryUsage().heapUsed;
+  const t = Date.now();
+  assert.match((await checkXmlFile(path)) ?? '', /nested more than 64 deep at line 1, column 195/);
+  assert.ok(Date.now() - t < 2000, 'refused at the start, not after reading it all');
+  assert.ok(process.memoryUsage().heapUsed - before < 50 * MiB, 'the tag stack was not built');
+});
+
+// ---------------------------------------------------------------------------------------------
+// XML: the push-based check gives the file's verdict whatever the chunking
+
+const pushCases: Array<[what: string, bytes: Buffer]> = [
+  [
+    'a cp1251 packet without a declared encoding',
+    cp1251(CDS_HEAD.replace(' encoding="windows-1251"', '') + cdsRow(1) + cdsRow(2) + CDS_TAIL),
+  ],
+  ['UTF-8 Cyrillic split inside characters', Buffer.from('<r a="Ёлка">Отчёт смены ёж</r>')],
+  ['UTF-16LE', Buffer.from('\ufeff<r>Отчёт</r>', 'utf16le')],
+  ['not well-formed', Buffer.from('<r><a></r>')],
+  ['a DOCTYPE', Buffer.from('<!DOCTYPE r><r/>')],
+];
+
+for (const [what, bytes] of pushCases) {
+  test(`XML push check: ${what}, fed a byte at a time, says what the file check says`, async () => {
+    const fromFile = await checkXmlFile(await file(bytes));
+    const check = createXmlCheck(DEFAULT_CHECK_LIMITS.xml, { size: bytes.length });
+    let got: string | null = null;
+    for (let i = 0; i < bytes.length && got === null; i++) got = check.write(bytes.subarray(i, i + 1));
+    got ??= check.end();
+    if (fromFile === null) assert.equal(got, null);
+    else assert.equal((got ?? '').replace(/\d+/g, 'N'), fromFile.replace(/\d+/g, 'N'));
+    assert.equal(check.end(), got, 'the verdict sticks');
+  });
+}
+
+test('XML push check: an undeclared file that turns out not to be UTF-8 after a UTF-8 start is judged as windows-1251', () => {
+  const check = createXmlCheck();
+  assert.equal(check.write(Buffer.from('<r a="Ёлка">')), null); // valid UTF-8
+  assert.equal(check.write(cp1251('<b>Отчёт</b>')), null); // not UTF-8: read on as windows-1251
+  assert.equal(check.write(Buffer.from('</r>')), null);
+  assert.equal(check.end(), null);
+});
+
+// ---------------------------------------------------------------------------------------------
+// zip: members
+
+function zipLimits(over: Partial<CheckLimits['zip']>, xml: Partial<XmlLimits> = {}): CheckLimits {
+  return { xml: xmlLimits(xml), zip: { ...DEFAULT_CHECK_LIMITS.zip, ...over } };
+}
+
+async function yazlZip(add: (z: yazl.ZipFile) => void): Promise<Buffer> {
+  const zip = new yazl.ZipFile();
+  add(zip);
+  zip.end();
+  const chunks: Buffer[] = [];
+  for await (const c of zip.outputStream as AsyncIterable<Buffer>) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+test('zip: SERVIO-like archives pass (deflated, folders, data descriptors, stored, non-XML members)', async () => {
+  const cdsBytes = cp1251(CDS_HEAD + cdsRow(1) + cdsRow(2) + CDS_TAIL);
+  const deflated = await yazlZip((z) => {
+    z.addEmptyDirectory('TABLES/');
+    z.addBuffer(cdsBytes, 'TABLES/GOODS.XML');
+    z.addBuffer(Buffer.from('x'), 'TABLES/notes.txt', { compress: false });
+  });
+  assert.equal(await checkZipFile(await file(deflated)), null);
+  const streamed = await yazlZip((z) => {
+    const s = new PassThrough();
+    s.end(cdsBytes);
+    z.addReadStream(s, 'GOODS.XML');
+    z.addBuffer(cdsBytes, 'Остатки.xml');
+  });
+  assert.equal(await checkZipFile(await file(streamed)), null);
+  // a member that is not XML is only counted, whatever it holds
+  assert.equal(await checkZipFile(await file(makeZip([{ name: 'photo.jpg', data: Buffer.alloc(5000, 0xff) }]))), null);
+});
+
+const unsafeMembers: Array<[name: string | Buffer, reason: RegExp]> = [
+  ['../x.xml', /leads out of the folder/],
+  ['a/../../x.xml', /leads out of the folder/],
+  ['..\\x.xml', /leads out of the folder/],
+  ['/x.xml', /absolute path \(starts with a separator\)/],
+  ['\\\\server\\share\\x.xml', /absolute path/],
+  ['C:\\x.xml', /drive letter/],
+  ['C:x.xml', /drive letter/],
+  ['dir/CON', /reserved device name "CON"/],
+  ['dir/COM1.xml', /reserved device name "COM1"/],
+  ['dir/a:b.xml', /":"/],
+  ['a/./b.xml', /"\." is not a file name/],
+  ['a//b.xml', /name is empty/],
+  ['x.xml ', /ends with a dot or space/],
+  ['dir /x.xml', /ends with a dot or space/],
+  ['a\u0001.xml', /control character/],
+  [Buffer.from([0x2e, 0x2e, 0x2f, 0x78]), /leads out of the folder/], // CP437 "../x"
+];
+
+for (const [name, reason] of unsafeMembers) {
+  test(`zip: member name ${JSON.stringify(typeof name === 'string' ? name : name.toString('latin1'))} is refused`, async () => {
+    const got = await checkZipFile(await file(makeZip([{ name, data: Buffer.from('<r/>') }])));
+    assert.match(got ?? '', /^zip member .*: unsafe name: /);
+    assert.match(got ?? '', reason);
+  });
+}
+
+test('zip: a UTF-8 flagged name that is not UTF-8 is refused', async () => {
+  const zip = makeZip([{ name: Buffer.from([0x61, 0xc0, 0xae, 0x2e, 0x78]), data: Buffer.from('<r/>') }]);
+  // flip the UTF-8 flag on in both headers
+  zip.writeUInt16LE(0x0800, 6);
+  zip.writeUInt16LE(0x0800, zip.indexOf(Buffer.from('PK\x01\x02', 'latin1')) + 8);
+  assert.match((await checkZipFile(await file(zip))) ?? '', /has a name that is not valid UTF-8/);
+});
+
+test('zip: the Unicode Path field is judged too', async () => {
+  const zip = makeZip([
+    { name: Buffer.from('ok.xml'), data: Buffer.from('<r/>'), extra: unicodePathField('ok.xml', 'dir/NUL.xml') },
+  ]);
+  assert.match((await checkZipFile(await file(zip))) ?? '', /reserved device name "NUL"/);
+});
+
+test('zip: limits on members, total size and ratio come from the configuration', async () => {
+  const three = makeZip([1, 2, 3].map((i) => ({ name: `t${i}.xml`, data: Buffer.from('<r/>') })));
+  assert.equal(await checkZipFile(await file(three), undefined, zipLimits({ maxEntries: 3 })), null);
+  assert.equal(
+    await checkZipFile(await file(three), undefined, zipLimits({ maxEntries: 2 })),
+    'zip archive has 3 members, more than 2 (limit check.zip.maxEntries)',
+  );
+  const table = Buffer.from(`<r>${'<ROW A="1"/>'.repeat(20_000)}</r>`); // 240 KB, deflates about 400 times
+  const zip = makeZip([
+    { name: 'a.xml', data: table },
+    { name: 'b.xml', data: table },
+  ]);
+  assert.equal(await checkZipFile(await file(zip)), null);
+  assert.equal(
+    await checkZipFile(await file(zip), undefined, zipLimits({ maxUncompressed: table.length * 2 - 1 })),
+    `zip archive unpacks to more than ${table.length * 2 - 1} bytes (limit check.zip.maxUncompressed)`,
+  );
+  const bomb = makeZip([{ name: 'z.bin', data: deflatedZeros(16) }]);
+  assert.match(
+    (await checkZipFile(await file(bomb))) ?? '',
+    /inflates \d+ bytes to 16777216 \(\d+ times, limit check\.zip\.maxRatio: 500\): refused as a zip bomb/,
+  );
+  assert.equal(await checkZipFile(await file(bomb), undefined, zipLimits({ maxRatio: 2000 })), null);
+});
+
+test('zip: XML members go through the XML check with the configured XML limits', async () => {
+  const zip = makeZip([{ name: 'TABLES/a.xml', data: Buffer.from(nested(6)) }]);
+  assert.equal(await checkZipFile(await file(zip)), null);
+  assert.equal(
+    await checkZipFile(await file(zip), undefined, zipLimits({}, { maxDepth: 5 })),
+    'zip member "TABLES/a.xml": XML elements nested more than 5 deep at line 1, column 18 (limit check.xml.maxDepth)',
+  );
+  const broken = makeZip([{ name: 'b.XML', data: Buffer.from('<r><a></r>') }]);
+  assert.match((await checkZipFile(await file(broken))) ?? '', /^zip member "b.XML": not well-formed XML at line 1/);
+});
+
+test('zip: an XML member in a method that cannot be inflated here is refused; another member is not', async () => {
+  const xml = makeZip([{ name: 'a.xml', data: Buffer.from('<r/>'), method: 'store' }]);
+  xml.writeUInt16LE(12, 8); // bzip2, local header
+  xml.writeUInt16LE(12, xml.indexOf(Buffer.from('PK\x01\x02', 'latin1')) + 10);
+  assert.match((await checkZipFile(await file(xml))) ?? '', /uses compression method 12, which cannot be checked/);
+});
+
+test('zip: damaged archives are reported, I/O errors are not swallowed', async () => {
+  const zip = makeZip([{ name: 'a.xml', data: Buffer.from(`<r>${'x'.repeat(1000)}</r>`) }]);
+  const bad = Buffer.from(zip);
+  bad[40] = bad[40]! ^ 0xff; // inside the deflated data
+  assert.match((await checkZipFile(await file(bad))) ?? '', /^zip (archive is damaged|member "a.xml")/);
+  await assert.rejects(checkZipFile(join(dir, 'no-such.zip')), { code: 'ENOENT' });
+});
+
+test('zip: an aborted signal rejects with its reason', async () => {
+  const c = new AbortController();
+  const reason = new Error('stop');
+  c.abort(reason);
+  await assert.rejects(
+    checkZipFile(await file(makeZip([{ name: 'a.xml', data: Buffer.from('<r/>') }])), c.signal),
+    (e) => e === reason,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -188,25 +188,34 @@ describe('lan transport', () => {
       assert.ok(existsSync(join(root, 'secret.xml')), 'nothing outside was touched');
     });
 
-    it('list skips directories, symlinks to directories, .part and .sprelay- names; keeps symlinked files', async () => {
+    it('list skips .part and .sprelay- names and folders not named like a package; lists a folder named like one as refused', async () => {
+      // links, pipes and the rest of what is not a regular file: test/hostile/lan-links.test.ts and
+      // lan-fifo.test.ts (Linux: Wine's links are too weak for them)
       const dir = join(root, 'from-station');
       await mkdir(join(dir, 'subdir.xml'), { recursive: true });
-      await mkdir(join(base, 'elsewhere'));
-      await symlink(join(base, 'elsewhere'), join(dir, 'linkdir.xml'));
-      await writeFile(join(base, 'target.xml'), '<t/>');
-      await symlink(join(base, 'target.xml'), join(dir, 'linkfile.xml'));
-      await symlink(join(base, 'nowhere.xml'), join(dir, 'dangling.xml'));
+      await mkdir(join(dir, 'archive'));
       await writeFile(join(dir, 'x.xml.Part'), '');
       await writeFile(join(dir, '.sprelay-probe-1234.part'), '');
       await writeFile(join(dir, '.sprelay-other'), '');
       await writeFile(join(dir, 'Отчёт смены.XML'), '<r/>');
+      await writeFile(join(dir, 'notes.txt'), 'not a package, still a file');
       const src = await lan().openSource(endpoint(), signal());
       const entries = await src.list(signal());
-      assert.deepEqual(entries.map((e) => e.name).sort(), ['linkfile.xml', 'Отчёт смены.XML'].sort());
+      assert.deepEqual(entries.map((e) => e.name).sort(), ['notes.txt', 'subdir.xml', 'Отчёт смены.XML'].sort());
       for (const e of entries) {
         assert.equal(e.ref, e.name);
+        if (e.name === 'subdir.xml') continue;
+        assert.equal(e.refusal, undefined);
         assert.ok(e.modifiedAt instanceof Date);
       }
+      const folder = entries.find((e) => e.name === 'subdir.xml')!;
+      assert.match(
+        folder.refusal ?? '',
+        /^a folder on the share, not a regular file: refused, not read and left where it is/,
+      );
+      await rejectsWith(src.open(folder, signal()), 'rejected');
+      await rejectsWith(src.acknowledge(folder, signal()), 'rejected');
+      assert.ok(existsSync(join(dir, 'subdir.xml')), 'the refused folder is left where it is');
     });
 
     it('open of a file that changed since it was listed is busy (retryable), not delivered', async () => {
@@ -316,6 +325,14 @@ describe('lan transport', () => {
       ctl.abort();
       await rejectsWith(putting, 'aborted');
       assert.deepEqual(await readdir(join(root, 'from-station')), []);
+    });
+
+    it('a folder named NAME.part is not ours to remove: exists, nothing written', async () => {
+      await mkdir(join(root, 'from-station', 'held.xml.part'), { recursive: true });
+      const sink = await lan().openSink(endpoint(), signal());
+      const err = await rejectsWith(sink.put(packageOf('held.xml', Buffer.from('<a/>')), signal()), 'exists');
+      assert.match(err.message, /held\.xml\.part on the share is a folder: refused, nothing written/);
+      assert.deepEqual(await readdir(join(root, 'from-station')), ['held.xml.part']);
     });
 
     it('a stale .part from an earlier crash is replaced by the next put', async () => {

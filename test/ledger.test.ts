@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { IllegalTransitionError, isLegalMove, Ledger, LEGAL_MOVES, type PackageState } from '../store/ledger.js';
 import { ledgerDriverInfo, openSqlite, type SqlDatabase } from '../store/sqlite.js';
+import { MIGRATIONS } from '../store/ledger/migrations.js';
+import { SQL } from '../store/ledger/queries.js';
 
 /** Opens the ledger file directly (as a second connection) with the process's driver. */
 function pragma(db: SqlDatabase, name: string): unknown {
@@ -52,13 +54,13 @@ describe('ledger', () => {
     const db = openSqlite(path);
     try {
       assert.equal(pragma(db, 'journal_mode'), 'wal');
-      assert.equal(pragma(db, 'user_version'), 3);
+      assert.equal(pragma(db, 'user_version'), MIGRATIONS.length);
     } finally {
       db.close();
     }
     const again = Ledger.open(path);
     try {
-      assert.equal(again.schemaVersion, 3);
+      assert.equal(again.schemaVersion, MIGRATIONS.length);
       assert.equal(again.integrityCheck(), 'ok');
       // synchronous is per connection: check the ledger's own
       assert.equal(pragma((again as unknown as { db: SqlDatabase }).db, 'synchronous'), 2);
@@ -144,7 +146,7 @@ describe('ledger', () => {
       for (const r of results) assert.equal(r.code, 0, r.err);
       const l = Ledger.open(path);
       try {
-        assert.equal(l.schemaVersion, 3);
+        assert.equal(l.schemaVersion, MIGRATIONS.length);
         assert.equal(l.integrityCheck(), 'ok');
       } finally {
         l.close();
@@ -255,6 +257,120 @@ describe('ledger', () => {
       assert.deepEqual(l.unseenIds('i', 'dead', 5), []);
     } finally {
       l.close();
+    }
+  });
+
+  it('a refused entry and the quarantine budget are each one index step, not a scan (migration 4)', () => {
+    const path = tempLedgerPath();
+    const l = Ledger.open(path);
+    try {
+      // the lookup a mail flood makes once per message: over thousands of refusals of one name
+      l.transaction(() => {
+        for (let uid = 1; uid <= 3000; uid++) {
+          l.insert(
+            {
+              route: 'i',
+              direction: 'in',
+              name: 'prices.xml',
+              size: 0,
+              state: 'quarantined',
+              remoteRef: `INBOX/7/${uid}/*`,
+            },
+            'quarantined',
+          );
+        }
+      });
+      assert.equal(
+        l.findRefusedInPlace('i', { name: 'prices.xml', ref: 'INBOX/7/2999/*', size: 0 })?.remoteRef,
+        'INBOX/7/2999/*',
+      );
+      const db = openSqlite(path);
+      try {
+        const plan = (sql: string) =>
+          db
+            .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+            .all<{ detail: string }>(...Array.from({ length: (sql.match(/\?/g) ?? []).length }, () => 'x'))
+            .map((r) => r.detail)
+            .join('; ');
+        assert.match(
+          plan(SQL.findRefusedInPlace),
+          /SEARCH packages USING INDEX packages_refused \(route=\? AND remote_ref=\? AND name=\? AND size=\?\)/,
+        );
+        assert.match(plan(SQL.quarantineKept), /USING (COVERING )?INDEX packages_quarantine_kept/);
+        assert.match(
+          plan(SQL.quarantineDropped),
+          /SEARCH packages USING (COVERING )?INDEX packages_quarantine_dropped/,
+        );
+      } finally {
+        db.close();
+      }
+    } finally {
+      l.close();
+    }
+  });
+
+  it('counts the kept quarantine (all routes) and the unacknowledged dropped ones (per route)', () => {
+    const l = Ledger.open(tempLedgerPath());
+    try {
+      const base = { direction: 'in' as const, state: 'quarantined' as const };
+      assert.deepEqual(l.quarantineKept(), { count: 0, bytes: 0 });
+      l.insert(
+        { ...base, route: 'a', name: 'k1.xml', size: 100, sha256: 'h1', storedPath: 'quarantine/a/k1' },
+        'quarantined',
+      );
+      l.insert(
+        { ...base, route: 'b', name: 'k2.xml', size: 50, sha256: 'h2', storedPath: 'quarantine/b/k2' },
+        'quarantined',
+      );
+      const dropped = l.insert({ ...base, route: 'a', name: 'd.xml', size: 70, sha256: 'h3' }, 'quarantined');
+      l.insert({ ...base, route: 'a', name: 'refused-in-place.xml', size: 9 }, 'quarantined'); // never had bytes
+      l.insert({ route: 'a', direction: 'in', name: 'ok.xml', size: 5, sha256: 'h4', state: 'delivered' }, 'delivered');
+      assert.deepEqual(l.quarantineKept(), { count: 2, bytes: 150 });
+      assert.equal(l.quarantineDropped('a'), 1);
+      assert.equal(l.quarantineDropped('b'), 0);
+      l.acknowledge([dropped.id]);
+      assert.equal(l.quarantineDropped('a'), 0, 'a person saw it');
+    } finally {
+      l.close();
+    }
+  });
+
+  it('a ledger of schema 3 gets the indexes of migration 4 and keeps its rows', () => {
+    const path = tempLedgerPath();
+    const l = Ledger.open(path);
+    l.insert(
+      { route: 'i', direction: 'in', name: 'm.xml', size: 1, state: 'quarantined', remoteRef: 'r' },
+      'quarantined',
+    );
+    l.close();
+    const db = openSqlite(path);
+    try {
+      db.exec(
+        'DROP INDEX packages_refused; DROP INDEX packages_quarantine_kept; DROP INDEX packages_quarantine_dropped',
+      );
+      db.exec('PRAGMA user_version = 3');
+    } finally {
+      db.close();
+    }
+    const again = Ledger.open(path);
+    try {
+      assert.equal(again.schemaVersion, MIGRATIONS.length);
+      assert.equal(again.findRefusedInPlace('i', { name: 'm.xml', ref: 'r', size: 1 })?.name, 'm.xml');
+      assert.equal(again.integrityCheck(), 'ok');
+    } finally {
+      again.close();
+    }
+    const check = openSqlite(path);
+    try {
+      const names = check
+        .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'packages_%' ORDER BY name`)
+        .all<{ name: string }>()
+        .map((r) => r.name);
+      for (const n of ['packages_quarantine_dropped', 'packages_quarantine_kept', 'packages_refused']) {
+        assert.ok(names.includes(n), `${n} in ${names.join(', ')}`);
+      }
+    } finally {
+      check.close();
     }
   });
 });

@@ -1,6 +1,7 @@
 // The timing rules, on node:test's fake clock (mock.timers): every test here moves time by
 // minutes and takes milliseconds, and proves the boundary exactly (a deadline of 60 s has not
-// fired at 59.999 s and has at 60 s). Units: withDeadline and IdleWatch (transports/deadline.ts),
+// fired at 59.999 s and has at 60 s). Units: withDeadline, withBudget, IdleWatch and its minimum
+// rate (transports/deadline.ts),
 // backoffDelay (agent/retry.ts), settle (agent/route-context.ts), RouteLock renewal and staleness
 // (store/lock.ts), and the scheduler's skipped ticks (agent/scheduler.ts, node-cron on the fake
 // clock and fake Date).
@@ -17,7 +18,15 @@ import { settle, type CycleResult, type StopToken } from '../agent/route-context
 import { Scheduler } from '../agent/scheduler.js';
 import { Ledger } from '../store/ledger.js';
 import { LOCK_RENEW_MS, LOCK_STALE_MS, RouteLock, holderGone } from '../store/lock.js';
-import { IdleWatch, withDeadline } from '../transports/deadline.js';
+import {
+  formatRate,
+  IdleWatch,
+  MIN_RATE_WINDOW_MS,
+  minRateRule,
+  withBudget,
+  withDeadline,
+  type MinRate,
+} from '../transports/deadline.js';
 import { TransportError } from '../transports/errors.js';
 
 const MINUTE = 60_000;
@@ -70,6 +79,36 @@ describe('withDeadline (fake clock)', () => {
     assert.equal(messageOf(call.error), 'list: no answer within 1m');
     assert.equal(inner!.aborted, true, 'the library is told to stop');
     assert.equal(inner!.reason, call.error, 'with the same error');
+  });
+
+  it('withBudget: a job of many answered requests still ends at its budget, in words that say so', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let requests = 0;
+    let inner: AbortSignal | undefined;
+    const job = track(
+      withBudget('acknowledge /in/a.xml', 3 * MINUTE, new AbortController().signal, async (signal) => {
+        inner = signal;
+        // every request is answered within a second: no single deadline would ever fire
+        while (!signal.aborted) {
+          await new Promise((r) => setTimeout(r, 1000));
+          requests++;
+        }
+      }),
+    );
+    for (let i = 0; i < 179; i++) {
+      t.mock.timers.tick(1000);
+      await flush();
+    }
+    t.mock.timers.tick(999);
+    await flush();
+    assert.equal(job.state, 'pending', 'still working at 2:59.999');
+    t.mock.timers.tick(1);
+    await flush();
+    assert.equal(job.state, 'rejected');
+    assert.equal(codeOf(job.error), 'timeout');
+    assert.equal(messageOf(job.error), 'acknowledge /in/a.xml: not done within 3m');
+    assert.equal(inner!.aborted, true, 'the job is told to stop');
+    assert.ok(requests >= 179, `${requests} requests answered meanwhile`);
   });
 
   it('an answer at 59.999 s wins, and the deadline never fires afterwards', async (t) => {
@@ -232,6 +271,133 @@ describe('IdleWatch (fake clock)', () => {
     ctl.abort();
     await flush();
     assert.equal(codeOf(cut.seen.error), 'aborted');
+  });
+});
+
+/** An IdleWatch with a minimum rate, fed by hand. */
+function paced(ms: number, minRate: MinRate | undefined, signal = new AbortController().signal) {
+  const watch = new IdleWatch('read /out/azs017/big.xml', ms, signal, minRate);
+  const seen = { bytes: 0, error: null as unknown, ended: false };
+  watch.on('data', (b: Buffer) => (seen.bytes += b.length));
+  watch.on('error', (err) => (seen.error = err));
+  watch.on('end', () => (seen.ended = true));
+  const input = new PassThrough();
+  input.pipe(watch);
+  return { watch, input, seen };
+}
+
+/** Feeds `bytes` every `everyMs` on the fake clock until `untilMs`, checking the watch is alive before each. */
+async function drip(
+  t: TestContext,
+  feed: { input: PassThrough; seen: { error: unknown } },
+  bytes: number,
+  everyMs: number,
+  untilMs: number,
+): Promise<void> {
+  for (let at = everyMs; at <= untilMs; at += everyMs) {
+    t.mock.timers.tick(everyMs);
+    await flush();
+    if (feed.seen.error) return;
+    feed.input.write(Buffer.alloc(bytes));
+    await flush();
+  }
+}
+
+describe('IdleWatch minimum rate (fake clock)', () => {
+  const KBPS: MinRate = { bytesPerSecond: 1024, windowMs: MINUTE };
+
+  it('a peer sending 1 byte every 2 s: the idle deadline never fires, the rate fails it at exactly 60 s', async (t) => {
+    const restore = withRefreshableFakeTimeouts(t);
+    try {
+      const { input, seen } = paced(MINUTE, KBPS);
+      await drip(t, { input, seen }, 1, 2000, MINUTE - 2000);
+      t.mock.timers.tick(1999);
+      await flush();
+      assert.equal(seen.error, null, 'alive at 59.999 s: 29 bytes came, each within the idle deadline');
+      t.mock.timers.tick(1);
+      await flush();
+      assert.equal(codeOf(seen.error), 'timeout', 'retryable: the package is tried again later');
+      assert.equal(
+        messageOf(seen.error),
+        "read /out/azs017/big.xml: slower than 1 KB/s for 1m (29 bytes in that time, 61440 needed; the route's " +
+          'minRate): the transfer was cut and will be tried again',
+      );
+      assert.equal(seen.bytes, 29);
+    } finally {
+      restore();
+    }
+  });
+
+  it('without a minimum rate the same drip is alive after 10 minutes (what the rate closes)', async (t) => {
+    const restore = withRefreshableFakeTimeouts(t);
+    try {
+      for (const rule of [undefined, { bytesPerSecond: 0, windowMs: MINUTE }]) {
+        const { input, seen, watch } = paced(MINUTE, rule);
+        await drip(t, { input, seen }, 1, 2000, 10 * MINUTE);
+        assert.equal(seen.error, null, `alive at 10 min with ${JSON.stringify(rule)}`);
+        assert.equal(seen.bytes, 300);
+        watch.destroy();
+      }
+    } finally {
+      restore();
+    }
+  });
+
+  it("exactly the rate passes window after window; falling below it in a later window fails at that window's end", async (t) => {
+    const restore = withRefreshableFakeTimeouts(t);
+    try {
+      const { input, seen } = paced(MINUTE, KBPS);
+      // 1024 bytes a second (at 0 s, 1 s, ... 2:59) for 3 windows: 61440 bytes each, exactly enough
+      input.write(Buffer.alloc(1024));
+      await drip(t, { input, seen }, 1024, 1000, 3 * MINUTE - 1000);
+      assert.equal(seen.error, null, 'alive after 2:59 at exactly 1 KB/s');
+      // then 1023 bytes a second (3:00 ... 3:59): 61380 in the fourth window, 60 short; the third
+      // window is judged (and passes) at 3:00, before the first slow chunk
+      await drip(t, { input, seen }, 1023, 1000, MINUTE);
+      assert.equal(seen.error, null, 'alive at 3:59');
+      t.mock.timers.tick(999);
+      await flush();
+      assert.equal(seen.error, null, 'alive at 3:59.999');
+      t.mock.timers.tick(1);
+      await flush();
+      assert.equal(codeOf(seen.error), 'timeout', 'failed at 4:00, the end of the slow window');
+      assert.match(messageOf(seen.error), /\(61380 bytes in that time, 61440 needed/);
+    } finally {
+      restore();
+    }
+  });
+
+  it('a transfer that ends within its first window is never judged; an abort still ends it at once', async (t) => {
+    const restore = withRefreshableFakeTimeouts(t);
+    try {
+      const short = paced(MINUTE, KBPS);
+      await drip(t, short, 10, 1000, 30_000);
+      short.input.end();
+      await flush();
+      assert.equal(short.seen.ended, true);
+      t.mock.timers.tick(10 * MINUTE);
+      await flush();
+      assert.equal(short.seen.error, null, 'its timers went with it');
+
+      const ctl = new AbortController();
+      const cut = paced(MINUTE, KBPS, ctl.signal);
+      t.mock.timers.tick(1000);
+      ctl.abort();
+      await flush();
+      assert.equal(codeOf(cut.seen.error), 'aborted');
+    } finally {
+      restore();
+    }
+  });
+
+  it('the rule of a route: none for 0, measured over 60 s or the route timeout, whichever is longer', () => {
+    assert.equal(minRateRule(0, MINUTE), undefined);
+    assert.deepEqual(minRateRule(1024, 30_000), { bytesPerSecond: 1024, windowMs: MIN_RATE_WINDOW_MS });
+    assert.deepEqual(minRateRule(1024, 5 * MINUTE), { bytesPerSecond: 1024, windowMs: 5 * MINUTE });
+    assert.deepEqual(
+      [formatRate(1024), formatRate(512), formatRate(1536), formatRate(2 * 1024 * 1024)],
+      ['1 KB/s', '512 B/s', '1.5 KB/s', '2 MB/s'],
+    );
   });
 });
 

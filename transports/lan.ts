@@ -1,15 +1,36 @@
 // The `lan` transport: a folder under a path the OS opens (UNC share, mapped drive, mounted share,
 // local directory). Owns the file-system rules of the exchange: `.part` then rename, names that can
 // never leave the route's directory, and a deadline on every call that a dead share could hang.
-import { promises as fsp, type Stats } from 'node:fs';
+//
+// What is below the share root belongs to the office and is not trusted (issue 10): where the
+// station follows the share's symbolic links (NFS, CIFS with unix extensions, a synced or local
+// folder), a link could lead a read, a write or a delete to the station's own files. So nothing
+// below the root is ever followed: every folder component is looked at with lstat and refused when
+// it is a link (or a junction: Windows' lstat reports both as links); files are opened with
+// O_NOFOLLOW | O_NONBLOCK where the OS has them and the handle's fstat must be the regular file
+// lstat showed; `.part` is created exclusively (O_CREAT | O_EXCL: never through what is there);
+// entries that are not regular files (links, pipes, sockets, devices, folders) are listed as
+// refused, never opened, moved or removed. Unlink and rename act on the name itself, never on what a
+// link points to. Residual: Node has no openat/renameat, so an office that swaps a checked folder
+// for a link in the microseconds between our lstat and our call is not caught by the folder check
+// (a file opened through it is still refused on Linux/macOS when the last component is a link, and
+// everywhere when fstat shows another file than lstat did).
+//
+// And a share that hangs (a dead NFS mount, a FIFO) must not take Node's I/O threads from the other
+// routes: every file-system call on one share goes through that share's gate (CALLS_PER_SHARE at
+// once). A call the deadline gave up on keeps its slot until the OS answers, so a dead share holds
+// at most CALLS_PER_SHARE threads of the pool; its later calls wait for a slot and time out.
+import { constants as fsc, promises as fsp, type Dir, type Stats } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { fsyncDir as fsyncDirNow, LOCKED_ERRNOS, retryWhileLocked } from '../store/durable.js';
+import { ListingBudget } from './common/listing.js';
 import { freeName, isVisible, PART, plainName, probeFileName, refuseMoveIntoSelf } from './common/names.js';
 import { probeRun } from './common/probe.js';
 import { exactLength, localReadError, openPackage, PackageCheck, sha256Of, watched } from './common/streams.js';
-import { withDeadline } from './deadline.js';
+import { ackBudgetMs, formatMs, withBudget, withDeadline } from './deadline.js';
 import { TransportError, errnoCode, fromSystemError, missingInFolder, type TransportErrorCode } from './errors.js';
+import { isRemotePackage } from './include.js';
 import type {
   Endpoint,
   LanProfile,
@@ -25,17 +46,68 @@ import type {
 /** Waits between attempts on a locked file: 5 tries over about 2 s. */
 const LOCKED_BACKOFF_MS = [100, 250, 500, 1000];
 
+/**
+ * File-system calls in flight on one share root at most. A route works one file at a time, so two
+ * routes on one share rarely want more; a share that hangs holds no more than this many of the
+ * process's I/O threads (4 by default; the `sprelay` command raises it to 16: bin/sprelay.js).
+ */
+export const CALLS_PER_SHARE = 2;
+
+/** Bytes per read of a file on the share. */
+const READ_CHUNK = 64 * 1024;
+
+// O_NOFOLLOW: the open fails (ELOOP) when the last component is a link. O_NONBLOCK: opening a FIFO
+// returns at once instead of waiting for a writer forever. Windows has neither (undefined there):
+// it gets lstat before the open and the handle's fstat after, compared (sameFile).
+const NOFOLLOW = fsc.O_NOFOLLOW ?? 0;
+const NONBLOCK = fsc.O_NONBLOCK ?? 0;
+const READ_FLAGS = fsc.O_RDONLY | NOFOLLOW | NONBLOCK;
+/** A new file, never an existing one and never through a link, even a dangling one (O_EXCL). */
+const CREATE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | NOFOLLOW;
+
+const LINK_WORDS = process.platform === 'win32' ? 'a symbolic link or junction' : 'a symbolic link';
+
+type FileHandle = fsp.FileHandle;
+
 export function createLanTransport(profile: LanProfile): Transport {
   const root = profile.root;
+  const gate = gateOf(root);
 
   /** A signal nobody aborts: cleanup after an abort must still run, under its own deadline. */
   const cleanupSignal = new AbortController().signal;
+
+  /**
+   * One file-system call on this share: through the share's gate, under a deadline. When the
+   * deadline passes while earlier calls still hold every slot, the message says the share hangs.
+   */
+  async function fsCall<T>(what: string, ms: number, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withDeadline(what, ms, signal, (s) => gate.run(fn, s));
+    } catch (err) {
+      const stuck = gate.stuckFor(ms);
+      if (err instanceof TransportError && err.code === 'timeout' && stuck >= gate.slots) {
+        throw new TransportError(
+          'timeout',
+          `${err.message}: ${stuck} call(s) on the share ${root} have had no answer for more than ` +
+            `${formatMs(ms)} (the share hangs; the other routes go on)`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Closes a handle in the background (through the gate: a close on a dead share may hang too). */
+  function closeLater(handle: FileHandle | Dir): void {
+    void gate.run(() => handle.close(), cleanupSignal).catch(() => undefined);
+  }
 
   /** Throws 'unavailable' unless the share root is there and is a directory. */
   async function checkRoot(ms: number, signal: AbortSignal): Promise<void> {
     let st: Stats;
     try {
-      st = await withDeadline(`reach ${root}`, ms, signal, () => fsp.stat(root));
+      // stat, not lstat: the root is the station's own setting and may be a link or a junction
+      st = await fsCall(`reach ${root}`, ms, signal, () => fsp.stat(root));
     } catch (err) {
       const errno = errnoCode(err);
       if (errno === 'ENOENT' || errno === 'ENOTDIR') {
@@ -72,33 +144,56 @@ export function createLanTransport(profile: LanProfile): Transport {
     return fromSystemError(err, what);
   }
 
-  /**
-   * Creates the directory under the root one level at a time, never the root itself: a recursive
-   * mkdir on a share that has just vanished would recreate its path on the local disk.
-   */
-  async function ensureDir(segments: string[], ms: number, signal: AbortSignal): Promise<string> {
-    await checkRoot(ms, signal);
-    const dir = path.join(root, ...segments);
-    if (segments.length === 0) return dir;
-    const existing = await statOrNull(dir, ms, signal);
-    if (existing?.isDirectory()) return dir;
-    let at = root;
-    for (const segment of segments) {
-      at = path.join(at, segment);
-      try {
-        await withDeadline(`create ${at}`, ms, signal, () => fsp.mkdir(at));
-      } catch (err) {
-        if (errnoCode(err) !== 'EEXIST') throw err;
-      }
+  async function lstatOrNull(p: string, ms: number, signal: AbortSignal): Promise<Stats | null> {
+    try {
+      return await fsCall(`look at ${p}`, ms, signal, () => fsp.lstat(p));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return null;
+      throw err;
     }
-    const st = await statOrNull(dir, ms, signal);
-    if (!st?.isDirectory()) throw new TransportError('unavailable', `${dir} exists but is not a directory`);
-    return dir;
   }
 
-  async function statOrNull(p: string, ms: number, signal: AbortSignal): Promise<Stats | null> {
+  /**
+   * The folder `segments` under the root, checked one component at a time with lstat: the root is
+   * the station's own setting and trusted, every component below it must be a real folder, not a
+   * link. With `create`, missing components are made one level at a time, never the root itself
+   * (a recursive mkdir on a share that has just vanished would recreate its path on the local
+   * disk); without it, a missing component throws its ENOENT.
+   */
+  async function folder(segments: string[], ms: number, signal: AbortSignal, create: boolean): Promise<string> {
+    await checkRoot(ms, signal);
+    let at = root;
+    for (let i = 0; i < segments.length; i++) {
+      at = path.join(at, segments[i]!);
+      let st: Stats;
+      try {
+        st = await fsCall(`look at ${at}`, ms, signal, () => fsp.lstat(at));
+      } catch (err) {
+        if (!create || errnoCode(err) !== 'ENOENT') throw err;
+        try {
+          await fsCall(`create ${at}`, ms, signal, () => fsp.mkdir(at));
+        } catch (e) {
+          if (errnoCode(e) !== 'EEXIST') throw e;
+        }
+        st = await fsCall(`look at ${at}`, ms, signal, () => fsp.lstat(at));
+      }
+      const rel = segments.slice(0, i + 1).join('/');
+      if (st.isSymbolicLink()) {
+        throw new TransportError(
+          'permission',
+          `${JSON.stringify(rel)} on the share ${root} is ${LINK_WORDS}: refused (sprelay never follows links below the share root; ` +
+            'ask the office to make it a real folder)',
+        );
+      }
+      if (!st.isDirectory()) throw new TransportError('unavailable', `${at} exists but is not a directory`);
+    }
+    return at;
+  }
+
+  /** The folder as `folder` checks it, or null when some component is missing. */
+  async function folderOrNull(segments: string[], ms: number, signal: AbortSignal): Promise<string | null> {
     try {
-      return await withDeadline(`stat ${p}`, ms, signal, () => fsp.stat(p));
+      return await folder(segments, ms, signal, false);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return null;
       throw err;
@@ -107,14 +202,14 @@ export function createLanTransport(profile: LanProfile): Transport {
 
   async function removeQuietly(p: string, ms: number): Promise<void> {
     try {
-      await withDeadline(`remove ${p}`, ms, cleanupSignal, () => fsp.unlink(p));
+      await fsCall(`remove ${p}`, ms, cleanupSignal, () => fsp.unlink(p));
     } catch {
-      // best effort: a `.part` left behind is invisible to readers and overwritten next time
+      // best effort: a `.part` left behind is invisible to readers and removed by the next put
     }
   }
 
   async function fsyncDir(dir: string, ms: number, signal: AbortSignal): Promise<void> {
-    await withDeadline(`sync ${dir}`, ms, signal, () => fsyncDirNow(dir));
+    await fsCall(`sync ${dir}`, ms, signal, () => fsyncDirNow(dir));
   }
 
   /**
@@ -123,7 +218,7 @@ export function createLanTransport(profile: LanProfile): Transport {
    */
   async function whileLocked(what: string, ms: number, signal: AbortSignal, fn: () => Promise<void>): Promise<void> {
     try {
-      await retryWhileLocked(() => withDeadline(what, ms, signal, fn), LOCKED_BACKOFF_MS, signal);
+      await retryWhileLocked(() => fsCall(what, ms, signal, fn), LOCKED_BACKOFF_MS, signal);
     } catch (err) {
       const errno = errnoCode(err);
       if (!errno || !LOCKED_ERRNOS.has(errno)) throw err;
@@ -132,21 +227,115 @@ export function createLanTransport(profile: LanProfile): Transport {
     }
   }
 
-  async function readAllHashed(file: string, what: string, ms: number, signal: AbortSignal): Promise<string> {
-    const handle = await withDeadline(what, ms, signal, () => fsp.open(file, 'r'));
-    return sha256Of(watched(handle.createReadStream(), what, ms, signal));
+  /**
+   * Opens `file` for reading only if it is the regular file `seen` (its lstat) says: never through
+   * a link (O_NOFOLLOW), never waiting on a pipe (O_NONBLOCK), and the handle's fstat must show a
+   * regular file, the same one. Anything else: 'busy' (it changed since it was looked at; the next
+   * listing says what it is now).
+   */
+  async function openRegular(
+    file: string,
+    seen: Stats,
+    what: string,
+    ms: number,
+    signal: AbortSignal,
+  ): Promise<{ handle: FileHandle; st: Stats }> {
+    let handle: FileHandle;
+    try {
+      handle = await fsCall(what, ms, signal, () => fsp.open(file, READ_FLAGS));
+    } catch (err) {
+      const errno = errnoCode(err);
+      // ELOOP: a link (O_NOFOLLOW); EMLINK is the BSDs' word for it
+      if (errno === 'ELOOP' || errno === 'EMLINK') {
+        throw new TransportError('busy', `${what}: it became ${LINK_WORDS} since it was looked at: not read`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+    let st: Stats;
+    try {
+      st = await fsCall(what, ms, signal, () => handle.stat());
+    } catch (err) {
+      closeLater(handle);
+      throw err;
+    }
+    if (!st.isFile() || !sameFile(seen, st)) {
+      closeLater(handle);
+      const now = st.isFile() ? 'another file' : kindOf(st);
+      throw new TransportError('busy', `${what}: it is ${now} now, not the file that was looked at: not read`);
+    }
+    return { handle, st };
   }
 
-  /** The entries of a directory as a Source lists them. */
-  async function listDir(dir: string, ms: number, signal: AbortSignal): Promise<RemoteEntry[]> {
-    const names = await withDeadline(`list ${dir}`, ms, signal, () => fsp.readdir(dir));
+  /** The bytes of an open file, each read through the gate (a read on a dead share hangs too). */
+  function reader(handle: FileHandle): Readable {
+    const stop = new AbortController();
+    let position = 0;
+    return new Readable({
+      highWaterMark: READ_CHUNK,
+      read() {
+        const buf = Buffer.allocUnsafe(READ_CHUNK);
+        gate
+          .run(() => handle.read(buf, 0, READ_CHUNK, position), stop.signal)
+          .then(
+            ({ bytesRead }) => {
+              if (bytesRead === 0) {
+                this.push(null);
+                return;
+              }
+              position += bytesRead;
+              this.push(buf.subarray(0, bytesRead));
+            },
+            (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+          );
+      },
+      destroy(err, cb) {
+        stop.abort();
+        closeLater(handle);
+        cb(err);
+      },
+    });
+  }
+
+  async function readAllHashed(file: string, seen: Stats, what: string, ms: number, signal: AbortSignal) {
+    const { handle } = await openRegular(file, seen, what, ms, signal);
+    return sha256Of(watched(reader(handle), what, ms, signal));
+  }
+
+  /**
+   * The entries of a directory as a Source lists them: regular files (a hard link is one: it is
+   * the same file under another name). Anything else a package could be named (`include`) is
+   * listed as refused, never to be opened or acknowledged: a link (to a file, a folder, or
+   * nowhere), a pipe, a socket, a device, a folder. Other names that are not files are skipped.
+   * Held to the listing caps every transport keeps (entries and name bytes).
+   */
+  async function listDir(dir: string, label: string, include: string[], ms: number, signal: AbortSignal) {
+    const budget = new ListingBudget(`listing of ${label} on the share ${root}`);
+    const names: string[] = [];
+    const handle = await fsCall(`list ${dir}`, ms, signal, () => fsp.opendir(dir));
+    try {
+      for (;;) {
+        const d = await fsCall(`list ${dir}`, ms, signal, () => handle.read());
+        if (d === null) break;
+        budget.take(1, Buffer.byteLength(d.name));
+        names.push(d.name);
+      }
+    } finally {
+      closeLater(handle);
+    }
     const entries: RemoteEntry[] = [];
     for (const name of names) {
       if (!isVisible(name)) continue;
-      // stat, not lstat: a symlink to a file is a file, a symlink to a directory is skipped
-      const st = await statOrNull(path.join(dir, name), ms, signal);
-      if (!st?.isFile()) continue;
-      entries.push({ name, size: st.size, modifiedAt: st.mtime, ref: name });
+      const st = await lstatOrNull(path.join(dir, name), ms, signal);
+      if (!st) continue;
+      if (st.isFile()) {
+        entries.push({ name, size: st.size, modifiedAt: st.mtime, ref: name });
+      } else if (isRemotePackage(name, include)) {
+        // size 0 and no time: what it points to or holds is not ours to look at, and the refusal is
+        // recorded once however its target changes
+        entries.push({ name, size: 0, ref: name, refusal: refusalOf(st) });
+      }
     }
     return entries;
   }
@@ -160,15 +349,20 @@ export function createLanTransport(profile: LanProfile): Transport {
     let renamed = false;
     try {
       if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
-      const dir = await ensureDir(segments, ms, signal);
+      const dir = await folder(segments, ms, signal, true);
       const final = path.join(dir, name);
-      const existing = await statOrNull(final, ms, signal);
+      const existing = await lstatOrNull(final, ms, signal);
       if (existing) {
-        if (!existing.isFile()) throw new TransportError('exists', `${what}: ${remoteRef} exists and is not a file`);
+        if (!existing.isFile()) {
+          throw new TransportError(
+            'exists',
+            `${what}: ${remoteRef} on the share is ${kindOf(existing)}, not a file: refused, nothing written`,
+          );
+        }
         let sha: string | null = null;
         if (existing.size === pkg.size) {
           try {
-            sha = await readAllHashed(final, `hash ${remoteRef}`, ms, signal);
+            sha = await readAllHashed(final, existing, `hash ${remoteRef}`, ms, signal);
           } catch (err) {
             // taken away by its reader while we looked (the office imported it): write ours
             if (errnoCode(err) !== 'ENOENT') throw err;
@@ -182,8 +376,12 @@ export function createLanTransport(profile: LanProfile): Transport {
         }
       }
 
+      const handle = await createPart(final + PART, what, ms, signal);
       part = final + PART;
-      await writePart(part, pkg, what, ms, signal);
+      await writePart(handle, pkg, what, ms, signal);
+      // still our folder, not swapped for a link while we wrote; rename replaces a link at `final`
+      // itself, never what it points to
+      await folder(segments, ms, signal, false);
       await whileLocked(`${what}: rename ${name}${PART}`, ms, signal, () => fsp.rename(part, final));
       renamed = true;
       await fsyncDir(dir, ms, signal);
@@ -194,9 +392,35 @@ export function createLanTransport(profile: LanProfile): Transport {
     }
   }
 
-  /** Streams the package into `part`, fsyncs it and checks that every byte arrived. */
-  async function writePart(part: string, pkg: OutgoingPackage, what: string, ms: number, signal: AbortSignal) {
-    const handle = await withDeadline(`${what}: create ${path.basename(part)}`, ms, signal, () => fsp.open(part, 'w'));
+  /**
+   * Creates `part` exclusively (never opening what is there: a link to a station file, a pipe, a
+   * hard link). What is in the way (a `.part` of an earlier attempt, or whatever the office put
+   * there) loses its name (unlink removes a link, not its target) and the create is tried again.
+   */
+  async function createPart(part: string, what: string, ms: number, signal: AbortSignal): Promise<FileHandle> {
+    const partName = path.basename(part);
+    const label = `${what}: create ${partName}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fsCall(label, ms, signal, () => fsp.open(part, CREATE_FLAGS, 0o666));
+      } catch (err) {
+        if (errnoCode(err) !== 'EEXIST') throw err;
+        if (attempt === 3) {
+          throw new TransportError('busy', `${label}: another ${partName} appeared each time it was removed`, {
+            cause: err,
+          });
+        }
+      }
+      const st = await lstatOrNull(part, ms, signal);
+      if (st?.isDirectory()) {
+        throw new TransportError('exists', `${label}: ${partName} on the share is a folder: refused, nothing written`);
+      }
+      if (st) await whileLocked(`${what}: remove the old ${partName}`, ms, signal, () => fsp.unlink(part));
+    }
+  }
+
+  /** Streams the package into the new `.part`, fsyncs it and checks that every byte arrived. */
+  async function writePart(handle: FileHandle, pkg: OutgoingPackage, what: string, ms: number, signal: AbortSignal) {
     let open = true;
     try {
       const check = new PackageCheck(pkg, what);
@@ -208,24 +432,24 @@ export function createLanTransport(profile: LanProfile): Transport {
         check.update(buf);
         let at = 0;
         while (at < buf.length) {
-          const { bytesWritten } = await withDeadline(`${what}: write`, ms, signal, () =>
+          const { bytesWritten } = await fsCall(`${what}: write`, ms, signal, () =>
             handle.write(buf, at, buf.length - at),
           );
           at += bytesWritten;
         }
       }
       check.verify();
-      await withDeadline(`${what}: sync`, ms, signal, () => handle.sync());
-      const st = await withDeadline(`${what}: stat`, ms, signal, () => handle.stat());
+      await fsCall(`${what}: sync`, ms, signal, () => handle.sync());
+      const st = await fsCall(`${what}: stat`, ms, signal, () => handle.stat());
       if (st.size !== pkg.size) {
         throw new TransportError('corrupt', `${what}: ${st.size} bytes on the share, ${pkg.size} written`);
       }
       open = false;
-      await withDeadline(`${what}: close`, ms, signal, () => handle.close());
+      await fsCall(`${what}: close`, ms, signal, () => handle.close());
     } finally {
       if (open) {
         try {
-          await withDeadline(`${what}: close`, ms, cleanupSignal, () => handle.close());
+          await fsCall(`${what}: close`, ms, cleanupSignal, () => handle.close());
         } catch {
           // the error that got us here is the one worth reporting
         }
@@ -244,7 +468,7 @@ export function createLanTransport(profile: LanProfile): Transport {
   async function openSink(ep: Endpoint, signal: AbortSignal): Promise<Sink> {
     const { segments } = endpointDirs(ep);
     try {
-      await ensureDir(segments, ep.timeoutMs, signal);
+      await folder(segments, ep.timeoutMs, signal, true);
     } catch (err) {
       throw await classify(err, `open ${ep.remote || '.'}`, ep.timeoutMs, 'unavailable');
     }
@@ -260,16 +484,19 @@ export function createLanTransport(profile: LanProfile): Transport {
     const ms = ep.timeoutMs;
     const label = segments.join('/') || '.';
     try {
-      await ensureDir(segments, ms, signal);
+      await folder(segments, ms, signal, true);
+      // a move target that leads off the share stops the route before anything is taken
+      if (moveSegments) await folder(moveSegments, ms, signal, true);
     } catch (err) {
       throw await classify(err, `open ${label}`, ms, 'unavailable');
     }
-    const dirOf = () => path.join(root, ...segments);
+    /** What was opened under each name (fstat): acknowledge removes that file or nothing. */
+    const opened = new Map<string, Stats>();
 
     const source = {
       async list(sig: AbortSignal): Promise<RemoteEntry[]> {
         try {
-          return await listDir(await ensureDir(segments, ms, sig), ms, sig);
+          return await listDir(await folder(segments, ms, sig, true), label, ep.include, ms, sig);
         } catch (err) {
           throw await classify(err, `list ${label}`, ms, 'unavailable');
         }
@@ -278,25 +505,23 @@ export function createLanTransport(profile: LanProfile): Transport {
       async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
         const name = plainName(entry.ref, 'entry');
         const what = `read ${[...segments, name].join('/')}`;
+        if (entry.refusal !== undefined) throw new TransportError('rejected', `${what}: ${entry.refusal}`);
         try {
-          const file = path.join(dirOf(), name);
-          const handle = await withDeadline(what, ms, sig, () => fsp.open(file, 'r'));
-          let st: Stats;
-          try {
-            st = await withDeadline(what, ms, sig, () => handle.stat());
-          } catch (err) {
-            void handle.close().catch(() => undefined);
-            throw err;
+          const file = path.join(await folder(segments, ms, sig, false), name);
+          const seen = await fsCall(what, ms, sig, () => fsp.lstat(file));
+          if (!seen.isFile()) {
+            throw new TransportError('busy', `${what}: it is ${kindOf(seen)} now, not a file: not read`);
           }
-          if (!st.isFile() || st.size !== entry.size) {
-            void handle.close().catch(() => undefined);
-            if (!st.isFile()) throw new TransportError('not-found', `${what}: not a file`);
+          const { handle, st } = await openRegular(file, seen, what, ms, sig);
+          if (st.size !== entry.size) {
+            closeLater(handle);
             throw new TransportError(
               'busy',
               `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`,
             );
           }
-          const file$ = handle.createReadStream();
+          opened.set(name, st);
+          const file$ = reader(handle);
           const counted = exactLength(entry.size, what);
           file$.on('error', (err) => counted.destroy(fromSystemError(err, what)));
           counted.on('close', () => file$.destroy());
@@ -308,27 +533,56 @@ export function createLanTransport(profile: LanProfile): Transport {
 
       async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
         const name = plainName(entry.ref, 'entry');
-        const what = `acknowledge ${[...segments, name].join('/')}`;
-        const file = path.join(dirOf(), name);
+        const rel = [...segments, name].join('/');
+        const what = `acknowledge ${rel}`;
+        if (entry.refusal !== undefined) {
+          throw new TransportError(
+            'rejected',
+            `${what}: refused on the share (${entry.refusal}); never removed or moved`,
+          );
+        }
+        let file = '';
         try {
-          if (moveSegments) {
-            const target = await ensureDir(moveSegments, ms, sig);
-            const free = await freeName(name, async (candidate) => {
-              const at = path.join(target, candidate);
-              const st = await withDeadline(`stat ${candidate}`, ms, sig, () => fsp.lstat(at)).catch((err: unknown) => {
-                if (errnoCode(err) === 'ENOENT') return null;
-                throw err;
-              });
-              return st !== null;
-            });
-            await whileLocked(`${what}: move`, ms, sig, () => fsp.rename(file, path.join(target, free)));
-            await fsyncDir(target, ms, sig);
-          } else {
-            await whileLocked(what, ms, sig, () => fsp.unlink(file));
-          }
+          await withBudget(what, ackBudgetMs(ms), sig, async (s) => {
+            file = path.join(await folder(segments, ms, s, false), name);
+            const st = await lstatOrNull(file, ms, s);
+            if (!st) throw Object.assign(new Error(`${rel} is not there`), { code: 'ENOENT' });
+            if (!st.isFile()) {
+              throw new TransportError(
+                'rejected',
+                `${what}: it is ${kindOf(st)} now, not the file that was read: left where it is`,
+              );
+            }
+            const read = opened.get(name);
+            if (read && !unchanged(read, st)) {
+              throw new TransportError(
+                'busy',
+                `${what}: another file of that name took its place after it was read: left where it is`,
+              );
+            }
+            if (moveSegments) {
+              const target = await folder(moveSegments, ms, s, true);
+              const where = moveSegments.join('/');
+              const free = await freeName(
+                name,
+                async (candidate) => (await lstatOrNull(path.join(target, candidate), ms, s)) !== null,
+                where,
+              );
+              await whileLocked(`${what}: move`, ms, s, () => fsp.rename(file, path.join(target, free)));
+              await fsyncDir(target, ms, s);
+            } else {
+              await whileLocked(what, ms, s, () => fsp.unlink(file));
+            }
+          });
+          opened.delete(name);
         } catch (err) {
           // gone already (a repeat, or someone else took it): done, as long as the share is there
-          if (errnoCode(err) === 'ENOENT' && !(await rootMissing(ms)) && !(await statOrNull(file, ms, sig))) return;
+          if (errnoCode(err) === 'ENOENT' && !(await rootMissing(ms))) {
+            if (file === '' || !(await lstatOrNull(file, ms, sig))) {
+              opened.delete(name);
+              return;
+            }
+          }
           throw await classify(err, what, ms, 'unavailable');
         }
       },
@@ -356,27 +610,35 @@ export function createLanTransport(profile: LanProfile): Transport {
       !(await step('list remote', async () => {
         const segments = relativeSegments(ep.remote, 'remote');
         const rel = segments.join('/') || '.';
-        const before = await statOrNull(path.join(root, ...segments), ms, signal);
+        const before = await folderOrNull(segments, ms, signal);
         // an in-route never creates its remote folder: a typo there would be polled forever
-        if (!before?.isDirectory() && direction === 'in') throw missingInFolder(rel);
-        dir = await ensureDir(segments, ms, signal);
-        const entries = await listDir(dir, ms, signal);
-        return `${entries.length} file(s) in ${rel}${before?.isDirectory() ? '' : ' (created: it was not there)'}`;
+        if (before === null && direction === 'in') throw missingInFolder(rel);
+        dir = await folder(segments, ms, signal, true);
+        const entries = await listDir(dir, rel, ep.include, ms, signal);
+        const refused = entries.filter((e) => e.refusal !== undefined).length;
+        return (
+          `${entries.length - refused} file(s) in ${rel}` +
+          (refused ? `, ${refused} refused (links or special files, never read)` : '') +
+          (before === null ? ' (created: it was not there)' : '')
+        );
       }))
     ) {
       return steps;
     }
     const probeFile = path.join(dir, probeName);
     const written = await step('write probe file', async () => {
-      await withDeadline('write probe file', ms, signal, async () => {
-        const handle = await fsp.open(probeFile, 'wx');
-        try {
+      const handle = await fsCall('write probe file', ms, signal, () => fsp.open(probeFile, CREATE_FLAGS, 0o666));
+      let closed = false;
+      try {
+        await fsCall('write probe file', ms, signal, async () => {
           await handle.writeFile('sprelay probe\n');
           await handle.sync();
-        } finally {
-          await handle.close();
-        }
-      });
+        });
+        closed = true;
+        await fsCall('write probe file', ms, signal, () => handle.close());
+      } finally {
+        if (!closed) closeLater(handle);
+      }
       return probeName;
     });
     if (!written) {
@@ -384,7 +646,7 @@ export function createLanTransport(profile: LanProfile): Transport {
       return steps;
     }
     const removed = await step('remove probe file', async () => {
-      await withDeadline('remove probe file', ms, signal, () => fsp.unlink(probeFile));
+      await fsCall('remove probe file', ms, signal, () => fsp.unlink(probeFile));
       return undefined;
     });
     if (!removed) await removeQuietly(probeFile, ms);
@@ -392,7 +654,7 @@ export function createLanTransport(profile: LanProfile): Transport {
       const to = ep.afterReceive.to;
       await step('move target reachable', async () => {
         const { moveSegments } = endpointDirs(ep);
-        await ensureDir(moveSegments ?? [], ms, signal);
+        await folder(moveSegments ?? [], ms, signal, true);
         return to;
       });
     }
@@ -400,6 +662,125 @@ export function createLanTransport(profile: LanProfile): Transport {
   }
 
   return { kind: 'lan', features: { move: true, bundle: false }, openSink, openSource, probe } satisfies Transport;
+}
+
+// ---- files -------------------------------------------------------------------------------------
+
+/** What a non-regular entry is, in words for the ledger and the log. */
+function kindOf(st: Stats): string {
+  if (st.isSymbolicLink()) return LINK_WORDS;
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a named pipe (FIFO)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isBlockDevice() || st.isCharacterDevice()) return 'a device';
+  if (st.isFile()) return 'a file';
+  return 'not a regular file';
+}
+
+function refusalOf(st: Stats): string {
+  return (
+    `${kindOf(st)} on the share, not a regular file: refused, not read and left where it is ` +
+    '(sprelay never follows links nor opens special files on a share)'
+  );
+}
+
+/**
+ * Whether two stats are of the same file. POSIX: device and inode. Windows: the file index, where
+ * the file system gives one (not its volume number: the path and the handle calls may word it
+ * differently); where it gives none (0), size and modification time stand in.
+ */
+function sameFile(a: Stats, b: Stats): boolean {
+  if (process.platform !== 'win32') return a.dev === b.dev && a.ino === b.ino;
+  if (a.ino !== 0 && b.ino !== 0) return a.ino === b.ino;
+  return a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+/**
+ * Whether the file read (`read`: its handle's fstat) is still what is there (`now`: lstat) and
+ * unchanged. POSIX also compares size and time: a file system may give a freed inode number to the
+ * next new file at once. Windows' file index carries a sequence number that a reused record changes.
+ */
+function unchanged(read: Stats, now: Stats): boolean {
+  if (!sameFile(read, now)) return false;
+  return process.platform === 'win32' || (read.size === now.size && read.mtimeMs === now.mtimeMs);
+}
+
+// ---- the gate: how many calls one share may have in flight -------------------------------------
+
+/**
+ * At most `slots` calls at once. A call keeps its slot until it settles, even when its caller gave
+ * up on it (a deadline): the OS thread under it is busy that long. Waiting for a slot ends with
+ * the waiter's signal.
+ */
+class ShareGate {
+  private readonly started = new Set<{ at: number }>();
+  private readonly waiting: Array<{ grant: () => void }> = [];
+
+  constructor(readonly slots: number) {}
+
+  async run<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    await this.acquire(signal);
+    const mark = { at: Date.now() };
+    this.started.add(mark);
+    try {
+      return await fn();
+    } finally {
+      this.started.delete(mark);
+      this.release();
+    }
+  }
+
+  /** Calls in flight for longer than `ms`. */
+  stuckFor(ms: number): number {
+    const before = Date.now() - ms;
+    let n = 0;
+    for (const s of this.started) if (s.at <= before) n++;
+    return n;
+  }
+
+  private busy = 0;
+
+  private acquire(signal: AbortSignal): Promise<void> {
+    if (this.busy < this.slots) {
+      this.busy++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'aborted'));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next.grant();
+    else this.busy--;
+  }
+}
+
+/** One gate per share root for the whole process: every route and every `check` on it shares it. */
+const gates = new Map<string, ShareGate>();
+
+function gateOf(root: string): ShareGate {
+  const key = process.platform === 'win32' ? path.win32.resolve(root).toLowerCase() : path.resolve(root);
+  let gate = gates.get(key);
+  if (!gate) {
+    gate = new ShareGate(CALLS_PER_SHARE);
+    gates.set(key, gate);
+  }
+  return gate;
 }
 
 // ---- names -------------------------------------------------------------------------------------

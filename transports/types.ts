@@ -9,6 +9,7 @@
 // - Failures are TransportError with a code from errors.ts; anything else is a bug.
 // - No secret (password, key, passphrase) appears in an error message.
 import type { Readable } from 'node:stream';
+import type { MinRate } from './deadline.js';
 
 /** One file (or attachment) offered by a remote. */
 export interface RemoteEntry {
@@ -112,12 +113,22 @@ export interface Endpoint {
   overwrite: boolean;
   /** A network operation that makes no progress for this long is aborted. */
   timeoutMs: number;
+  /**
+   * The slowest average a transfer may keep (bytes per second over a window): a peer that sends a
+   * byte now and then never trips `timeoutMs`. Absent: no minimum. Applied by IdleWatch / watched.
+   */
+  minRate?: MinRate;
   /** What to do with a remote entry once it is safe locally (in). */
   afterReceive: AckAction;
   /** Glob patterns (case-insensitive) a package name must match. */
   include: string[];
   /** Largest package the route accepts (bytes): a transport may refuse bigger ones before downloading. */
   maxSize: number;
+  /**
+   * In: entries the pipeline handles in one cycle at most. A source may stop listing once it has
+   * this many (oldest first where it knows an order); the rest is listed in a later cycle.
+   */
+  maxPerCycle?: number;
   /** What only e-mail routes have; absent on lan, ftp and sftp routes. */
   mail?: MailEndpoint;
 }
@@ -134,6 +145,11 @@ export interface MailEndpoint {
    * A refused message is never deleted.
    */
   afterRefuse?: RefuseAction;
+  /**
+   * In-routes: `dkim`: a message is delivered only with a valid DKIM signature whose domain
+   * aligns with its From domain; anything else is refused like a sender not in allowFrom.
+   */
+  requireAuth?: 'dkim';
 }
 
 export type AckAction = { kind: 'delete' } | { kind: 'move'; to: string };

@@ -16,6 +16,7 @@ import { ConfigError, type Config, type ConfigIssue, type DeferredSecret } from 
 import type { ProfileOptions } from '../../transports/types.js';
 import { DEFAULTS, MB } from './units.js';
 import { readYaml, substituteEnv, type EnvState } from './yaml.js';
+import { DEFAULT_CHECK_LIMITS } from '../check/limits.js';
 
 export * from './types.js';
 export { parseDuration, parseSize } from './units.js';
@@ -135,9 +136,22 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     log,
     profiles,
     routes,
+    check: {
+      xml: { ...DEFAULT_CHECK_LIMITS.xml, ...definedOnly(top.check?.xml) },
+      zip: { ...DEFAULT_CHECK_LIMITS.zip, ...definedOnly(top.check?.zip) },
+    },
+    quarantine: {
+      maxSize: top.quarantine?.maxSize ?? DEFAULTS.quarantine.maxSize,
+      maxCount: top.quarantine?.maxCount ?? DEFAULTS.quarantine.maxCount,
+    },
     secrets: [...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length),
     deferredSecrets: deferredOf(st.deferred, ctx.files),
   };
+}
+
+/** The keys of `o` that are set: a default is kept where the YAML left a key out. */
+function definedOnly<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function deferredOf(

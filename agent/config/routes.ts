@@ -14,7 +14,7 @@ import type { z } from 'zod';
 type RouteData = z.output<typeof routeSchema>;
 type Defaults = Pick<
   RouteData,
-  'settle' | 'maxSize' | 'timeout' | 'concurrency' | 'overwrite' | 'retry' | 'alertAfter'
+  'settle' | 'maxSize' | 'timeout' | 'concurrency' | 'overwrite' | 'retry' | 'alertAfter' | 'maxPerCycle' | 'minRate'
 >;
 /** A route that passed every check, its afterReceive/afterRefuse as actions. */
 export type CheckedRoute = Omit<RouteData, 'afterReceive' | 'afterRefuse'> & {
@@ -92,6 +92,10 @@ function routeRules(route: Partly<RouteData>, i: number, rc: RouteCheck, z: z.Re
   if (direction === 'in' && r.afterSend !== undefined) add('afterSend', 'only for out-routes (direction: out)');
   if (r.afterRefuse !== undefined && (direction === 'out' || (type !== undefined && type !== 'email')))
     add('afterRefuse', 'only for e-mail in-routes (direction: in, an email profile)');
+  if (r.requireAuth !== undefined && (direction === 'out' || (type !== undefined && type !== 'email')))
+    add('requireAuth', 'only for e-mail in-routes (direction: in, an email profile)');
+  if (r.maxPerCycle !== undefined && direction === 'out')
+    add('maxPerCycle', 'only for in-routes (direction: in): an out-route sends everything due');
   let ack: AckAction | undefined;
   if (direction !== 'out' && isAction<AckAction | typeof UNKNOWN_ACTION>(r.afterReceive)) {
     if (r.afterReceive.kind === 'unknown')
@@ -187,6 +191,7 @@ export function buildRoute(
     settleMs: r.settle ?? top.settle ?? DEFAULTS.settleMs,
     maxSize: r.maxSize ?? top.maxSize ?? DEFAULTS.maxSize,
     timeoutMs: r.timeout ?? top.timeout ?? DEFAULTS.timeoutMs,
+    minRate: r.minRate ?? top.minRate ?? DEFAULTS.minRate,
     concurrency: r.concurrency ?? top.concurrency ?? DEFAULTS.concurrency,
     overwrite: r.overwrite ?? top.overwrite ?? DEFAULTS.overwrite,
     retry: {
@@ -195,9 +200,11 @@ export function buildRoute(
       maxDelayMs: r.retry?.maxDelay ?? top.retry?.maxDelay ?? DEFAULTS.retry.maxDelayMs,
     },
     alertAfterMs: r.alertAfter ?? top.alertAfter ?? DEFAULTS.alertAfterMs,
+    maxPerCycle: r.maxPerCycle ?? top.maxPerCycle ?? DEFAULTS.maxPerCycle,
   };
   if (r.to) route.to = r.to.map((s) => s.trim());
   if (r.allowFrom) route.allowFrom = r.allowFrom.map((s) => s.trim());
   if (r.afterRefuse && profile.type === 'email') route.afterRefuse = r.afterRefuse;
+  if (r.requireAuth && profile.type === 'email' && r.direction === 'in') route.requireAuth = r.requireAuth;
   return route;
 }

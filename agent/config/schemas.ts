@@ -66,6 +66,28 @@ const sizeField = z
     }
   });
 
+const RATE_HINT = 'write a size per second like "1KB/s" or "512B/s", or 0 (or "off") for no minimum';
+/** `1KB/s`, `512B/s` (a size as everywhere, per second) -> bytes per second; 0 or "off": none. */
+const rateField = z
+  .union([z.string(), z.number()], {
+    error: (iss) => (iss.input === undefined ? 'required' : `expected a rate: ${RATE_HINT}`),
+  })
+  .transform((v, ctx) => {
+    if (v === 0 || (typeof v === 'string' && /^\s*(0|off)\s*$/i.test(v))) return 0;
+    const m = typeof v === 'string' ? /^(.+?)\s*\/\s*s$/i.exec(v.trim()) : null;
+    let n: number;
+    try {
+      n = m ? parseSize(m[1]!) : 0;
+    } catch {
+      n = 0;
+    }
+    if (n < 1) {
+      ctx.issues.push({ code: 'custom', message: `invalid rate ${JSON.stringify(v)}: ${RATE_HINT}`, input: v });
+      return z.NEVER;
+    }
+    return n;
+  });
+
 const retrySchema = obj({
   maxAttempts: z.number().int().min(1).max(1000).optional(),
   baseDelay: durationField.optional(),
@@ -81,7 +103,41 @@ const routeDefaultsShape = {
   overwrite: z.boolean().optional(),
   retry: retrySchema.optional(),
   alertAfter: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
+  /** Slowest average a transfer may keep over max(60s, timeout); 0 / "off": no minimum. */
+  minRate: rateField.optional(),
+  /** In-routes: remote entries handled in one cycle at most; the rest waits for the next cycle. */
+  maxPerCycle: z
+    .number({ error: 'expected a whole number of packages per cycle, like 500' })
+    .int({ error: 'expected a whole number of packages per cycle, like 500' })
+    .min(1, { error: 'must be at least 1' })
+    .max(100_000, { error: 'must be at most 100000' })
+    .optional(),
 };
+
+/** A positive whole-number limit of the package checks (config `check:`). */
+const checkCount = (unit: string, max: number) =>
+  z
+    .number({ error: `expected a whole number of ${unit}` })
+    .int({ error: `expected a whole number of ${unit}` })
+    .min(1, { error: 'must be at least 1' })
+    .max(max, { error: `must be at most ${max}` });
+
+/** Limits of the XML and zip content checks (agent/check/limits.ts has the defaults and why). */
+const checkSchema = obj({
+  xml: obj({
+    maxDepth: checkCount('nested elements, like 64', 10_000).optional(),
+    maxAttributes: checkCount('attributes, like 1000', 1_000_000).optional(),
+    maxNameLength: checkCount('characters, like 256', 1_000_000).optional(),
+    maxAttributeLength: sizeField.optional(),
+    maxTextLength: sizeField.optional(),
+    maxNodesPerMB: checkCount('nodes per MB, like 250000', 10_000_000).optional(),
+  }).optional(),
+  zip: obj({
+    maxUncompressed: sizeField.optional(),
+    maxRatio: checkCount('times (uncompressed / compressed), like 500', 100_000).optional(),
+    maxEntries: checkCount('members, like 10000', 1_000_000).optional(),
+  }).optional(),
+});
 
 export const topSchema = obj({
   station: z.string().regex(STATION_RE, {
@@ -100,6 +156,18 @@ export const topSchema = obj({
   }).optional(),
   profiles: z.record(z.string(), z.unknown()),
   routes: z.array(z.unknown()).min(1, { error: 'at least one route is required' }),
+  /** Limits of the XML and zip package checks; every key optional. */
+  check: checkSchema.optional(),
+  /** What dataDir/quarantine may hold; over it a rejected package's bytes are not kept (its ledger row is). */
+  quarantine: obj({
+    maxSize: sizeField.optional(),
+    maxCount: z
+      .number({ error: 'expected a whole number of files, like 1000' })
+      .int({ error: 'expected a whole number of files, like 1000' })
+      .min(0, { error: 'must be 0 (keep no rejected files) or more' })
+      .max(1_000_000, { error: 'must be at most 1000000' })
+      .optional(),
+  }).optional(),
   ...routeDefaultsShape,
 });
 
@@ -138,6 +206,11 @@ export const routeSchema = obj({
   afterSend: z.enum(['archive', 'delete']).optional(),
   afterReceive: z.string().transform(parseAck).optional(),
   afterRefuse: z.string().transform(parseRefuse).optional(),
+  requireAuth: z
+    .enum(['dkim'], {
+      error: 'expected "dkim" (a valid DKIM signature of the sender\'s domain), or leave the key out',
+    })
+    .optional(),
   ...routeDefaultsShape,
 });
 

@@ -1,6 +1,7 @@
 // The public shapes of a loaded config (Config, RouteConfig, ...) and the one error a bad config
 // raises. Everything else in the agent works from these and never looks at the YAML again.
 import type { AckAction, ProfileOptions } from '../../transports/types.js';
+import type { CheckLimits } from '../check/limits.js';
 
 export interface RetryPolicy {
   maxAttempts: number;
@@ -33,11 +34,26 @@ export interface RouteConfig {
   settleMs: number;
   maxSize: number;
   timeoutMs: number;
+  /** Slowest average transfer rate, bytes per second over max(60 s, timeoutMs); 0: no minimum. */
+  minRate: number;
   concurrency: number;
   overwrite: boolean;
   retry: RetryPolicy;
   /** Queued, failed or waiting packages older than this are a problem (status, once's exit code). */
   alertAfterMs: number;
+  /** In-routes: remote entries handled in one cycle at most (oldest first); the rest waits. */
+  maxPerCycle: number;
+  /**
+   * E-mail in-routes only: `dkim`: a message is taken only with a valid DKIM signature whose
+   * domain aligns with its From domain. Absent: allowFrom alone (which anyone can write).
+   */
+  requireAuth?: 'dkim';
+}
+
+/** What dataDir/quarantine may hold (all routes); over it a rejected package's bytes are dropped. */
+export interface QuarantineBudget {
+  maxSize: number;
+  maxCount: number;
 }
 
 /** A secret of a profile that is read when its transport connects, not when the config loads. */
@@ -66,6 +82,9 @@ export interface Config {
   log: { level: LogLevel; file?: string; maxSize: number; keep: number };
   profiles: Record<string, ProfileOptions>;
   routes: RouteConfig[];
+  /** Limits of the XML and zip package checks (config `check:`, defaults filled in). */
+  check: CheckLimits;
+  quarantine: QuarantineBudget;
   /** Every secret value (>= 4 chars), so other modules can scrub them from any text. */
   secrets: string[];
   /**

@@ -16,10 +16,23 @@ export const DEFAULTS = {
   settleMs: 2 * SECOND,
   maxSize: 50 * MB,
   timeoutMs: 60 * SECOND,
+  /**
+   * 1 KB/s = 8 kbit/s averaged over a minute: below GSM data (9.6 kbit/s) and far below what a
+   * working GPRS/EDGE/3G link carries, so only a peer that drips (or a link that is as good as
+   * dead) trips it.
+   */
+  minRate: KB,
   concurrency: 1,
   overwrite: false,
   retry: { maxAttempts: 10, baseDelayMs: MINUTE, maxDelayMs: HOUR } satisfies RetryPolicy,
   alertAfterMs: HOUR,
+  /** Remote entries an in-route handles per cycle: a flood of mail or files waits its turn. */
+  maxPerCycle: 500,
+  /**
+   * 1 GB / 1000 files: room for 20 packages at the default maxSize or hundreds of ordinary ones,
+   * a small share of a station PC's disk; 1000 is also what a person can still look through.
+   */
+  quarantine: { maxSize: GB, maxCount: 1000 },
   lang: 'en' as Lang,
   include: ['*.xml', '*.zip'],
   dataDir: './data',

@@ -53,4 +53,14 @@ export const MIGRATIONS: string[] = [
    ALTER TABLE route_locks ADD COLUMN renewed_at INTEGER;
    UPDATE route_locks SET renewed_at = acquired_at;
    UPDATE route_runs SET failing_since = last_run_at WHERE last_error IS NOT NULL;`,
+  // 4: hostile input (issue 10). A refused remote entry is found by its remote ref in one index
+  // step (packages_key alone made every lookup scan all refusals of that name: a mail flood was
+  // quadratic); the quarantine budget sums the kept files (few: at most quarantine.maxCount) and
+  // status counts the rows whose bytes were dropped, each over a partial index.
+  `CREATE INDEX packages_refused ON packages(route, remote_ref, name, size)
+     WHERE sha256 IS NULL AND state = 'quarantined';
+   CREATE INDEX packages_quarantine_kept ON packages(size)
+     WHERE state = 'quarantined' AND stored_path IS NOT NULL;
+   CREATE INDEX packages_quarantine_dropped ON packages(route, seen_at)
+     WHERE state = 'quarantined' AND sha256 IS NOT NULL AND stored_path IS NULL;`,
 ];

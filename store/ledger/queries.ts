@@ -17,9 +17,19 @@ export const SQL = {
   events: 'SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id',
   findOriginal: (states: number) =>
     `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 = ? AND state IN (${marks(states)}) ORDER BY id LIMIT 1`,
-  /** A package refused without its bytes (sha256 NULL), known by its remote entry. */
-  findRefusedInPlace: `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 IS NULL AND state = 'quarantined'
-       AND remote_ref = ? AND size = ? ORDER BY id LIMIT 1`,
+  /**
+   * A package refused without its bytes (sha256 NULL), known by its remote entry: one step in the
+   * partial index packages_refused (its WHERE terms are repeated here word for word, which is
+   * what lets SQLite use it).
+   */
+  findRefusedInPlace: `SELECT * FROM packages WHERE route = ? AND remote_ref = ? AND name = ? AND size = ?
+       AND sha256 IS NULL AND state = 'quarantined' ORDER BY id LIMIT 1`,
+  /** Files kept in dataDir/quarantine, over the partial index packages_quarantine_kept. */
+  quarantineKept: `SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM packages
+       WHERE state = 'quarantined' AND stored_path IS NOT NULL`,
+  /** Quarantined packages whose bytes were dropped (budget), nobody acknowledged yet. */
+  quarantineDropped: `SELECT COUNT(*) AS n FROM packages WHERE route = ? AND seen_at IS NULL
+       AND state = 'quarantined' AND sha256 IS NOT NULL AND stored_path IS NULL`,
   inState: (states: number) => `SELECT * FROM packages WHERE route = ? AND state IN (${marks(states)}) ORDER BY id`,
   due: `SELECT * FROM packages WHERE route = ? AND direction = 'out'
        AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))

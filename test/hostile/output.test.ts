@@ -17,6 +17,7 @@ async function cli(args: string[]) {
 }
 
 // what must never reach a terminal raw
+// eslint-disable-next-line no-control-regex -- the control characters are what the test looks for
 const RAW = /[\u001b\u0007\u009b\u202e\u0085\r]/;
 
 let st: Station | undefined;
@@ -58,8 +59,7 @@ describe('hostile names in every text output', () => {
     assert.match(outputs.show + outputs.list, /report\\u202elmx\.exe\.xml/);
     assert.match(outputs.log, /report\\u202elmx\.exe\.xml/);
     // no forged line: every line of status that starts with a route name is one the agent wrote
-    for (const line of (outputs.status + outputs.list).split('\n'))
-      assert.doesNotMatch(line, /^\s*import - ok\.xml/);
+    for (const line of (outputs.status + outputs.list).split('\n')) assert.doesNotMatch(line, /^\s*import - ok\.xml/);
     // --json stays valid JSON and gives the exact names back
     const listed = (JSON.parse(outputs.listJson) as Array<{ name: string }>).map((r) => r.name).sort();
     assert.deepEqual(listed, [...names].sort());

@@ -31,7 +31,7 @@ before(async () => {
 });
 after(async () => {
   await server.close();
-  tls.cleanup();
+  await tls.cleanup();
   rmSync(dir, { recursive: true, force: true });
 });
 

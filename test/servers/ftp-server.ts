@@ -38,6 +38,12 @@ export interface FtpServerOptions {
   writeError?: 'ENOSPC' | 'EACCES';
   /** Every download finds its file taken away at that instant (by the office's reader): 550. */
   vanishOnRead?: boolean;
+  /**
+   * A hostile server: LIST sends made-up lines instead of the folder, each a 1-byte file with a
+   * `nameBytes` long name (default 40): `bytes` of them, then 226; without `bytes`, lines never
+   * stop coming until the client closes the data connection.
+   */
+  listing?: { bytes?: number; nameBytes?: number };
 }
 
 export interface TestFtpServer {
@@ -139,6 +145,70 @@ function mendAuthTls(): void {
 }
 mendAuthTls();
 
+// ---- a hostile LIST ------------------------------------------------------------------------------
+
+/** The `listing` knob of each running server (ftp-srv's command registry is one for the process). */
+const listingKnobs = new WeakMap<object, { bytes?: number; nameBytes?: number }>();
+
+/**
+ * LIST on a server started with `listing`: made-up lines, as many as the knob says or endless, on
+ * the data connection as fast as the client takes them (the socket's backpressure respected).
+ * Servers without the knob keep ftp-srv's own LIST.
+ */
+function hostileList(): void {
+  const fromFtpSrv = createRequire(createRequire(import.meta.url).resolve('ftp-srv'));
+  const registry = fromFtpSrv('./src/commands/registry') as Record<string, { handler: (this: ListThis) => unknown }>;
+  interface ListThis {
+    server: object;
+    commandSocket: Socket;
+    connector: { waitForConnection(): PromiseLike<unknown>; socket: Socket; end(): void };
+    reply(code: number, message?: string): PromiseLike<unknown>;
+  }
+  const list = registry.LIST!;
+  const original = list.handler;
+  list.handler = function (this: ListThis, ...args: unknown[]) {
+    const knob = listingKnobs.get(this.server);
+    if (!knob) return (original as (...a: unknown[]) => unknown).apply(this, args);
+    let n = 0;
+    const line = () => {
+      const name = `f${String(n++).padStart(9, '0')}`;
+      const long = `${name}${'x'.repeat(Math.max(0, (knob.nameBytes ?? 40) - name.length - 4))}.xml`;
+      return `-rw-r--r-- 1 ftp ftp 1 Jan 01 00:00 ${long}\r\n`;
+    };
+    return Promise.resolve(this.connector.waitForConnection())
+      .then(() => {
+        this.commandSocket.pause();
+        return this.reply(150);
+      })
+      .then(
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = this.connector.socket;
+            let sent = 0;
+            socket.on('error', () => undefined);
+            socket.once('close', () => resolve());
+            const pump = () => {
+              while (!socket.destroyed && (knob.bytes === undefined || sent < knob.bytes)) {
+                let chunk = '';
+                while (chunk.length < 64 * 1024) chunk += line();
+                sent += chunk.length;
+                if (!socket.write(chunk)) return void socket.once('drain', pump);
+              }
+              if (!socket.destroyed) socket.end(resolve);
+            };
+            pump();
+          }),
+      )
+      .then(() => this.reply(226))
+      .catch(() => this.reply(426))
+      .then(() => {
+        this.connector.end();
+        this.commandSocket.resume();
+      });
+  };
+}
+hostileList();
+
 const silentLog = {
   child: () => silentLog,
   trace: () => undefined,
@@ -189,6 +259,7 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
     for (const s of SIGNALS) {
       for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
     }
+    if (opts.listing) listingKnobs.set(server, opts.listing);
     // ftp-srv answers slowly without this (Nagle + delayed ACK on every small reply).
     (server as unknown as EventEmitter).on('connect', ({ connection }: { connection: FtpConnection }) => {
       connections++;

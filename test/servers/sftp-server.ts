@@ -39,6 +39,23 @@ export interface SftpServerOptions {
   deny?: (op: SftpOp, remotePath: string) => boolean;
   /** Runs before each OPEN is served (e.g. another client takes the file away at that instant). */
   beforeOpen?: (remotePath: string, writing: boolean) => void;
+  /**
+   * A hostile server: READDIR never says EOF. Every READDIR answers `batch` (default 500) entries
+   * never seen before (regular files of 1 byte, `nameBytes` long names, default 40), for as long as
+   * the client keeps asking.
+   */
+  endlessReaddir?: { batch?: number; nameBytes?: number };
+  /**
+   * A hostile server: STAT/LSTAT of a path this returns true for says "a regular file of 1 byte is
+   * there", whether or not anything is (every free-name candidate of a move is "taken").
+   */
+  claimExists?: (remotePath: string) => boolean;
+  /** Every STAT/LSTAT is answered after this many ms (a slow server; a loop of them takes a while). */
+  statDelayMs?: number;
+  /** Called as each STAT/LSTAT arrives (tests await a storm of them). */
+  onStat?: (remotePath: string, count: number) => void;
+  /** A hostile server: every READ is answered with `bytes` bytes (default 1), `everyMs` after it came. */
+  dripReads?: { bytes?: number; everyMs: number };
 }
 
 export interface SftpServerStats {
@@ -47,6 +64,10 @@ export interface SftpServerStats {
   renames: number;
   /** Modes clients asked for with SETSTAT/FSETSTAT (ssh2's WriteStream asks for 0666). */
   setModes: number[];
+  /** STAT and LSTAT requests served. */
+  statCalls: number;
+  /** READDIR requests served. */
+  readdirCalls: number;
 }
 
 export interface SftpTestServer {
@@ -119,7 +140,14 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
   const allowedKey: ParsedKey | undefined = parsedAllowed;
 
   const root = await fsp.realpath(await fsp.mkdtemp(path.join(tmpdir(), 'sprelay-sftp-')));
-  const stats: SftpServerStats = { fsyncs: 0, posixRenames: 0, renames: 0, setModes: [] };
+  const stats: SftpServerStats = {
+    fsyncs: 0,
+    posixRenames: 0,
+    renames: 0,
+    setModes: [],
+    statCalls: 0,
+    readdirCalls: 0,
+  };
   const live = new Set<Connection>();
   const sockets = new Set<Socket>();
 
@@ -196,6 +224,21 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
     const run = (reqid: number, fn: () => Promise<void>) => {
       fn().catch((err: unknown) => fail(reqid, err));
     };
+    let closed = false;
+    let endlessNext = 0;
+    const endlessBatch = (o: { batch?: number; nameBytes?: number }) => {
+      const entries = [];
+      for (let i = 0; i < (o.batch ?? 500); i++) {
+        const n = `f${String(endlessNext++).padStart(9, '0')}`;
+        const filename = `${n}${'x'.repeat(Math.max(0, (o.nameBytes ?? 40) - n.length - 4))}.xml`;
+        entries.push({
+          filename,
+          longname: `-rw-r--r-- 1 sprelay sprelay 1 Jan  1 00:00 ${filename}`,
+          attrs: ONE_BYTE_FILE,
+        });
+      }
+      return entries;
+    };
 
     sftp.on('OPEN', (reqid, filename, flags, attrs) =>
       run(reqid, async () => {
@@ -220,8 +263,14 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
         const h = handleOf(handle);
         if (h?.kind !== 'file') return sftp.status(reqid, STATUS_CODE.FAILURE, 'bad handle');
         if (options.stallReadsAfterBytes !== undefined && bytesRead >= options.stallReadsAfterBytes) return;
-        const buf = Buffer.alloc(length);
-        const { bytesRead: n } = await h.fd.read(buf, 0, length, offset);
+        const drip = options.dripReads;
+        if (drip) {
+          await new Promise((r) => setTimeout(r, drip.everyMs));
+          if (!handles.has(handle.readUInt32BE())) return; // the client went meanwhile
+        }
+        const want = drip ? Math.min(length, drip.bytes ?? 1) : length;
+        const buf = Buffer.alloc(want);
+        const { bytesRead: n } = await h.fd.read(buf, 0, want, offset);
         if (n === 0) return sftp.status(reqid, STATUS_CODE.EOF);
         bytesRead += n;
         sftp.data(reqid, buf.subarray(0, n));
@@ -270,7 +319,14 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
       sftp.on(event, (reqid: number, p: string) =>
         run(reqid, async () => {
           const v = virtual(p);
+          stats.statCalls++;
+          options.onStat?.(v, stats.statCalls);
+          if (options.statDelayMs) {
+            await new Promise((r) => setTimeout(r, options.statDelayMs));
+            if (closed) return; // the client went meanwhile
+          }
           if (denied(reqid, 'stat', v)) return;
+          if (options.claimExists?.(v)) return sftp.attrs(reqid, ONE_BYTE_FILE);
           sftp.attrs(reqid, attrsOf(await (follow ? fsp.stat(real(v)) : fsp.lstat(real(v)))));
         }),
       );
@@ -290,6 +346,8 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
       run(reqid, async () => {
         const h = handleOf(handle);
         if (h?.kind !== 'dir') return sftp.status(reqid, STATUS_CODE.FAILURE, 'bad handle');
+        stats.readdirCalls++;
+        if (options.endlessReaddir) return sftp.name(reqid, endlessBatch(options.endlessReaddir));
         if (h.done) return sftp.status(reqid, STATUS_CODE.EOF);
         h.done = true;
         const names = ['.', '..', ...(await fsp.readdir(real(h.path)))];
@@ -380,6 +438,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
     );
 
     sftp.on('close', () => {
+      closed = true;
       for (const h of handles.values()) if (h.kind === 'file') void h.fd.close().catch(() => undefined);
       handles.clear();
     });
@@ -441,6 +500,9 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
     },
   };
 }
+
+/** What a hostile server says about a name it claims: a regular file of 1 byte. */
+const ONE_BYTE_FILE = { mode: 0o100644, uid: 0, gid: 0, size: 1, atime: 0, mtime: 0 };
 
 function versionWithExtensions(): Buffer {
   const parts: Buffer[] = [Buffer.from([2, 0, 0, 0, 3])];

@@ -1,7 +1,8 @@
 // A fault-injecting TCP proxy for tests: listens on a loopback address in front of target ports
 // and forwards bytes untouched, until a test arms a fault for the next connection(s): a reset
 // after N bytes, a stall after N bytes, a stall after the server's greeting, a stall at the end
-// of a stream, or the whole server gone (listeners closed) and back.
+// of a stream, a slow drip after N bytes (a few bytes every so often, for as long as the stream
+// lasts), or the whole server gone (listeners closed) and back.
 //
 // FTP opens a second TCP connection per transfer, so a proxy that only sees the control port
 // cannot break a transfer where it happens. The proxy therefore forwards a set of extra ports as
@@ -27,7 +28,8 @@ export type Fault =
   | { kind: 'reset'; afterBytes: number; direction: Direction }
   | { kind: 'stall'; afterBytes: number; direction: Direction }
   | { kind: 'stall-after-greeting' }
-  | { kind: 'stall-at-end'; direction: Direction; withholdLastChunk: boolean; minBytes: number };
+  | { kind: 'stall-at-end'; direction: Direction; withholdLastChunk: boolean; minBytes: number }
+  | { kind: 'drip'; afterBytes: number; direction: Direction; bytes: number; everyMs: number };
 
 export interface ArmOptions {
   /** Which connections may take the fault (default `control`, or `any` when no data ports). */
@@ -161,6 +163,15 @@ export class TcpProxy extends EventEmitter {
     return this.arm({ kind: 'stall-at-end', direction, withholdLastChunk, minBytes }, arm);
   }
 
+  /**
+   * Forward `n` bytes in `direction`, then only `bytes` bytes every `everyMs` ms (the sender is
+   * held back meanwhile, nothing is lost; its end comes after the last byte). A peer that keeps a
+   * transfer alive without ever finishing it.
+   */
+  dripAfterBytes(n: number, direction: Direction, drip: { bytes: number; everyMs: number }, opts?: ArmOptions): this {
+    return this.arm({ kind: 'drip', afterBytes: n, direction, ...drip }, opts);
+  }
+
   /** Back to plain pass-through for new connections (connections already faulted stay so). */
   passThrough(): this {
     this.armed = [];
@@ -264,6 +275,15 @@ class Link {
   private readonly server: net.Socket;
   private held: Buffer | null = null;
   private gone = false;
+  /** A drip under way: what waits to be forwarded, a few bytes per tick. */
+  private drip: {
+    direction: Direction;
+    bytes: number;
+    everyMs: number;
+    queue: Buffer[];
+    ended: boolean;
+    timer: NodeJS.Timeout | null;
+  } | null = null;
   onGone: () => void = () => undefined;
 
   constructor(
@@ -301,9 +321,17 @@ class Link {
 
   private onData(direction: Direction, chunk: Buffer): void {
     if (this.stats.state === 'frozen' || this.gone) return;
+    if (this.drip?.direction === direction) return this.enqueue(chunk);
     const fault = this.stats.fault;
     const sent = direction === 'toServer' ? this.stats.bytesToServer : this.stats.bytesToClient;
     if (fault && this.stats.triggeredAt === null) {
+      if (fault.kind === 'drip' && fault.direction === direction && chunk.length > fault.afterBytes - sent) {
+        const room = Math.max(0, fault.afterBytes - sent);
+        this.forward(direction, chunk.subarray(0, room));
+        this.drip = { direction, bytes: fault.bytes, everyMs: fault.everyMs, queue: [], ended: false, timer: null };
+        this.trigger('drip');
+        return this.enqueue(chunk.subarray(room));
+      }
       if ((fault.kind === 'reset' || fault.kind === 'stall') && fault.direction === direction) {
         const room = fault.afterBytes - sent;
         if (chunk.length >= room) {
@@ -341,8 +369,42 @@ class Link {
     this.forward(direction, chunk);
   }
 
+  /** Holds `chunk` for the drip; the sender waits until the queue is empty again. */
+  private enqueue(chunk: Buffer): void {
+    const d = this.drip!;
+    if (chunk.length > 0) d.queue.push(chunk);
+    this.socketOf(d.direction).from.pause();
+    d.timer ??= setTimeout(() => this.dripTick(), d.everyMs);
+  }
+
+  private dripTick(): void {
+    const d = this.drip!;
+    d.timer = null;
+    if (this.gone || this.stats.state === 'frozen') return;
+    let want = d.bytes;
+    while (want > 0 && d.queue.length > 0) {
+      const head = d.queue[0]!;
+      const part = head.subarray(0, want);
+      this.forward(d.direction, part);
+      want -= part.length;
+      if (part.length === head.length) d.queue.shift();
+      else d.queue[0] = head.subarray(part.length);
+    }
+    if (d.queue.length > 0) {
+      d.timer = setTimeout(() => this.dripTick(), d.everyMs);
+      return;
+    }
+    const { from, to } = this.socketOf(d.direction);
+    if (d.ended) to.end();
+    else from.resume();
+  }
+
   private onEnd(direction: Direction): void {
     if (this.stats.state === 'frozen' || this.gone) return;
+    if (this.drip?.direction === direction && (this.drip.queue.length > 0 || this.drip.timer)) {
+      this.drip.ended = true; // ended once the queue is through
+      return;
+    }
     const fault = this.stats.fault;
     if (fault?.kind === 'stall-at-end' && fault.direction === direction && this.stats.triggeredAt === null) {
       const carried =
@@ -387,11 +449,11 @@ class Link {
     this.server.pause();
   }
 
-  private trigger(what: 'reset' | 'stall'): void {
+  private trigger(what: 'reset' | 'stall' | 'drip'): void {
     if (this.stats.triggeredAt !== null) return;
     this.stats.triggeredAt = Date.now();
     if (what === 'reset') this.reset();
-    else this.freeze();
+    else if (what === 'stall') this.freeze();
     this.onTrigger();
   }
 
@@ -420,6 +482,7 @@ class Link {
   private finish(state: 'reset' | 'closed'): void {
     if (this.gone) return;
     this.gone = true;
+    if (this.drip?.timer) clearTimeout(this.drip.timer);
     this.stats.state = state;
     this.onGone();
   }

@@ -41,16 +41,35 @@ export function plainName(name: string, what: string, forWriting = false): strin
 }
 
 /**
- * `NAME.ext`, else `NAME (2).ext`, `NAME (3).ext`...: the first candidate `taken` says is free, so a
- * move never replaces what is there.
+ * How many candidates freeName tries. A move target with a thousand copies of one name is a
+ * folder nobody looks after, and a server that says every name exists (hostile or broken) would
+ * otherwise keep the search going forever.
  */
-export async function freeName(name: string, taken: (candidate: string) => Promise<boolean>): Promise<string> {
+export const FREE_NAME_MAX = 1000;
+
+/**
+ * `NAME.ext`, else `NAME (2).ext`, `NAME (3).ext`...: the first candidate `taken` says is free, so a
+ * move never replaces what is there. After FREE_NAME_MAX candidates, TransportError('protocol'):
+ * nothing is moved. `where` (the move target) goes into that message.
+ */
+export async function freeName(
+  name: string,
+  taken: (candidate: string) => Promise<boolean>,
+  where?: string,
+): Promise<string> {
   const ext = path.posix.extname(name);
   const stem = name.slice(0, name.length - ext.length);
-  for (let n = 1; ; n++) {
+  for (let n = 1; n <= FREE_NAME_MAX; n++) {
     const candidate = n === 1 ? name : `${stem} (${n})${ext}`;
     if (!(await taken(candidate))) return candidate;
   }
+  const last = JSON.stringify(`${stem} (${FREE_NAME_MAX})${ext}`);
+  throw new TransportError(
+    'protocol',
+    `no free name to move ${JSON.stringify(name)} to${where === undefined ? '' : ` in ${where}`}: the server says ` +
+      `it and every numbered copy up to ${last} exist (${FREE_NAME_MAX} names tried); refused, the file ` +
+      `stays where it is. Clear out the move target, or check the server`,
+  );
 }
 
 /**

@@ -2,7 +2,7 @@
 // listed length or an error, and the check that a package gave its declared size and SHA-256.
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { IdleWatch } from '../deadline.js';
+import { IdleWatch, type MinRate } from '../deadline.js';
 import { TransportError, fromSystemError } from '../errors.js';
 import type { OutgoingPackage } from '../types.js';
 
@@ -11,15 +11,18 @@ export interface WatchOptions {
   mapError?: (err: unknown) => TransportError;
   /** Called when the watch fails with 'timeout' or 'aborted' (a transfer left in flight). */
   onStall?: (err: TransportError) => void;
+  /** The slowest average the transfer may keep (the route's `minRate`, Endpoint.minRate); none if absent. */
+  minRate?: MinRate | undefined;
 }
 
 /**
- * `source` through an IdleWatch. Errors of the source reach the reader as TransportErrors; when
- * the reader stops (or the watch fires) the source is destroyed, so no handle is left open.
+ * `source` through an IdleWatch (and its minimum rate, when given). Errors of the source reach
+ * the reader as TransportErrors; when the reader stops (or the watch fires) the source is
+ * destroyed, so no handle is left open.
  */
 export function watched(source: Readable, what: string, ms: number, signal: AbortSignal, opts: WatchOptions = {}) {
   const mapError = opts.mapError ?? ((err: unknown) => fromSystemError(err, what));
-  const watch = new IdleWatch(what, ms, signal);
+  const watch = new IdleWatch(what, ms, signal, opts.minRate);
   source.on('error', (err) => watch.destroy(mapError(err)));
   watch.on('close', () => source.destroy());
   source.pipe(watch);

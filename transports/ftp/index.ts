@@ -9,6 +9,7 @@ import { FTPError } from 'basic-ftp';
 import { plainName, probeFileName, PART, refuseMoveIntoSelf } from '../common/names.js';
 import { probeRun } from '../common/probe.js';
 import { sha256 } from '../common/streams.js';
+import { ackBudgetMs, withBudget } from '../deadline.js';
 import { TransportError, missingInFolder } from '../errors.js';
 import type {
   Endpoint,
@@ -30,11 +31,11 @@ export { ftpWireName } from './wire.js';
 export function createFtpTransport(profile: FtpProfile): Transport {
   const wire = wireFor(profile.encoding);
   const tls = tlsOptionsFor(profile);
-  const newSession = (ms: number) => new FtpSession(profile, wire, ms, tls);
+  const newSession = (ep: Endpoint) => new FtpSession(profile, wire, ep.timeoutMs, tls, ep.minRate);
 
   /** Opens a session for an endpoint: connected, logged in, its directory there (created if missing). */
   async function openSession(ep: Endpoint, signal: AbortSignal): Promise<{ session: FtpSession; dir: string }> {
-    const session = newSession(ep.timeoutMs);
+    const session = newSession(ep);
     try {
       const release = await session.lane.acquire(signal, `open ${ep.remote || '.'}`);
       try {
@@ -146,7 +147,7 @@ export function createFtpTransport(profile: FtpProfile): Transport {
         try {
           await session.ready(sig);
           await session.enterDir(dir, true, sig);
-          return await session.listHere(what, sig);
+          return await session.listHere(dir, what, sig);
         } catch (err) {
           throw session.classify(err, what, { missing: 'unavailable' });
         } finally {
@@ -186,14 +187,18 @@ export function createFtpTransport(profile: FtpProfile): Transport {
         const what = `acknowledge ${file}`;
         const release = await session.lane.acquire(sig, what);
         try {
-          await session.ready(sig);
-          if (moveTo) {
-            await session.enterDir(moveTo, true, sig);
-            const free = await session.freeName(moveTo, name, sig);
-            await session.moveOrGone(file, inDir(moveTo, free), `${what}: move to ${moveTo}`, sig);
-          } else {
-            await session.deleteOrGone(file, what, sig);
-          }
+          // the whole acknowledgement within one budget: a server that keeps a move's free-name
+          // search going is cut there (and by the free-name cap), never left to hold the route
+          await withBudget(what, ackBudgetMs(ep.timeoutMs), sig, async (s) => {
+            await session.ready(s);
+            if (moveTo) {
+              await session.enterDir(moveTo, true, s);
+              const free = await session.freeName(moveTo, name, s);
+              await session.moveOrGone(file, inDir(moveTo, free), `${what}: move to ${moveTo}`, s);
+            } else {
+              await session.deleteOrGone(file, what, s);
+            }
+          });
         } catch (err) {
           throw session.classify(err, what, { missing: 'unavailable' });
         } finally {
@@ -210,7 +215,7 @@ export function createFtpTransport(profile: FtpProfile): Transport {
   }
 
   async function probe(ep: Endpoint, direction: 'in' | 'out', signal: AbortSignal): Promise<ProbeStep[]> {
-    const session = newSession(ep.timeoutMs);
+    const session = newSession(ep);
     const { steps, step } = probeRun((err, name) => session.classify(err, name, { missing: 'unavailable' }));
     try {
       // connect, TLS and login report themselves step by step
@@ -236,7 +241,7 @@ export function createFtpTransport(profile: FtpProfile): Transport {
           await session.enterDir(dir, true, signal);
           created = true;
         }
-        const entries = await session.listHere(`list ${dir}`, signal);
+        const entries = await session.listHere(dir, `list ${dir}`, signal);
         return `${entries.length} file(s) in ${dir}${created ? ' (created: it was not there)' : ''}`;
       });
       if (!listed) return steps;

@@ -4,15 +4,17 @@
 import path from 'node:path';
 import { isIP } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import { Writable } from 'node:stream';
 import { Client, FTPError, enterPassiveModeIPv6, type FTPContext, type FTPResponse, type FileInfo } from 'basic-ftp';
 // Not re-exported by basic-ftp's index (the package has no exports map): the function basic-ftp
 // itself uses to open every passive data connection, TLS session reuse included. We only replace
-// the decision where it connects to (see `passive`).
-import { connectForPassiveTransfer } from 'basic-ftp/dist/transfer.js';
+// the decision where it connects to (see `passive`). `downloadTo` is what its listings use.
+import { connectForPassiveTransfer, downloadTo } from 'basic-ftp/dist/transfer.js';
+import { ListingBudget } from '../common/listing.js';
 import { freeName, isVisible } from '../common/names.js';
 import { redactor } from '../common/redact.js';
 import { clientSecureContext } from '../common/tls.js';
-import { withDeadline } from '../deadline.js';
+import { withDeadline, type MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { FtpProfile, ProbeStep, RemoteEntry } from '../types.js';
 import { classifyFtp, MISSING_TEXT, type ErrorContext } from './errors.js';
@@ -29,7 +31,7 @@ import type { Wire } from './wire.js';
 export class FtpSession {
   readonly lane = new Lane();
   private readonly redact: (e: TransportError) => TransportError;
-  private client: Client | null = null;
+  private client: BoundedClient | null = null;
   private home = '/';
   private closed = false;
   /** Whether the server does EPSV; learned on the first transfer. */
@@ -41,6 +43,8 @@ export class FtpSession {
     readonly ms: number,
     /** Built once per profile: a data connection reuses it instead of parsing every CA again. */
     private readonly tls: () => ConnectionOptions,
+    /** The slowest average a transfer may keep (the route's minRate); none if absent. */
+    readonly minRate?: MinRate,
   ) {
     this.redact = redactor([profile.password]);
   }
@@ -64,7 +68,7 @@ export class FtpSession {
 
   private async connect(signal: AbortSignal, steps?: ProbeStep[]): Promise<Client> {
     const { host, port, security, user, password } = this.profile;
-    const c = new Client(this.ms);
+    const c = new BoundedClient(this.ms);
     // basic-ftp decodes and encodes the control connection with a Node Buffer encoding, which has
     // no windows-1251: latin1 keeps every byte as one char, and `wire` does the rest.
     c.ftp.encoding = this.wire.encoding;
@@ -288,11 +292,26 @@ export class FtpSession {
     }
   }
 
-  /** Files (not directories, not links) of the current directory, without `.part` and our own probe files. */
-  async listHere(what: string, signal: AbortSignal, all = false): Promise<RemoteEntry[]> {
-    const infos = await this.command(what, signal, (c) => c.list());
+  /**
+   * Files (not directories, not links) of the current directory `dir`, without `.part` and our own
+   * probe files. The listing is counted as it arrives (common/listing.ts): past a cap it is
+   * refused with 'protocol', and the connection goes with the transfer that was cut.
+   */
+  async listHere(dir: string, what: string, signal: AbortSignal, all = false): Promise<RemoteEntry[]> {
+    let infos: FileInfo[];
+    try {
+      infos = await this.command(what, signal, (c) => {
+        (c as BoundedClient).listingOf = `FTP listing of ${dir}`;
+        return c.list();
+      });
+    } catch (err) {
+      // the server may still be sending, and its reply to the cut LIST would be read as the
+      // answer to our next command
+      if (err instanceof TransportError && err.code === 'protocol') this.drop();
+      throw err;
+    }
     const entries: RemoteEntry[] = [];
-    for (const info of infos as FileInfo[]) {
+    for (const info of infos) {
       if (!info.isFile) continue;
       const name = this.wire.in(info.name);
       if (!all && !isVisible(name)) continue;
@@ -316,7 +335,7 @@ export class FtpSession {
     if (res.code === 213 || res.code === 500 || res.code === 502 || res.code === 504) {
       const dir = path.posix.dirname(file);
       await this.enterDir(dir, false, signal);
-      const found = (await this.listHere(`${what}: list ${dir}`, signal, true)).find(
+      const found = (await this.listHere(dir, `${what}: list ${dir}`, signal, true)).find(
         (e) => e.name === path.posix.basename(file),
       );
       return found ? found.size : null;
@@ -366,6 +385,7 @@ export class FtpSession {
       name,
       async (candidate) =>
         (await this.sizeOf(inDir(dir, candidate), `look for ${candidate} in ${dir}`, signal)) !== null,
+      dir,
     );
   }
 
@@ -385,6 +405,61 @@ export class FtpSession {
   /** Any failure as a TransportError: FTP replies by code, socket and TLS errors by their code. */
   classify(err: unknown, what: string, ctx: ErrorContext): TransportError {
     return this.redact(classifyFtp(err, what, ctx, (s) => this.wire.in(s)));
+  }
+}
+
+/**
+ * basic-ftp's Client with its listings bounded. basic-ftp buffers a listing whole (up to its
+ * maxListingBytes, 40 MB) and then parses every line into an object: a listing of tiny lines
+ * cost ~500 MB. This one counts lines and bytes as they arrive and stops the transfer at the
+ * listing caps: a listing that never ends costs a 'protocol' error after at most 32 MB.
+ * `_requestListWithCommand` is basic-ftp's protected hook for how a listing is fetched; the body
+ * is basic-ftp's own, with our counting writable in place of its StringWriter.
+ */
+class BoundedClient extends Client {
+  /** Whose listing of which folder, for the refusal; set before each list(). */
+  listingOf = 'FTP listing';
+
+  protected override async _requestListWithCommand(command: string): Promise<FileInfo[]> {
+    const text = new ListingText(new ListingBudget(this.listingOf));
+    try {
+      await downloadTo(text, { ftp: this.ftp, tracker: this._progressTracker, command, remotePath: '', type: 'list' });
+    } catch (err) {
+      // basic-ftp appends " (data socket)" to the error the data socket was destroyed with
+      if (text.refusal) throw new TransportError('protocol', text.refusal);
+      throw err;
+    }
+    return this.parseList(text.text(this.ftp.encoding));
+  }
+}
+
+/** Collects a listing's bytes, each chunk counted first (lines as entries) against the budget. */
+class ListingText extends Writable {
+  private readonly chunks: Buffer[] = [];
+  /** Why the listing was refused (the message as written), once it was. */
+  refusal: string | undefined;
+
+  constructor(private readonly budget: ListingBudget) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    let lines = 0;
+    for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) lines++;
+    try {
+      this.budget.take(lines, chunk.length);
+    } catch (err) {
+      this.refusal = (err as Error).message;
+      this.chunks.length = 0;
+      cb(err as Error);
+      return;
+    }
+    this.chunks.push(chunk);
+    cb();
+  }
+
+  text(encoding: BufferEncoding | undefined): string {
+    return Buffer.concat(this.chunks).toString(encoding);
   }
 }
 

@@ -1,6 +1,7 @@
 // Data transfers on an FTP session: RETR into a stream that ends only when every listed byte came
 // and the server confirmed, STOR of a package under a watchdog fed by every byte, and the read-back
-// hash of a remote file. Each runs on the session's current connection (the caller holds the lane).
+// hash of a remote file. Both directions keep the route's minimum rate (session.minRate). Each
+// runs on the session's current connection (the caller holds the lane).
 import { pipeline, Readable, Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { FTPError, type FTPContext } from 'basic-ftp';
@@ -31,7 +32,7 @@ export function download(
   onFree: () => void,
 ): Readable {
   const c = session.current;
-  const out = new IdleWatch(what, session.ms, signal);
+  const out = new IdleWatch(what, session.ms, signal, session.minRate);
   let freed = false;
   const free = () => {
     if (freed) return;
@@ -115,7 +116,7 @@ export async function upload(
   if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
   const source = openPackage(pkg, what);
   const dog = watchdog(what, session.ms, signal);
-  const watch = new IdleWatch(what, session.ms, signal);
+  const watch = new IdleWatch(what, session.ms, signal, session.minRate);
   const check = new PackageCheck(pkg, what);
   const tally = new Transform({
     transform(chunk: Buffer, _enc, cb) {

@@ -20,10 +20,18 @@
 // - A message is done when every attachment the route takes from it is acknowledged: then it is
 //   flagged \Seen and deleted or moved. Until then each acknowledged attachment is marked with a
 //   keyword (where the mailbox allows keywords), so the next cycle does not fetch it again.
-// - A message that is not delivered at all (sender not in allowFrom, no attachment matching the
-//   route's include, over the size cap, hash headers that do not pair) is one entry for the whole
-//   message (ref `.../<uid>/*`) with `refusal` set; nothing of it is downloaded. Acknowledging such
-//   an entry never flags or deletes: it moves the message as `afterRefuse` says, or leaves it.
+// - A message that is not delivered at all (no single clear sender, sender not in allowFrom, no
+//   valid DKIM signature where the route requires one, no attachment matching the route's include,
+//   over the size cap, hash headers that do not pair) is one entry for the whole message (ref
+//   `.../<uid>/*`) with `refusal` set; nothing of it is downloaded (but its source for a DKIM
+//   check). Acknowledging such an entry never flags or deletes: it moves the message as
+//   `afterRefuse` says, or (leave) marks it with the route's refused keyword, so that the next
+//   SEARCH skips it instead of fetching it again. Marks are sent in batches (one STORE for many
+//   UIDs); a mark lost to a failure only means the message is listed, and found in the ledger,
+//   once more. A mailbox without keywords lists refused messages every cycle (metadata only).
+// - A flood costs a bounded cycle: UIDs from one SEARCH, metadata fetched FETCH_BATCH messages per
+//   command, and listing stops at the route's maxPerCycle entries (oldest UIDs first).
+// - The sender is read from the raw From header lines, strictly (sender.ts), not from ENVELOPE.
 import type { Readable } from 'node:stream';
 import type { FetchMessageObject } from 'imapflow';
 import { exactLength, watched } from '../common/streams.js';
@@ -31,7 +39,9 @@ import { withDeadline } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { EmailProfile, Endpoint, RemoteEntry, Source } from '../types.js';
 import { Connection } from './connection.js';
+import { checkDkim, MAX_SIGNATURES, systemResolver, type DnsResolver } from './dkim.js';
 import { imapError, mailboxError } from './errors.js';
+import { headerValues, senderOf } from './sender.js';
 import {
   ACK_KEYWORD_PREFIX,
   NO_ATTACHMENT,
@@ -46,6 +56,7 @@ import {
   noMatchReason,
   parseRef,
   partOfKeyword,
+  refusedKeyword,
   sameMailbox,
   type MessageState,
   type Ref,
@@ -55,11 +66,28 @@ export { decodedLowerBound, declaredHashes, parseRef, formatRef, attachmentParts
 export { imapClientOptions } from './connection.js';
 export { imapError } from './errors.js';
 export { probeImap } from './probe.js';
+export { senderOf } from './sender.js';
+export type { DnsResolver } from './dkim.js';
+
+export interface ImapSourceOptions {
+  /** DNS TXT lookups for DKIM keys (tests serve keys from memory); default: the system's DNS. */
+  dnsResolver?: DnsResolver;
+}
+
+/** Messages whose metadata one FETCH asks for. */
+const FETCH_BATCH = 100;
+/** Refused messages marked by one STORE. */
+const MARK_BATCH = 100;
 
 /** Message-size cap, as a multiple of maxSize: one attachment at maxSize is ~1.37x in base64. */
 const MESSAGE_CAP_FACTOR = 2;
 const MESSAGE_CAP_SLACK = 1024 * 1024;
-export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal: AbortSignal): Promise<Source> {
+export async function openImapSource(
+  profile: EmailProfile,
+  ep: Endpoint,
+  signal: AbortSignal,
+  opts: ImapSourceOptions = {},
+): Promise<Source> {
   const server = profile.imap;
   if (!server) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no imap server`);
   if (!server.user) throw new TransportError('auth', `route ${ep.route}: the imap server has no user to log in as`);
@@ -90,6 +118,16 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
   const messageCap = maxSize * MESSAGE_CAP_FACTOR + MESSAGE_CAP_SLACK;
   const included = includeMatcher(ep.include);
   const where = `imap ${server.host}:${server.port}`;
+  const requireAuth = ep.mail?.requireAuth;
+  const resolver = opts.dnsResolver ?? systemResolver(ms);
+  const maxPerCycle = ep.maxPerCycle ?? Infinity;
+  const refusedMark = refusedKeyword({
+    allowFrom: [...allowFrom],
+    include: ep.include,
+    maxSize,
+    requireAuth,
+  });
+  const wantedHeaders = ['from', SHA256_HEADER, ...(requireAuth === 'dkim' ? ['dkim-signature'] : [])];
 
   const conn = new Connection(server, profile.tls, ms);
   /** A download under the idle deadline; a stalled or aborted one leaves a FETCH in flight: that connection is done for. */
@@ -174,18 +212,48 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     return dl.meta.filename !== undefined ? { size, name: dl.meta.filename } : { size };
   }
 
-  async function entriesOf(msg: FetchMessageObject, uidValidity: string, sig: AbortSignal): Promise<RemoteEntry[]> {
+  /** What one message gives the listing: its entries, and how much of the cycle's budget it used. */
+  interface Listed {
+    entries: RemoteEntry[];
+    /** Counts against maxPerCycle: entries to work on, and a message put off to the next cycle. */
+    cost: number;
+  }
+
+  /** Downloads the whole message (within the size cap) through the DKIM verifier. */
+  async function verifyDkim(uid: number, sender: string, sig: AbortSignal) {
+    const what = `DKIM check of ${mailbox}/${uid}`;
+    const dl = await cmd(what, sig, () => client.download(String(uid), undefined, { uid: true, maxBytes: messageCap }));
+    if (!dl.content) return null;
+    const stream = watchedDownload(dl.content, what, sig);
+    try {
+      return await checkDkim(stream, sender, { resolver, ms, signal: sig, what });
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  async function entriesOf(msg: FetchMessageObject, uidValidity: string, sig: AbortSignal): Promise<Listed> {
     const uid = msg.uid;
-    const from = (msg.envelope?.from?.[0]?.address ?? '').trim().toLowerCase();
+    const sender = senderOf(msg.headers);
+    const from = sender.address ?? '';
     const parts = attachmentParts(msg.bodyStructure);
     const ours = parts.filter((p) => included(p.name));
     const msgRef = formatRef({ mailbox, uidValidity, uid });
     const size = msg.size ?? 0;
     const subject = label(msg.envelope?.subject ?? '');
-    const refuse = (reason: string, name = ours[0]?.name ?? (subject || NO_ATTACHMENT), n = size): RemoteEntry[] => [
-      { name, size: n, ref: msgRef, refusal: reason, ...(from ? { origin: from } : {}) },
-    ];
-    if (!from || !allowFrom.has(from)) return refuse(`sender <${from || 'unknown'}> not allowed`);
+    // a refusal is listed again every cycle where it cannot be marked: then it costs the listing nothing
+    const refusalCost = keywordsAllowed ? 1 : 0;
+    const refuse = (reason: string, name = ours[0]?.name ?? (subject || NO_ATTACHMENT), n = size): Listed => ({
+      entries: [{ name, size: n, ref: msgRef, refusal: reason, ...(from ? { origin: from } : {}) }],
+      cost: refusalCost,
+    });
+    if ('reason' in sender) return refuse(`sender not accepted: ${sender.reason}`);
+    // the server's own reading of the From header must agree with ours (a parser differential is a forgery)
+    const envelope = (msg.envelope?.from ?? []).map((a) => (a.address ?? '').trim().toLowerCase());
+    if (envelope.length > 0 && (envelope.length !== 1 || envelope[0] !== from)) {
+      return refuse(`sender not accepted: the server reads From as <${envelope.join('>, <')}>, not <${from}>`);
+    }
+    if (!allowFrom.has(from)) return refuse(`sender <${from}> not allowed`);
     if (ours.length === 0) return refuse(noMatchReason(parts), subject || NO_ATTACHMENT, 0);
     if (size > messageCap) {
       return refuse(`message of ${size} bytes is larger than the limit of ${messageCap} bytes`);
@@ -196,12 +264,28 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
         `the message declares ${hashes.length} X-SPRelay-SHA256 value(s) for ${parts.length} attachment(s)`,
       );
     }
+    if (requireAuth === 'dkim') {
+      const signatures = headerValues(msg.headers, 'dkim-signature');
+      if (signatures.length === 0) return refuse('no DKIM signature (requireAuth: dkim)');
+      if (signatures.length > MAX_SIGNATURES) {
+        return refuse(`${signatures.length} DKIM signatures (at most ${MAX_SIGNATURES} are checked)`);
+      }
+      // l=: the signature covers only the first bytes of the body; anything after them (an
+      // attachment) is anyone's. Refused outright, before any download.
+      if (signatures.some((v) => /(^|;)\s*l\s*=/i.test(v))) {
+        return refuse('a DKIM signature covers only part of the body (l= tag): not accepted');
+      }
+      const verdict = await verifyDkim(uid, from, sig);
+      if (verdict === null) return { entries: [], cost: 0 }; // expunged meanwhile
+      if (verdict.ok === 'later') return { entries: [], cost: 1 }; // DNS did not answer: next cycle
+      if (verdict.ok === false) return refuse(verdict.reason);
+    }
     const flags = msg.flags ?? new Set<string>();
     const acked = new Set([...flags].filter(isAckKeyword).map(partOfKeyword));
     if (ours.every((p) => acked.has(p.part))) {
       // every attachment was taken, but the message was never filed (a failure in between)
       await finish(uid, flags, sig);
-      return [];
+      return { entries: [], cost: 1 };
     }
     const state: MessageState = { parts: new Set(), acked };
     const entries: RemoteEntry[] = [];
@@ -237,26 +321,44 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     if (state.parts.size > 0) messages.set(uid, state);
     // every candidate's own MIME header named a file the route does not take
     else if (!gone && acked.size === 0) return refuse(noMatchReason(parts), subject || NO_ATTACHMENT, 0);
-    return entries;
+    return { entries, cost: Math.max(1, entries.length) };
   }
 
   async function list(sig: AbortSignal): Promise<RemoteEntry[]> {
+    await flushMarks(sig);
     const uidValidity = await currentUidValidity(sig);
     if (uidValidity !== selectedUidValidity) await select(sig);
     messages.clear();
-    const found = await cmd(`search ${mailbox}`, sig, () => client.search({ seen: false }, { uid: true }));
+    // messages refused and recorded under these rules carry refusedMark: the server leaves them out
+    const query = keywordsAllowed ? { seen: false, unKeyword: refusedMark } : { seen: false };
+    const found = await cmd(`search ${mailbox}`, sig, () => client.search(query, { uid: true }));
     const uids = Array.isArray(found) ? [...found].sort((a, b) => a - b) : [];
     const entries: RemoteEntry[] = [];
-    for (const uid of uids) {
-      const msg = await cmd(`fetch ${mailbox}/${uid}`, sig, () =>
-        client.fetchOne(
-          String(uid),
-          { uid: true, envelope: true, bodyStructure: true, size: true, flags: true, headers: [SHA256_HEADER] },
+    let spent = 0;
+    let next = 0;
+    while (next < uids.length && spent < maxPerCycle) {
+      // without keywords a refusal costs nothing, so the batch cannot be sized by what is left
+      const room = keywordsAllowed ? maxPerCycle - spent : FETCH_BATCH;
+      const batch = uids.slice(next, next + Math.max(1, Math.min(FETCH_BATCH, room)));
+      next += batch.length;
+      const what = `fetch ${mailbox}/${batch[0]}${batch.length > 1 ? `..${batch.at(-1)} (${batch.length} messages)` : ''}`;
+      // one command for the batch, read whole before anything else is sent (imapflow #219, #159)
+      const fetched = await cmd(what, sig, () =>
+        client.fetchAll(
+          batch.join(','),
+          { uid: true, envelope: true, bodyStructure: true, size: true, flags: true, headers: wantedHeaders },
           { uid: true },
         ),
       );
-      if (!msg) continue; // expunged meanwhile
-      entries.push(...(await entriesOf(msg, selectedUidValidity, sig)));
+      const byUid = new Map(fetched.map((m) => [m.uid, m]));
+      for (const uid of batch) {
+        if (spent >= maxPerCycle) break;
+        const msg = byUid.get(uid);
+        if (!msg) continue; // expunged meanwhile
+        const got = await entriesOf(msg, selectedUidValidity, sig);
+        entries.push(...got.entries);
+        spent += got.cost;
+      }
     }
     return entries;
   }
@@ -323,12 +425,12 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
   }
 
   /**
-   * A refused message the pipeline has recorded: moved to the afterRefuse mailbox as it is (its
-   * flags untouched, so it stays unseen for whoever looks at it there), or left alone. Never
-   * flagged \Seen, never deleted.
+   * A refused message the pipeline has recorded, afterRefuse move: moved to that mailbox as it is
+   * (its flags untouched, so it stays unseen for whoever looks at it there). Never flagged \Seen,
+   * never deleted.
    */
   async function fileRefused(ref: Ref, what: string, sig: AbortSignal): Promise<void> {
-    if (refuseTo === null) return; // afterRefuse: leave
+    if (refuseTo === null) return;
     await sameGeneration(ref, what, sig);
     const msg = await cmd(`fetch ${mailbox}/${ref.uid}`, sig, () =>
       client.fetchOne(String(ref.uid), { uid: true }, { uid: true }),
@@ -338,12 +440,40 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     messages.delete(ref.uid);
   }
 
+  /** Refused messages recorded by the pipeline, to be marked with refusedMark (afterRefuse: leave). */
+  const pendingMarks = new Set<number>();
+
+  /**
+   * afterRefuse leave: the message stays as it is (unseen, for whoever looks at the mailbox) but
+   * gets refusedMark, so the next SEARCH leaves it out. Marked in batches; a mailbox without
+   * keywords gets nothing (its refused messages are listed, and found in the ledger, every cycle).
+   */
+  async function markRefused(ref: Ref, sig: AbortSignal): Promise<void> {
+    if (!keywordsAllowed || !sameMailbox(ref.mailbox, mailbox) || ref.uidValidity !== selectedUidValidity) return;
+    pendingMarks.add(ref.uid);
+    if (pendingMarks.size >= MARK_BATCH) await flushMarks(sig);
+  }
+
+  /** One STORE for the pending marks, only while the mailbox is still the one they were listed in. */
+  async function flushMarks(sig: AbortSignal): Promise<void> {
+    if (pendingMarks.size === 0) return;
+    const uids = [...pendingMarks].sort((a, b) => a - b);
+    pendingMarks.clear();
+    if ((await currentUidValidity(sig)) !== selectedUidValidity) return; // recreated: those UIDs are not ours
+    const stored = await cmd(`mark ${uids.length} refused message(s) in ${mailbox}`, sig, () =>
+      client.messageFlagsAdd(uids.join(','), [refusedMark], { uid: true }),
+    );
+    // refused by the server although PERMANENTFLAGS said \* (imapflow answers false): no more
+    // marks this session; those messages are listed, and found in the ledger, next time
+    if (!stored) keywordsAllowed = false;
+  }
+
   async function acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
     const ref = parseRef(entry.ref);
     const what = `acknowledge ${entry.ref}`;
     if (!ref) throw new TransportError('not-found', `${what}: not an entry of this source`);
     // an entry for the whole message is always a refusal (whatever the caller kept of `refusal`)
-    if (!ref.part) return fileRefused(ref, what, sig);
+    if (!ref.part) return refuseTo === null ? markRefused(ref, sig) : fileRefused(ref, what, sig);
     await sameGeneration(ref, what, sig);
     const uid = ref.uid;
     const known = messages.get(uid);
@@ -383,6 +513,10 @@ export async function openImapSource(profile: EmailProfile, ep: Endpoint, signal
     list,
     open,
     acknowledge,
-    close: () => conn.logout(ms),
+    close: async () => {
+      // the marks are a saving, not a record (the ledger is): a failure here costs one more listing
+      await flushMarks(signal).catch(() => undefined);
+      await conn.logout(ms);
+    },
   } satisfies Source;
 }

@@ -1,10 +1,34 @@
 // What a message is to the IMAP source: its attachment parts, the declared SHA-256s, the keywords
 // that mark acknowledged parts, the refs kept in the ledger, and the labels of refused messages.
+import { createHash } from 'node:crypto';
 import type { MessageStructureObject } from 'imapflow';
 import { isRemotePackage } from '../include.js';
 
 /** Keyword marking one acknowledged attachment of a message that is not done yet. */
 export const ACK_KEYWORD_PREFIX = '$sprelay-ack-';
+/** Keyword marking a refused message the pipeline has recorded (afterRefuse: leave). */
+export const REFUSED_KEYWORD_PREFIX = '$sprelay-refused-';
+
+/**
+ * The refused-mark of a route's rules: `$sprelay-refused-<8 hex>` of what decides a refusal here
+ * (allowFrom, include, the size cap, requireAuth). Rules changed in the config give another
+ * keyword, so messages refused under the old rules are looked at again (and delivered if they are
+ * acceptable now) instead of staying hidden.
+ */
+export function refusedKeyword(rules: {
+  allowFrom: string[];
+  include: string[];
+  maxSize: number;
+  requireAuth?: string | undefined;
+}): string {
+  const text = JSON.stringify([
+    [...rules.allowFrom].sort(),
+    [...rules.include].sort(),
+    rules.maxSize,
+    rules.requireAuth ?? '',
+  ]);
+  return REFUSED_KEYWORD_PREFIX + createHash('sha256').update(text).digest('hex').slice(0, 8);
+}
 export const SHA256_HEADER = 'x-sprelay-sha256';
 /** How much of a subject or an attachment list a refused entry carries into the ledger. */
 const LABEL_MAX = 160;

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import type { Client, ConnectConfig, SFTPWrapper } from 'ssh2';
 import SftpClient from 'ssh2-sftp-client';
 import { exactLength, watched } from '../common/streams.js';
-import { withDeadline } from '../deadline.js';
+import { withDeadline, type MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { SftpProfile } from '../types.js';
 import { classify, connectError, type Level, type RequestKind } from './errors.js';
@@ -166,10 +166,19 @@ export class Connection {
   }
 
   /**
-   * The entry's bytes: exactly `size` of them or an error, a stalled server costs a 'timeout' (and
-   * the connection), and the handle is closed whichever way the reader stops.
+   * The entry's bytes: exactly `size` of them or an error, a stalled or dripping server (below
+   * `minRate`) costs a 'timeout' (and the connection), and the handle is closed whichever way the
+   * reader stops.
    */
-  readStream(file: string, handle: Buffer, size: number, what: string, ms: number, signal: AbortSignal): Readable {
+  readStream(
+    file: string,
+    handle: Buffer,
+    size: number,
+    what: string,
+    ms: number,
+    signal: AbortSignal,
+    minRate?: MinRate,
+  ): Readable {
     const remote = this.sftp.createReadStream(file, { handle, autoClose: true });
     const counted = exactLength(size, what);
     remote.on('error', (err: Error) => counted.destroy(this.failure(err, what, 'read')));
@@ -177,6 +186,7 @@ export class Connection {
     return watched(remote.pipe(counted), what, ms, signal, {
       mapError: (err) => classify(err, what, 'read'),
       onStall: (err) => this.kill(err),
+      minRate,
     });
   }
 

@@ -1,9 +1,12 @@
 // Paths and directories on an SFTP server: `remote` as a server path, stat that says null for a
-// missing file, `mkdir -p`, listings as a Source shows them, free names for a move, read-back hashes.
+// missing file, `mkdir -p`, listings as a Source shows them (bounded), free names for a move,
+// read-back hashes.
 import path from 'node:path';
 import type { FileEntry, Stats as SftpStats } from 'ssh2';
+import { ListingBudget } from '../common/listing.js';
 import { freeName as firstFree, isVisible } from '../common/names.js';
 import { sha256Of } from '../common/streams.js';
+import { withDeadline, type MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { RemoteEntry } from '../types.js';
 import type { Connection } from './connection.js';
@@ -59,7 +62,14 @@ export async function ensureDir(conn: Connection, dir: string, ms: number, signa
   }
 }
 
-export async function hashRemote(conn: Connection, file: string, what: string, ms: number, signal: AbortSignal) {
+export async function hashRemote(
+  conn: Connection,
+  file: string,
+  what: string,
+  ms: number,
+  signal: AbortSignal,
+  minRate?: MinRate,
+) {
   const handle = await conn.call<Buffer>(what, ms, signal, 'read', (s, cb) => s.open(file, 'r', cb));
   const st = await conn
     .call<SftpStats>(what, ms, signal, 'read', (s, cb) => s.fstat(handle, cb))
@@ -67,7 +77,7 @@ export async function hashRemote(conn: Connection, file: string, what: string, m
       await conn.closeHandleQuietly(handle);
       throw err;
     });
-  return sha256Of(conn.readStream(file, handle, st.size, what, ms, signal));
+  return sha256Of(conn.readStream(file, handle, st.size, what, ms, signal, minRate));
 }
 
 const modeIs = (attrs: { mode?: number }, type: number) =>
@@ -78,12 +88,27 @@ export const isLink = (attrs: { mode?: number }) => modeIs(attrs, S_IFLNK);
 /** Only when the server says so: some servers send no permissions at all. */
 export const notAFile = (attrs: { mode?: number }) => typeof attrs.mode === 'number' && !isFile(attrs);
 
-/** The files of `dir` as a Source lists them; a missing directory is created (and empty). */
+/**
+ * The files of `dir` as a Source lists them; a missing directory is created (and empty). The whole
+ * listing (READDIRs and the STATs of symbolic links) is done within `ms`, as one request was, and
+ * is bounded by the listing caps (common/listing.ts): a server that never ends it costs a
+ * 'protocol' error, not the agent's memory.
+ */
 export async function listDir(conn: Connection, dir: string, ms: number, signal: AbortSignal): Promise<RemoteEntry[]> {
   const what = `list ${dir}`;
+  return withDeadline(what, ms, signal, (sig) => listWithin(conn, dir, what, ms, sig));
+}
+
+async function listWithin(
+  conn: Connection,
+  dir: string,
+  what: string,
+  ms: number,
+  signal: AbortSignal,
+): Promise<RemoteEntry[]> {
   let items: FileEntry[];
   try {
-    items = await conn.call<FileEntry[]>(what, ms, signal, 'meta', (s, cb) => s.readdir(dir, cb));
+    items = await readDir(conn, dir, what, ms, signal);
   } catch (err) {
     if (sftpStatus(err) !== SSH_FX.NO_SUCH_FILE) throw err;
     try {
@@ -115,6 +140,37 @@ export async function listDir(conn: Connection, dir: string, ms: number, signal:
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/**
+ * OPENDIR, READDIR until EOF, CLOSE: the visible entries (no `.part`, no probe files). ssh2's own
+ * readdir(path) collects every batch until EOF, however many come; here each batch is counted
+ * against the listing caps first, and the handle is closed whichever way it ends.
+ */
+async function readDir(
+  conn: Connection,
+  dir: string,
+  what: string,
+  ms: number,
+  signal: AbortSignal,
+): Promise<FileEntry[]> {
+  const handle = await conn.call<Buffer>(what, ms, signal, 'meta', (s, cb) => s.opendir(dir, cb));
+  const budget = new ListingBudget(`SFTP listing of ${dir}`);
+  const kept: FileEntry[] = [];
+  try {
+    for (;;) {
+      const batch = await conn.call<FileEntry[] | null>(what, ms, signal, 'meta', (s, cb) =>
+        s.readdir(handle, (err, list) => (sftpStatus(err) === SSH_FX.EOF ? cb(undefined, null) : cb(err, list))),
+      );
+      if (batch === null) return kept;
+      let bytes = 0;
+      for (const item of batch) bytes += Buffer.byteLength(item.filename) + Buffer.byteLength(item.longname);
+      budget.take(batch.length, bytes);
+      for (const item of batch) if (isVisible(item.filename)) kept.push(item);
+    }
+  } finally {
+    await conn.closeHandleQuietly(handle);
+  }
+}
+
 /** A name in `dir` nothing has yet: a move never replaces what is there. */
 export async function freeName(
   conn: Connection,
@@ -124,12 +180,16 @@ export async function freeName(
   ms: number,
   signal: AbortSignal,
 ): Promise<string> {
-  return firstFree(name, async (candidate) => {
-    const st = await conn.call<SftpStats | null>(what, ms, signal, 'meta', (s, cb) =>
-      s.lstat(path.posix.join(dir, candidate), (err, stats) =>
-        sftpStatus(err) === SSH_FX.NO_SUCH_FILE ? cb(undefined, null) : cb(err, stats),
-      ),
-    );
-    return st !== null;
-  });
+  return firstFree(
+    name,
+    async (candidate) => {
+      const st = await conn.call<SftpStats | null>(what, ms, signal, 'meta', (s, cb) =>
+        s.lstat(path.posix.join(dir, candidate), (err, stats) =>
+          sftpStatus(err) === SSH_FX.NO_SUCH_FILE ? cb(undefined, null) : cb(err, stats),
+        ),
+      );
+      return st !== null;
+    },
+    dir,
+  );
 }

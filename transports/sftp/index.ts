@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import type { Stats as SftpStats } from 'ssh2';
 import { plainName, refuseMoveIntoSelf } from '../common/names.js';
 import { redactor } from '../common/redact.js';
+import { ackBudgetMs, withBudget } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry, SftpProfile, Sink, Source, Transport } from '../types.js';
 import { Connection, newProgress } from './connection.js';
@@ -66,6 +67,32 @@ export function createSftpTransport(profile: SftpProfile): Transport {
       throw scrub(err, `open ${dir}`);
     }
 
+    async function acknowledgeWithin(file: string, name: string, what: string, sig: AbortSignal): Promise<void> {
+      if (moveDir === null) {
+        try {
+          await conn.call<void>(what, ms, sig, 'meta', (s, cb) => s.unlink(file, cb));
+        } catch (err) {
+          if (sftpStatus(err) !== SSH_FX.NO_SUCH_FILE) throw err; // gone already: done
+        }
+        return;
+      }
+      await ensureDir(conn, moveDir, ms, sig);
+      for (let attempt = 0; ; attempt++) {
+        if (!(await statOrNull(conn, file, what, ms, sig))) return; // gone already: done
+        const target = path.posix.join(moveDir, await freeName(conn, moveDir, name, what, ms, sig));
+        try {
+          // plain RENAME on purpose: it never replaces what is at the target
+          await conn.call<void>(`${what}: move to ${target}`, ms, sig, 'meta', (s, cb) => s.rename(file, target, cb));
+          return;
+        } catch (err) {
+          const status = sftpStatus(err);
+          if (status === SSH_FX.NO_SUCH_FILE && !(await statOrNull(conn, file, what, ms, sig))) return;
+          // FAILURE: the free name was taken in the meantime; look again
+          if (status !== SSH_FX.FAILURE || attempt >= 2) throw err;
+        }
+      }
+    }
+
     const source = {
       async list(sig: AbortSignal): Promise<RemoteEntry[]> {
         try {
@@ -96,7 +123,7 @@ export function createSftpTransport(profile: SftpProfile): Transport {
               `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`,
             );
           }
-          return conn.readStream(file, handle, entry.size, what, ms, sig);
+          return conn.readStream(file, handle, entry.size, what, ms, sig, ep.minRate);
         } catch (err) {
           throw scrub(err, what);
         }
@@ -107,31 +134,9 @@ export function createSftpTransport(profile: SftpProfile): Transport {
         const file = path.posix.join(dir, name);
         const what = `acknowledge ${file}`;
         try {
-          if (moveDir === null) {
-            try {
-              await conn.call<void>(what, ms, sig, 'meta', (s, cb) => s.unlink(file, cb));
-            } catch (err) {
-              if (sftpStatus(err) !== SSH_FX.NO_SUCH_FILE) throw err; // gone already: done
-            }
-            return;
-          }
-          await ensureDir(conn, moveDir, ms, sig);
-          for (let attempt = 0; ; attempt++) {
-            if (!(await statOrNull(conn, file, what, ms, sig))) return; // gone already: done
-            const target = path.posix.join(moveDir, await freeName(conn, moveDir, name, what, ms, sig));
-            try {
-              // plain RENAME on purpose: it never replaces what is at the target
-              await conn.call<void>(`${what}: move to ${target}`, ms, sig, 'meta', (s, cb) =>
-                s.rename(file, target, cb),
-              );
-              return;
-            } catch (err) {
-              const status = sftpStatus(err);
-              if (status === SSH_FX.NO_SUCH_FILE && !(await statOrNull(conn, file, what, ms, sig))) return;
-              // FAILURE: the free name was taken in the meantime; look again
-              if (status !== SSH_FX.FAILURE || attempt >= 2) throw err;
-            }
-          }
+          // the whole acknowledgement within one budget: a server that keeps a move's free-name
+          // search going is cut there (and by the free-name cap), never left to hold the route
+          await withBudget(what, ackBudgetMs(ms), sig, (s) => acknowledgeWithin(file, name, what, s));
         } catch (err) {
           throw scrub(err, what);
         }

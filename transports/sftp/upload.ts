@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Stats as SftpStats } from 'ssh2';
 import { PART, plainName } from '../common/names.js';
 import { localReadError, openPackage, PackageCheck, watched } from '../common/streams.js';
+import type { MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { Endpoint, OutgoingPackage, PutResult } from '../types.js';
 import type { Connection } from './connection.js';
@@ -38,7 +39,8 @@ export async function put(
       let unreadable = false;
       if (existing.size === pkg.size) {
         // drop boxes often let us write but not read: then identity cannot be shown
-        const sha = await hashRemote(conn, final, `${what}: read back ${final}`, ms, signal).catch((err: unknown) => {
+        const readBack = `${what}: read back ${final}`;
+        const sha = await hashRemote(conn, final, readBack, ms, signal, ep.minRate).catch((err: unknown) => {
           // taken away by its reader while we looked (the office imported it): write ours
           if (sftpStatus(err) === SSH_FX.NO_SUCH_FILE) gone = true;
           else if (sftpStatus(err) === SSH_FX.PERMISSION_DENIED) unreadable = true;
@@ -52,7 +54,7 @@ export async function put(
       }
     }
     wrotePart = true;
-    await writePart(conn, part, pkg, what, ms, signal);
+    await writePart(conn, part, pkg, what, ms, signal, ep.minRate);
     await moveIntoPlace(conn, part, final, ep.overwrite, what, ms, signal);
     wrotePart = false;
     return { remoteRef: final, alreadyPresent: false };
@@ -72,6 +74,7 @@ async function writePart(
   what: string,
   ms: number,
   signal: AbortSignal,
+  minRate: MinRate | undefined,
 ): Promise<void> {
   const handle = await conn.call<Buffer>(`${what}: create ${part}`, ms, signal, 'write', (s, cb) =>
     s.open(part, 'w', { mode: FILE_MODE }, cb),
@@ -84,7 +87,9 @@ async function writePart(
     // One WRITE at a time, each under its own deadline: a server that stops acknowledging costs
     // one timeout, and the offsets are always in order (what fastPut does not promise).
     const mapError = (err: unknown) => localReadError(err, what);
-    for await (const chunk of watched(source, what, ms, signal, { mapError })) {
+    // the package's bytes pass as fast as the server acknowledges WRITEs: the watch's minimum rate
+    // is the upload's
+    for await (const chunk of watched(source, what, ms, signal, { mapError, minRate })) {
       const buf = chunk as Buffer;
       check.update(buf);
       const at = written;

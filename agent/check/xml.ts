@@ -1,0 +1,573 @@
+// Judges an XML package as its bytes go by: well-formed (saxes), in an encoding on the allow-list,
+// no DOCTYPE or ENTITY anywhere in its bytes (so nothing is ever expanded or fetched, whatever a
+// later parser makes of the encoding), and within the limits of check.xml, each of which stops the
+// check at the first offending byte so that its memory stays small whatever the file's size.
+//
+// Push-based: `createXmlCheck(...)` takes chunks (`write`) and an end (`end`), each returning null
+// while nothing is wrong or the reason once something is (and the same reason from then on), so a
+// copy loop can feed it the bytes it copies. `checkXmlFile` is the thin wrapper over a file.
+import { promises as fsp } from 'node:fs';
+import { TextDecoder } from 'node:util';
+import { SaxesParser } from 'saxes';
+import { DEFAULT_XML_LIMITS, type XmlLimits } from './limits.js';
+
+/** A check fed the bytes of one package in order. */
+export interface ContentCheck {
+  /**
+   * The next bytes: null while nothing is wrong, else the reason (and every later call returns it
+   * too). The chunk is not kept after the call.
+   */
+  write(chunk: Uint8Array): string | null;
+  /** No more bytes: the verdict. */
+  end(): string | null;
+}
+
+export interface XmlCheckOptions {
+  /** The package's size when known: lets the nodes-per-MB limit stop the check early. */
+  size?: number;
+}
+
+const MiB = 1024 * 1024;
+const SNIFF_BYTES = 1024; // an XML declaration fits many times over
+const READ_CHUNK = 64 * 1024;
+// SERVIO exports without a declaration are windows-1251 whenever they are not UTF-8.
+const UNDECLARED_FALLBACK = 'windows-1251';
+
+/**
+ * Encodings a package may declare, by the name WHATWG's TextDecoder gives them (its labels are the
+ * aliases: `cp1251`, `cp866`, `latin1`, `us-ascii`, `iso_8859-5`, ...). ISO-8859-1, -9 and -11
+ * decode as their Windows supersets, as in every browser. ISO-8859-16 is missing: Node's decoder
+ * does not know it, so it cannot be checked.
+ */
+const ACCEPTED = new Set([
+  'utf-8',
+  'utf-16le',
+  'utf-16be',
+  'windows-1251',
+  'ibm866',
+  'koi8-r',
+  'koi8-u',
+  'windows-1252', // ISO-8859-1, US-ASCII
+  'iso-8859-2',
+  'iso-8859-3',
+  'iso-8859-4',
+  'iso-8859-5',
+  'iso-8859-6',
+  'iso-8859-7',
+  'iso-8859-8',
+  'iso-8859-8-i',
+  'windows-1254', // ISO-8859-9
+  'iso-8859-10',
+  'windows-874', // ISO-8859-11
+  'iso-8859-13',
+  'iso-8859-14',
+  'iso-8859-15',
+]);
+const ACCEPTED_TEXT = 'UTF-8, UTF-16, windows-1251, cp866, KOI8-R, KOI8-U, ISO-8859-1 to ISO-8859-15';
+
+/**
+ * saxes builds an attribute value (and a comment) by appending a piece for each entity reference,
+ * tab or line break: about 40 bytes of memory each, so 48 MB of `&amp;` or line breaks in one value
+ * took 0.4-1.7 GB. A real tag has a few thousand at most; this bounds the pieces held at once.
+ */
+const MAX_TAG_PIECES = 1_000_000;
+
+/** A limit or a refusal found inside a saxes event handler: thrown to stop the parser at once. */
+class Stop extends Error {}
+
+type Source = 'byte order mark' | 'declaration' | 'byte layout';
+
+interface Plan {
+  /** null: undeclared, UTF-8 with the windows-1251 fallback. */
+  encoding: string | null;
+  source?: Source;
+}
+
+/** Null when the XML is acceptable, else a reason fit for the ledger and the log. */
+export function createXmlCheck(limits: XmlLimits = DEFAULT_XML_LIMITS, opts: XmlCheckOptions = {}): ContentCheck {
+  let verdict: string | null = null;
+  let ended = false;
+  let head: Buffer[] | null = [];
+  let headLength = 0;
+  let bytes = 0;
+  const scan = new MarkupScan();
+  let text: TextStage | null = null;
+
+  const feedBytes = (chunk: Buffer): string | null => {
+    bytes += chunk.length;
+    const found = scan.write(chunk);
+    if (found) return found;
+    if (head) {
+      head.push(Buffer.from(chunk)); // the caller may reuse its buffer
+      headLength += chunk.length;
+      if (headLength < SNIFF_BYTES) return null;
+      const all = Buffer.concat(head);
+      head = null;
+      const planned = plan(all, true); // headLength >= SNIFF_BYTES
+      if (typeof planned === 'string') return planned;
+      text = new TextStage(planned, limits, opts.size);
+      return text.write(all, bytes);
+    }
+    return text!.write(chunk, bytes);
+  };
+
+  return {
+    write(chunk) {
+      if (verdict !== null) return verdict;
+      if (ended) throw new Error('XML check: write() after end()');
+      verdict = feedBytes(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      return verdict;
+    },
+    end() {
+      if (verdict !== null || ended) return verdict;
+      ended = true;
+      if (head) {
+        const all = Buffer.concat(head);
+        head = null;
+        if (all.length === 0) return (verdict = 'not well-formed XML: the file is empty');
+        const planned = plan(all, false);
+        if (typeof planned === 'string') return (verdict = planned);
+        text = new TextStage(planned, limits, opts.size);
+        verdict = text.write(all, bytes);
+        if (verdict !== null) return verdict;
+      }
+      verdict = text!.end(bytes);
+      return verdict;
+    },
+  };
+}
+
+/**
+ * Null when the file is acceptable XML, else the reason. Rejects only for I/O failures, or with
+ * `signal.reason` when aborted. The bytes are decoded for checking only; the file is never rewritten.
+ */
+export async function checkXmlFile(
+  path: string,
+  signal?: AbortSignal,
+  limits: XmlLimits = DEFAULT_XML_LIMITS,
+): Promise<string | null> {
+  signal?.throwIfAborted();
+  // Plain positional reads on our own handle, the signal checked between them: a read stream on a
+  // FileHandle closes the handle when destroyed early (Node 20), and one given an already aborted
+  // signal never closes its file; on Windows an open handle gets in the way of the rename or
+  // delete that comes next.
+  const fh = await fsp.open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const check = createXmlCheck(limits, { size });
+    for (let position = 0; ;) {
+      signal?.throwIfAborted();
+      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      const reason = check.write(buf.subarray(0, bytesRead));
+      if (reason !== null) return reason;
+    }
+    signal?.throwIfAborted();
+    return check.end();
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding: byte order mark, byte layout, declaration; the allow-list
+
+/** The encoding to decode with, or the reason the file is refused before any parsing. */
+function plan(head: Buffer, full: boolean): Plan | string {
+  const b = (i: number) => head[i] ?? -1;
+  const four = [b(0), b(1), b(2), b(3)].join(',');
+  // XML 1.0 appendix F: four-byte units and EBCDIC, recognised to be refused by name.
+  const ucs4 = [
+    '0,0,254,255',
+    '255,254,0,0',
+    '0,0,255,254',
+    '254,255,0,0',
+    '0,0,0,60',
+    '60,0,0,0',
+    '0,0,60,0',
+    '0,60,0,0',
+  ];
+  if (ucs4.includes(four)) return notAccepted('UTF-32 (UCS-4)');
+  if (four === '76,111,167,148') return notAccepted('EBCDIC');
+
+  let family: 'utf-8' | 'utf-16le' | 'utf-16be' | null = null;
+  let source: Source | undefined;
+  let skip = 0;
+  if (b(0) === 0xef && b(1) === 0xbb && b(2) === 0xbf) [family, source, skip] = ['utf-8', 'byte order mark', 3];
+  else if (b(0) === 0xff && b(1) === 0xfe) [family, source, skip] = ['utf-16le', 'byte order mark', 2];
+  else if (b(0) === 0xfe && b(1) === 0xff) [family, source, skip] = ['utf-16be', 'byte order mark', 2];
+  else if (four === '60,0,63,0') [family, source] = ['utf-16le', 'byte layout'];
+  else if (four === '0,60,0,63') [family, source] = ['utf-16be', 'byte layout'];
+
+  // Only the first SNIFF_BYTES count, however the bytes arrived: the same file gets the same verdict.
+  const rest = head.subarray(skip, SNIFF_BYTES);
+  const prolog =
+    family === 'utf-16le' || family === 'utf-16be'
+      ? new TextDecoder(family, { ignoreBOM: true }).decode(rest.subarray(0, rest.length & ~1))
+      : rest.toString('latin1');
+  const declared = readDeclaration(prolog, full);
+  if (declared !== null && typeof declared === 'object') return declared.refused;
+  if (declared !== null) {
+    const canonical = whatwgName(declared);
+    if (canonical === null || !ACCEPTED.has(canonical)) return notAccepted(`"${declared}"`);
+    // A byte order mark or UTF-16 layout decides over the declaration, as XML 1.0 says.
+    if (family) return { encoding: family, source: source! };
+    return { encoding: canonical, source: 'declaration' };
+  }
+  if (family) return { encoding: family, source: source! };
+  return { encoding: null };
+}
+
+function notAccepted(what: string): string {
+  return `XML encoding ${what} is not accepted (accepted: ${ACCEPTED_TEXT})`;
+}
+
+/**
+ * The label the XML declaration names, null when there is no declaration or it names no
+ * encoding, or a refusal when a declaration starts but does not end within the bytes sniffed
+ * (a label hidden past them would be read by another parser and not by this check).
+ */
+function readDeclaration(prolog: string, full: boolean): string | null | { refused: string } {
+  if (!/^<\?xml[ \t\r\n]/.test(prolog)) return null;
+  const end = prolog.indexOf('?>');
+  if (end === -1) {
+    return full ? { refused: `the XML declaration does not end within its first ${SNIFF_BYTES} bytes` } : null;
+  }
+  const decl = prolog.slice(0, end);
+  const m = /[ \t\r\n]encoding[ \t\r\n]*=[ \t\r\n]*(?:"([^"]*)"|'([^']*)')/.exec(decl);
+  if (!m) return null;
+  const label = m[1] ?? m[2] ?? '';
+  // XML's EncName; anything else is refused here rather than guessed at.
+  if (!/^[A-Za-z][A-Za-z0-9._-]*$/.test(label)) return { refused: notAccepted(JSON.stringify(label.slice(0, 40))) };
+  return label;
+}
+
+function whatwgName(label: string): string | null {
+  try {
+    return new TextDecoder(label).encoding;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw-byte scan: `<!DOCTYPE` and `<!ENTITY` as bytes, in the three layouts of every accepted
+// encoding (ASCII-compatible ones write them as ASCII; UTF-16 in either byte order), any case.
+
+const WORDS = ['DOCTYPE', 'ENTITY'] as const;
+const LAYOUTS = [
+  { name: '', unit: 1, lead: Buffer.from('<!', 'latin1'), at: 0 },
+  { name: 'UTF-16LE', unit: 2, lead: Buffer.from('<\0!\0', 'latin1'), at: 0 },
+  { name: 'UTF-16BE', unit: 2, lead: Buffer.from('\0<\0!', 'latin1'), at: 1 },
+] as const;
+/** Bytes a match can span: `<!DOCTYPE` in UTF-16, plus the byte before a BE unit. */
+const SPAN = 2 * ('<!'.length + 'DOCTYPE'.length) + 1;
+
+class MarkupScan {
+  private tail = Buffer.alloc(0);
+  private offset = 0; // file offset of tail[0]
+
+  write(chunk: Buffer): string | null {
+    const data = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+    const found = findMarkup(data);
+    if (found)
+      return `${found.word === 'DOCTYPE' ? 'DOCTYPE' : 'ENTITY declaration'} is not allowed (byte ${this.offset + found.at}${found.layout ? `, as ${found.layout} text` : ''}): entity declarations and external references are refused`;
+    const keep = Math.min(SPAN - 1, data.length);
+    this.offset += data.length - keep;
+    this.tail = Buffer.from(data.subarray(data.length - keep));
+    return null;
+  }
+}
+
+function findMarkup(data: Buffer): { word: string; at: number; layout: string } | null {
+  for (const layout of LAYOUTS) {
+    let i = data.indexOf(layout.lead);
+    while (i !== -1) {
+      const after = i + layout.lead.length;
+      for (const word of WORDS) {
+        if (matchesWord(data, after, word, layout.unit, layout.at)) return { word, at: i, layout: layout.name };
+      }
+      i = data.indexOf(layout.lead, i + 1);
+    }
+  }
+  return null;
+}
+
+/** `word` (ASCII, any case) at `pos`, one byte per character or two with the ASCII byte at `at`. */
+function matchesWord(data: Buffer, pos: number, word: string, unit: number, at: number): boolean {
+  if (pos + word.length * unit > data.length) return false;
+  for (let k = 0; k < word.length; k++) {
+    const p = pos + k * unit;
+    if (unit === 2 && data[p + 1 - at] !== 0) return false;
+    if (((data[p + at] ?? 0) | 0x20) !== (word.charCodeAt(k) | 0x20)) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding and parsing under the limits
+
+class TextStage {
+  private readonly parser = new SaxesParser();
+  private decoder: TextDecoder;
+  private readonly undeclared: boolean;
+  /** UTF-8 bytes of an incomplete sequence at the end of the last chunk (undeclared files). */
+  private carry: Buffer = Buffer.alloc(0);
+  private depth = 0;
+  private element = '';
+  private attributes = 0;
+  private nodes = 0;
+  private bytes = 0;
+  /** Parser position (characters) just after the last `>` of a tag. */
+  private lastTagEnd = 0;
+  /** Entity references, tabs and line breaks since the last `<`: see MAX_TAG_PIECES. */
+  private pieces = 0;
+  /** Attribute values and text runs share saxes' buffer: it may hold the larger of the two limits. */
+  private readonly pendingMax: number;
+
+  constructor(
+    private readonly plan: Plan,
+    private readonly limits: XmlLimits,
+    private readonly size: number | undefined,
+  ) {
+    this.undeclared = plan.encoding === null;
+    this.decoder = this.undeclared
+      ? new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+      : new TextDecoder(plan.encoding!, { fatal: true });
+    this.pendingMax = Math.max(limits.maxAttributeLength, limits.maxTextLength);
+    const p = this.parser;
+    // No 'text' (or 'opentag') handler: with one, saxes parses 4 times slower, and a 'text'
+    // handler makes it keep every text run in memory. A text node is seen instead as characters
+    // between the end of one tag and the start of the next (comments, CDATA and PIs there count as
+    // that one node; a space before an open tag's `>` may count as one too).
+    p.on('opentagstart', (tag) => {
+      this.between(p.position - tag.name.length - 2); // `<name` and the character after it
+      if (++this.depth > limits.maxDepth) {
+        this.stop(`XML elements nested more than ${limits.maxDepth} deep`, 'check.xml.maxDepth');
+      }
+      this.name(tag.name);
+      this.element = tag.name;
+      this.attributes = 0;
+      this.node();
+      this.lastTagEnd = p.position; // exact for `<name>`; moved on by attributes and `/>`
+    });
+    p.on('attribute', (attr) => {
+      if (++this.attributes > limits.maxAttributes) {
+        this.stop(
+          `element <${short(this.element)}> has more than ${limits.maxAttributes} attributes`,
+          'check.xml.maxAttributes',
+        );
+      }
+      this.name(attr.name);
+      if (attr.value.length > limits.maxAttributeLength) {
+        this.stop(
+          `attribute "${short(attr.name)}" is longer than ${limits.maxAttributeLength} characters`,
+          'check.xml.maxAttributeLength',
+        );
+      }
+      this.node();
+      this.lastTagEnd = p.position + 1; // the closing quote, then (without spaces) `>`
+    });
+    p.on('closetag', (tag) => {
+      this.depth--;
+      if (!tag.isSelfClosing) this.between(p.position - tag.name.length - 3); // `</name>`
+      this.lastTagEnd = p.position;
+    });
+    const unparsed = (t: string) => {
+      if (t.length > limits.maxTextLength) {
+        this.stop(`XML text longer than ${limits.maxTextLength} characters`, 'check.xml.maxTextLength');
+      }
+    };
+    p.on('cdata', unparsed);
+    p.on('comment', unparsed);
+    p.on('processinginstruction', (pi) => unparsed(pi.body));
+    p.on('doctype', () => {
+      throw new Stop(doctypeReason(p.line, p.column));
+    });
+  }
+
+  /** Feeds `chunk`; `total` is the bytes seen so far, this chunk included. */
+  write(chunk: Buffer, total: number): string | null {
+    this.bytes = total;
+    const text = this.decode(chunk);
+    if (typeof text !== 'string') return text.refused;
+    return this.feed(text);
+  }
+
+  end(total: number): string | null {
+    this.bytes = total;
+    let rest: string;
+    if (this.undeclared) {
+      const text = this.carry.length > 0 ? this.decode(Buffer.alloc(0), true) : '';
+      if (typeof text !== 'string') return text.refused;
+      rest = text;
+    } else {
+      try {
+        rest = this.decoder.decode();
+      } catch {
+        return this.undecodable();
+      }
+    }
+    const last = this.feed(rest);
+    if (last !== null) return last;
+    try {
+      this.parser.close();
+    } catch (err) {
+      return this.describe(err);
+    }
+    return this.nodes > this.budget(total) ? this.tooManyNodes(total) : null;
+  }
+
+  private decode(chunk: Buffer, final = false): string | { refused: string } {
+    if (!this.undeclared) {
+      try {
+        return this.decoder.decode(chunk, { stream: true });
+      } catch {
+        return { refused: this.undecodable() };
+      }
+    }
+    // Undeclared: UTF-8 while the bytes are UTF-8, windows-1251 from the first chunk that is not
+    // (the parser keeps its state; markup is ASCII and reads the same in both).
+    const data = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
+    if (this.decoder.encoding === 'utf-8') {
+      const cut = final ? data.length : utf8Cut(data);
+      try {
+        const text = this.decoder.decode(data.subarray(0, cut));
+        this.carry = Buffer.from(data.subarray(cut));
+        return text;
+      } catch {
+        this.decoder = new TextDecoder(UNDECLARED_FALLBACK);
+        this.carry = Buffer.alloc(0);
+      }
+    }
+    return this.decoder.decode(data, { stream: true });
+  }
+
+  private undecodable(): string {
+    return `not well-formed XML: bytes are not valid ${this.plan.encoding} (the encoding its ${this.plan.source} implies)`;
+  }
+
+  private feed(text: string): string | null {
+    if (text.length === 0) return null;
+    const lt = text.lastIndexOf('<');
+    this.pieces = (lt === -1 ? this.pieces : 0) + countPieces(text, lt + 1);
+    const p = this.parser;
+    try {
+      p.write(text);
+    } catch (err) {
+      return this.describe(err);
+    }
+    // What saxes holds of the token it is reading (an attribute value, comment, CDATA, PI, or a
+    // name) is bounded here between chunks, so that no token grows past its limit in memory before
+    // the event that would report it.
+    const pending = pendingLengths(p);
+    if (pending.name > this.limits.maxNameLength) {
+      return this.reason(`XML name longer than ${this.limits.maxNameLength} characters`, 'check.xml.maxNameLength');
+    }
+    if (pending.text > this.pendingMax) {
+      const key =
+        this.pendingMax === this.limits.maxTextLength ? 'check.xml.maxTextLength' : 'check.xml.maxAttributeLength';
+      return this.reason(`XML text or attribute value longer than ${this.pendingMax} characters`, key);
+    }
+    if (pending.text > 0 && this.pieces > MAX_TAG_PIECES) {
+      return `more than ${MAX_TAG_PIECES} entity references, tabs or line breaks in one tag's attribute values (or one comment) at line ${p.line}, column ${p.column}: refused as a memory attack`;
+    }
+    return null;
+  }
+
+  /** Characters between two tags: a text node (or comment, CDATA, PI) when there are any. */
+  private between(start: number): void {
+    const length = start - this.lastTagEnd;
+    if (length <= 0) return;
+    if (length > this.limits.maxTextLength) {
+      this.stop(`XML text longer than ${this.limits.maxTextLength} characters`, 'check.xml.maxTextLength');
+    }
+    this.node();
+  }
+
+  /** Nodes allowed for `seen` bytes: a file under 1 MiB counts as 1 MiB; a known size counts whole. */
+  private budget(seen: number): number {
+    return (this.limits.maxNodesPerMB * Math.max(MiB, seen, this.size ?? 0)) / MiB;
+  }
+
+  private tooManyNodes(seen: number): string {
+    const bytes = Math.max(seen, this.size ?? 0);
+    return `too many XML nodes: more than ${Math.floor(this.budget(seen))} elements, attributes and text nodes in ${bytes} bytes (limit check.xml.maxNodesPerMB: ${this.limits.maxNodesPerMB} per MB)`;
+  }
+
+  private name(name: string): void {
+    if (name.length > this.limits.maxNameLength) {
+      this.stop(`XML name longer than ${this.limits.maxNameLength} characters`, 'check.xml.maxNameLength');
+    }
+  }
+
+  private node(): void {
+    // Without a known size the count is judged at the end (the file may still grow its allowance).
+    if (++this.nodes > this.budget(this.bytes) && this.size !== undefined) {
+      throw new Stop(this.tooManyNodes(this.bytes));
+    }
+  }
+
+  private stop(what: string, key: string): never {
+    throw new Stop(this.reason(what, key));
+  }
+
+  private reason(what: string, key: string): string {
+    return `${what} at line ${this.parser.line}, column ${this.parser.column} (limit ${key})`;
+  }
+
+  private describe(err: unknown): string {
+    if (err instanceof Stop) return err.message;
+    const message = err instanceof Error ? err.message : String(err);
+    // saxes prefixes "line:column: " taken at the moment of failure; prefer it to the live position.
+    const m = /^(\d+):(\d+): ([\s\S]*)$/.exec(message);
+    const [line, column, detail] = m ? [m[1], m[2], m[3] ?? ''] : [this.parser.line, this.parser.column, message];
+    return `not well-formed XML at line ${line}, column ${column}: ${detail.replace(/\.$/, '')}`;
+  }
+}
+
+function doctypeReason(line: number, column: number): string {
+  return `DOCTYPE is not allowed (line ${line}, column ${column}): entity declarations and external references are refused`;
+}
+
+/** Index where an incomplete UTF-8 sequence at the end of `buf` starts (buf.length if none). */
+function utf8Cut(buf: Buffer): number {
+  for (let i = buf.length - 1; i >= Math.max(0, buf.length - 3); i--) {
+    const byte = buf[i]!;
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    if (byte < 0xc0) return buf.length; // ASCII ends the buffer whole
+    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2;
+    return buf.length - i < need ? i : buf.length;
+  }
+  return buf.length;
+}
+
+/**
+ * What saxes holds of the token it is in the middle of. saxes keeps these in fields its typings
+ * call private (`text`: a text run, attribute value, comment, CDATA or PI; `name`: a tag or
+ * attribute name); when a later saxes renames them this reads 0 and the limits still hold at each
+ * event, only later. test/inspect.test.ts pins that they are read.
+ */
+function pendingLengths(parser: SaxesParser): { text: number; name: number } {
+  const inner = parser as unknown as { text?: unknown; name?: unknown };
+  return {
+    text: typeof inner.text === 'string' ? inner.text.length : 0,
+    name: typeof inner.name === 'string' ? inner.name.length : 0,
+  };
+}
+
+/** Entity references, tabs and line breaks from `from` on: each is a separate piece saxes appends. */
+function countPieces(text: string, from: number): number {
+  let n = 0;
+  for (let i = from; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x26 || c === 0x0a || c === 0x0d || c === 0x09) n++;
+  }
+  return n;
+}
+
+function short(name: string): string {
+  return name.length > 40 ? `${name.slice(0, 40)}…` : name;
+}
