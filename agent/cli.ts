@@ -25,9 +25,32 @@ import {
   type CommandIo,
 } from './inspect-commands.js';
 import { maintainLog } from './log.js';
+import { shareCallsInFlight } from '../transports/lan/index.js';
 import { visibleLines } from '../transports/common/text.js';
 
 export { EXIT, heartbeatLine };
+
+/**
+ * How the `sprelay` command ends once `main` has returned `code`. exitCode rather than exit():
+ * stdout to a pipe is written asynchronously and exit() would cut a long `list --json`. The unref'd
+ * timer only matters if something keeps the process alive: a file-system call on a hung share
+ * does, and then exit() never returns either (Node waits for its I/O threads), so a process that
+ * Task Scheduler would see running for ever ends the hard way (killed: 137 on Linux, 1 on Windows)
+ * after saying why.
+ */
+export function endProcess(code: number, graceMs = 5000): void {
+  process.exitCode = code;
+  setTimeout(() => {
+    const hung = shareCallsInFlight();
+    if (hung > 0) {
+      process.stderr.write(
+        `sprelay: ${hung} file operation(s) on a share have not returned (the share hangs); ending the process\n`,
+      );
+      process.kill(process.pid, 'SIGKILL');
+    }
+    process.exit(code);
+  }, graceMs).unref();
+}
 
 interface Io extends CommandIo {
   env: NodeJS.ProcessEnv;

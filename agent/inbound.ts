@@ -1,5 +1,7 @@
 // Inbound: source -> temp file in the inbox -> checks (name, size, XML, hash) -> ledger -> rename
-// into the inbox -> acknowledge the remote.
+// into the inbox -> acknowledge the remote. This module is the pipeline and its delivery path;
+// entries that are not delivered (refused, quarantined) are filed by inbound/refusals.ts, rows and
+// acknowledgements made by inbound/record.ts.
 //
 // Write-ahead makes kill -9 harmless (guarantees 2, 3): the ledger row says `delivered` with the
 // temp name (pending_path) BEFORE the rename, so after a crash the next cycle finishes the rename
@@ -23,12 +25,11 @@ import {
   TooLargeError,
   writeDurably,
 } from '../store/files.js';
-import type { LedgerEvent, NewPackage, PackageRow } from '../store/ledger.js';
+import type { PackageRow } from '../store/ledger.js';
 import { TransportError } from '../transports/errors.js';
 import type { RemoteEntry, Source } from '../transports/types.js';
-
-/** Stops the route for this cycle; the reason goes to the route status. */
-class RouteStop extends Error {}
+import { acknowledge, insertInbound, RouteStop, type Outcome } from './inbound/record.js';
+import { quarantine, refuseInPlace, type Rejection } from './inbound/refusals.js';
 
 export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
   const result = emptyResult(ctx.route);
@@ -146,12 +147,6 @@ function oldestFirst(entries: RemoteEntry[]): RemoteEntry[] {
     .sort((a, b) => t(a.e) - t(b.e) || a.i - b.i)
     .map((x) => x.e);
 }
-
-/**
- * What one entry cost the cycle: `known` is a refusal already recorded with nothing left to do (one
- * index lookup; it does not count against maxPerCycle); anything else counts.
- */
-type Outcome = 'handled' | 'known';
 
 async function receiveOne(
   ctx: RouteContext,
@@ -290,17 +285,6 @@ function overSize(size: number, max: number, measured = false): string {
   return `larger than maxSize (${measured ? 'more than ' + max : size} > ${max} bytes); left on the remote`;
 }
 
-interface Rejection {
-  reason: string;
-  /**
-   * The content was judged (not well-formed XML, not a zip): it may be a file the office is still
-   * writing in place. Such a package is kept in quarantine but left on the remote until a later
-   * cycle finds the very same bytes again, so a writer that paused longer than `settle` does not
-   * lose its file to our acknowledgement (delete).
-   */
-  content: boolean;
-}
-
 async function whyRejected(
   ctx: RouteContext,
   entry: RemoteEntry,
@@ -341,188 +325,4 @@ function markWaiting(
     );
   }
   log.info({ route: route.name, file: entry.name }, 'waiting: the previous file of that name is not imported yet');
-}
-
-/**
- * Rejected without taking the bytes (we do not hold them): recorded once, found again by one
- * index lookup (store/ledger migration 4). The remote is left untouched, except that an entry the
- * transport itself refused (`refusal`: an e-mail message) is handed back to it through acknowledge
- * after the row is written: `afterRefuse: move:<mailbox>` moves it (a move that failed is tried
- * again the next time the entry is listed); `leave` lets the transport mark it so that it is not
- * listed again (the row keeps ackedAt null: the message is still there).
- */
-async function refuseInPlace(
-  ctx: RouteContext,
-  source: Source,
-  entry: RemoteEntry,
-  reason: string,
-  result: CycleResult,
-): Promise<Outcome> {
-  const { route, ledger, log } = ctx;
-  const byTransport = entry.refusal !== undefined;
-  const file = byTransport && route.afterRefuse !== undefined;
-  const known = ledger.findRefusedInPlace(route.name, entry);
-  if (known) {
-    if (file && known.ackedAt === null) {
-      await fileRefused(ctx, source, entry, known);
-      return 'handled';
-    }
-    // listed again: its mark was lost, or the mailbox takes none (then this costs nothing remote)
-    if (byTransport && !file) await markRefused(ctx, source, entry, known);
-    return 'known';
-  }
-  const row = insertInbound(
-    ctx,
-    entry,
-    { size: entry.size, state: 'quarantined', lastError: reason },
-    'quarantined',
-    reason,
-  );
-  result.quarantined++;
-  log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason}`);
-  if (file) await fileRefused(ctx, source, entry, row);
-  else if (byTransport) await markRefused(ctx, source, entry, row);
-  return 'handled';
-}
-
-/** afterRefuse leave: the transport marks the recorded refusal (IMAP: a keyword); nothing else changes. */
-async function markRefused(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {
-  try {
-    await source.acknowledge(entry, ctx.abort);
-  } catch (err) {
-    if (err instanceof TransportError && err.scope === 'package') {
-      ctx.log.warn(
-        { route: ctx.route.name, id: row.id, file: entry.name },
-        `could not mark the refused message on the remote: ${ctx.scrub(err.message)}`,
-      );
-      return;
-    }
-    throw new RouteStop(`marking the refused message ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
-  }
-}
-
-/** Moves a refused message out of the way (afterRefuse: move); the ledger row says so. */
-async function fileRefused(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {
-  const to = ctx.route.afterRefuse!.to;
-  try {
-    await source.acknowledge(entry, ctx.abort);
-  } catch (err) {
-    if (err instanceof TransportError && err.scope === 'package') {
-      ctx.log.warn(
-        { route: ctx.route.name, id: row.id, file: entry.name },
-        `could not move the refused message to ${to}: ${ctx.scrub(err.message)}`,
-      );
-      return;
-    }
-    throw new RouteStop(`moving the refused message ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
-  }
-  ctx.ledger.update(row.id, { ackedAt: ctx.now() }, 'acknowledged', `refused message moved to ${to} on the remote`);
-}
-
-async function quarantine(
-  ctx: RouteContext,
-  source: Source,
-  entry: RemoteEntry,
-  temp: string,
-  got: { size: number; sha256: string },
-  rejection: Rejection,
-  result: CycleResult,
-): Promise<void> {
-  const { route, ledger, spool, log } = ctx;
-  const { reason } = rejection;
-  const known = ledger.findOriginal(route.name, entry.name, got.sha256, ['quarantined']);
-  if (known) {
-    // seen before with these very bytes: they are final, the remote copy can go
-    await fsp.rm(temp, { force: true });
-    if (known.ackedAt === null) await acknowledge(ctx, source, entry, known);
-    return;
-  }
-  const full = quarantineFull(ctx, got.size);
-  if (full) {
-    // over the budget: the row and its reason are kept, the bytes are not (a flood of bad
-    // packages must not fill the station's disk); the remote is handled as for any quarantine
-    await fsp.rm(temp, { force: true });
-    const note = `${reason} — its bytes were not kept: ${full}`;
-    const row = insertInbound(
-      ctx,
-      entry,
-      { size: got.size, sha256: got.sha256, state: 'quarantined', lastError: note },
-      'quarantined',
-      note,
-    );
-    result.quarantined++;
-    log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${note}`);
-    if (!rejection.content) await acknowledge(ctx, source, entry, row);
-    return;
-  }
-  const rel = await spool.quarantine(route.name, temp, entry.name, ctx.now());
-  const row = insertInbound(
-    ctx,
-    entry,
-    { size: got.size, sha256: got.sha256, state: 'quarantined', lastError: reason, storedPath: rel },
-    'quarantined',
-    reason,
-  );
-  result.quarantined++;
-  log.warn({ route: route.name, id: row.id, file: entry.name }, `quarantined: ${reason} (kept as ${rel})`);
-  if (!rejection.content) await acknowledge(ctx, source, entry, row);
-}
-
-/**
- * Why a rejected file of `size` bytes would not fit the quarantine budget (config `quarantine`),
- * or null. Counted from the ledger over an index: the files of quarantined packages that were kept.
- */
-function quarantineFull(ctx: RouteContext, size: number): string | null {
-  const budget = ctx.config.quarantine;
-  const kept = ctx.ledger.quarantineKept();
-  const state = `${kept.count} files, ${mb(kept.bytes)} kept of at most ${budget.maxCount} files, ${mb(budget.maxSize)}`;
-  if (kept.count + 1 > budget.maxCount) return `the quarantine is full (${state})`;
-  if (kept.bytes + size > budget.maxSize) return `the quarantine has no room for ${mb(size)} (${state})`;
-  return null;
-}
-
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
-
-/** A new row for a remote entry: its route, direction, name, remote ref and origin come from `entry`. */
-function insertInbound(
-  ctx: RouteContext,
-  entry: RemoteEntry,
-  fields: Omit<NewPackage, 'route' | 'direction' | 'name' | 'remoteRef' | 'origin'>,
-  event: LedgerEvent,
-  detail: string,
-): PackageRow {
-  return ctx.ledger.insert(
-    {
-      route: ctx.route.name,
-      direction: 'in',
-      name: entry.name,
-      remoteRef: entry.ref,
-      origin: entry.origin ?? null,
-      ...fields,
-    },
-    event,
-    detail,
-  );
-}
-
-async function acknowledge(ctx: RouteContext, source: Source, entry: RemoteEntry, row: PackageRow): Promise<void> {
-  try {
-    await source.acknowledge(entry, ctx.abort);
-  } catch (err) {
-    if (err instanceof TransportError && err.scope === 'package') {
-      ctx.log.warn(
-        { route: ctx.route.name, id: row.id, file: entry.name },
-        `could not acknowledge on the remote: ${ctx.scrub(err.message)}`,
-      );
-      return;
-    }
-    throw new RouteStop(`acknowledging ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
-  }
-  crashPoint('in:after-ack');
-  ctx.ledger.update(row.id, { ackedAt: ctx.now() }, 'acknowledged', describeAck(ctx));
-}
-
-function describeAck(ctx: RouteContext): string {
-  const a = ctx.route.afterReceive;
-  return a.kind === 'delete' ? 'removed from the remote' : `moved to ${a.to} on the remote`;
 }

@@ -4,7 +4,7 @@
 // Node runs every file-system call (and DNS lookups, zlib, crypto) on a pool of 4 threads by
 // default. A call stuck on a dead share holds its thread until the OS answers, however soon the
 // deadline gives up on it: the lan transport lets one share hold at most 2 (CALLS_PER_SHARE in
-// transports/lan.ts), and 16 threads leave the other routes room even with several dead shares.
+// transports/lan/gate.ts), and 16 threads leave the other routes room even with several dead shares.
 // libuv reads the variable once, when the pool starts (the first such call of the process), so it
 // is set before the app is imported: the import below is dynamic, and the Windows bundle
 // (scripts/bundle-win.mjs bundles this file) keeps that order. Node 22+, whose module loader reads
@@ -12,7 +12,7 @@
 // runs (4 threads): set UV_THREADPOOL_SIZE=16 in the environment there. A value set by the user wins.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-const { main } = await import('../dist/agent/cli.js');
+const { main, endProcess } = await import('../dist/agent/cli.js');
 
 const code = await main(process.argv.slice(2), {
   out: (text) => process.stdout.write(text + '\n'),
@@ -21,7 +21,4 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
   cwd: process.cwd(),
 });
-// exitCode rather than exit(): stdout to a pipe is written asynchronously and exit() would cut a
-// long `list --json`. The unref'd timer only matters if something wrongly keeps the process alive.
-process.exitCode = code;
-setTimeout(() => process.exit(code), 5000).unref();
+endProcess(code);

@@ -7,9 +7,11 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { readAll, rejectsWith, sha256 } from './conformance/suite.js';
 import { startImapServer, type TestImapOptions, type TestImapServer } from './servers/imap-server.js';
+import { TcpProxy } from './servers/tcp-proxy.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { createEmailTransport } from '../transports/email.js';
 import { decodedLowerBound, parseRef } from '../transports/imap/index.js';
+import { TransportError } from '../transports/errors.js';
 import type { EmailProfile, Endpoint, MailEndpoint, MailServer, RemoteEntry, Source } from '../transports/types.js';
 
 const OFFICE = 'office@example.com';
@@ -669,4 +671,133 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
     ]);
     assert.equal(s.messages('INBOX')[0]!.flags.length, 0, 'the probe changed nothing');
   });
+});
+
+describe('a hostile mailbox server (issue 10)', () => {
+  const proxies: TcpProxy[] = [];
+  afterEach(async () => {
+    for (const p of proxies.splice(0)) await p.close();
+  });
+
+  it(
+    "an attachment download slower than the route's minRate is cut at the end of its window; nothing is lost",
+    CASE,
+    async (t) => {
+      const s = await server({ security: 'none' });
+      const bytes = randomBytes(400 * 1024); // ~550 KB of base64: 9 FETCHes of 64 KB
+      const uid = s.append('INBOX', await compose({ files: [['bundle.zip', bytes]] }));
+      const proxy = await TcpProxy.start({ target: { host: s.host, port: s.port } });
+      proxies.push(proxy);
+      const viaProxy = profile(s, { security: 'none', host: proxy.host, port: proxy.port });
+      // 64 KB/s over 2 s windows; the idle deadline (10 s) is never reached by a 64 KB FETCH at 20 KB/s
+      const ep = endpoint({ timeoutMs: 10_000, minRate: { bytesPerSecond: 64 * 1024, windowMs: 2000 } });
+
+      // a clean session first: how many bytes the server sends up to the end of the listing
+      const clean = await source(s, ep, viaProxy);
+      const [listed] = await clean.list(signal());
+      const listingBytes = proxy.connections[0]!.bytesToClient;
+      await clean.close();
+
+      // the next session drips from the first byte after the same listing: ~20 KB/s
+      proxy.dripAfterBytes(listingBytes, 'toClient', { bytes: 2000, everyMs: 100 });
+      const src = await source(s, ep, viaProxy);
+      const [e] = await src.list(signal());
+      assert.deepEqual(e, listed, 'the same listing');
+      const started = Date.now();
+      let caught: unknown;
+      try {
+        await readAll(await src.open(e!, signal()));
+      } catch (err) {
+        caught = err;
+      }
+      const ms = Date.now() - started;
+      t.diagnostic(`cut after ${ms} ms: ${String(caught)}`);
+      assert.equal(proxy.triggered, 1, 'the download dripped');
+      assert.ok(caught instanceof TransportError, `a TransportError, got ${String(caught)}`);
+      assert.equal(caught.code, 'timeout');
+      assert.match(
+        caught.message,
+        new RegExp(
+          `^read INBOX/1/${uid}/2: slower than 64 KB/s for 2s \\(\\d+ bytes in that time, 131072 needed; the route's minRate\\)`,
+        ),
+      );
+      // the first 64 KB FETCH at ~20 KB/s (~3.3 s), then one or two windows of 2 s
+      assert.ok(ms < 9000, `cut after ${ms} ms (before the fix: read whole in ~30 s)`);
+      await rejectsWith(src.list(signal()), 'network'); // the FETCH left in flight cost the connection
+      assert.deepEqual(
+        s.messages('INBOX').map((m) => [m.uid, m.flags]),
+        [[uid, []]],
+        'nothing lost, nothing marked',
+      );
+      proxy.passThrough();
+      const fresh = await source(s, ep, viaProxy);
+      const [again] = await fresh.list(signal());
+      assert.equal(sha256(await readAll(await fresh.open(again!, signal()))), sha256(bytes), 'read whole later');
+    },
+  );
+
+  it(
+    'a mailbox without keywords: what one listing holds is capped; over the cap a protocol error, nothing touched',
+    CASE,
+    async () => {
+      const s = await server({ noKeywords: true });
+      for (let i = 0; i < 30; i++) {
+        s.append('INBOX', await compose({ from: 'mallory@evil.example', files: [[`p${i}.xml`, Buffer.from('<p/>')]] }));
+      }
+      const open = (limits: { entries: number; bytes: number }) =>
+        createEmailTransport(profile(s), 'AZS-017', { listingLimits: limits }).openSource(endpoint(), signal());
+      const where = `IMAP listing of mailbox INBOX on imap 127.0.0.1:${s.port}`;
+      const why = '(the mailbox takes no keywords: its refused messages are listed every cycle)';
+
+      const byCount = await open({ entries: 20, bytes: 32 * 1024 * 1024 });
+      opened.push(byCount);
+      const e = await rejectsWith(byCount.list(signal()), 'protocol');
+      assert.equal(
+        e.message,
+        `${where} ${why} passed 20 entries: refused (a folder that large, or a listing that never ends, is not ` +
+          'read; nothing was received or removed). Clear out the folder, or check the server',
+      );
+      const fetchedBefore = s.commands.filter((c) => /UID FETCH/i.test(c)).length;
+      const byBytes = await open({ entries: 1000, bytes: 2000 });
+      opened.push(byBytes);
+      assert.match((await rejectsWith(byBytes.list(signal()), 'protocol')).message, /passed 2000 bytes: refused/);
+      assert.ok(
+        s.commands.filter((c) => /UID FETCH/i.test(c)).length - fetchedBefore <= 1,
+        'stopped within the first metadata FETCH (100 messages)',
+      );
+      assert.equal(s.messages('INBOX').length, 30);
+      assert.ok(
+        s.messages('INBOX').every((m) => m.flags.length === 0),
+        'nothing flagged, marked or moved',
+      );
+
+      // within the caps the same mailbox is listed whole
+      const within = await open({ entries: 30, bytes: 32 * 1024 * 1024 });
+      opened.push(within);
+      assert.equal((await within.list(signal())).length, 30);
+    },
+  );
+
+  it(
+    'refused-message labels: controls and invisible characters become spaces, cut at 160 characters',
+    CASE,
+    async () => {
+      const s = await server();
+      const subject = (text: string) => `=?UTF-8?B?${Buffer.from(text).toString('base64')}?=`;
+      const bidi = s.append(
+        'INBOX',
+        `From: ${OFFICE}\r\nSubject: ${subject('invoice\u202egpj.exe\u200b\u2028next\u0085line')}\r\n\r\ntext\r\n`,
+      );
+      const long = s.append('INBOX', `From: ${OFFICE}\r\nSubject: ${subject('Ж'.repeat(300))}\r\n\r\ntext\r\n`);
+      const src = await source(s);
+      const listed = await src.list(signal());
+      assert.deepEqual(
+        listed.map((e) => [e.ref, e.name]),
+        [
+          [`INBOX/1/${bidi}/*`, 'invoice gpj.exe next line'],
+          [`INBOX/1/${long}/*`, `${'Ж'.repeat(157)}...`],
+        ],
+      );
+    },
+  );
 });

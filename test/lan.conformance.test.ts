@@ -2,7 +2,7 @@
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLanTransport } from '../transports/lan.js';
+import { createLanTransport } from '../transports/lan/index.js';
 import { runConformance } from './conformance/suite.js';
 import { testEndpoint } from './helpers/endpoint.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { createLanTransport } from '../transports/lan.js';
+import { createLanTransport } from '../transports/lan/index.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry } from '../transports/types.js';
 import { packageOf, readAll, rejectsWith, sha256, slowPackage } from './conformance/suite.js';
 import { testEndpoint } from './helpers/endpoint.js';
@@ -342,6 +342,89 @@ describe('lan transport', () => {
       await (await lan().openSink(endpoint(), signal())).put(packageOf('again.xml', bytes), signal());
       assert.deepEqual(await readdir(join(root, 'from-station')), ['again.xml']);
       assert.deepEqual(await readFile(join(root, 'from-station', 'again.xml')), bytes);
+    });
+  });
+
+  // The route's minRate (issue 10): a share that gives a byte now and then never trips the idle
+  // deadline. A file on a real share cannot be made to drip without a FUSE server of its own, so
+  // the transfer is paced from the other end on node:test's fake clock (as test/timers.test.ts
+  // does): one 64 KB chunk every 10 s is 6.4 KB/s, a tenth of the 64 KB/s these routes ask for.
+  // The idle deadline (10 min) is far away: only the rate can cut the transfer, at 60 s.
+  describe('minRate', () => {
+    const MINUTE = 60_000;
+    const CHUNK = 64 * 1024;
+    const paced = () => endpoint({ timeoutMs: 10 * MINUTE, minRate: { bytesPerSecond: 64 * 1024, windowMs: MINUTE } });
+    const cutAt60s = (what: string) =>
+      new RegExp(
+        `^${what}: slower than 64 KB/s for 1m \\(\\d+ bytes in that time, 3932160 needed; the route's minRate\\): ` +
+          'the transfer was cut and will be tried again$',
+      );
+
+    it('a read slower than minRate is cut at the end of its window (timeout); the file stays on the share', async (t) => {
+      const dir = join(root, 'from-station');
+      await mkdir(dir);
+      const bytes = randomBytes(2 * 1024 * 1024);
+      await writeFile(join(dir, 'big.xml'), bytes);
+      const src = await lan().openSource(paced(), signal());
+      const [entry] = await src.list(signal());
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      let seconds = 0;
+      let taken = 0;
+      const readSlowly = async () => {
+        for await (const chunk of await src.open(entry!, signal())) {
+          taken += (chunk as Buffer).length;
+          t.mock.timers.tick(10_000);
+          seconds += 10;
+        }
+      };
+      const err = await rejectsWith(readSlowly(), 'timeout');
+      t.mock.timers.reset();
+      assert.match(err.message, cutAt60s('read from-station/big\\.xml'));
+      assert.equal(seconds, 60, 'cut at the end of the first window');
+      assert.ok(taken < bytes.length, `${taken} of ${bytes.length} bytes taken before the cut`);
+      // nothing lost: the file is whole on the share, and a later read (its handle and its slot of
+      // the share's gate given back) delivers it
+      assert.deepEqual(await readFile(join(dir, 'big.xml')), bytes);
+      const again = await lan().openSource(endpoint(), signal());
+      assert.deepEqual(await readAll(await again.open((await again.list(signal()))[0]!, signal())), bytes);
+    });
+
+    it('a put slower than minRate is cut (timeout) and leaves neither a .part nor the final name', async (t) => {
+      const sink = await lan().openSink(paced(), signal());
+      const bytes = randomBytes(1024 * 1024);
+      let asked!: () => void;
+      let wanted = new Promise<void>((resolve) => (asked = resolve));
+      let stream: Readable | undefined;
+      // the package's bytes come only when the test gives them: one chunk each time the put asks
+      const pkg: OutgoingPackage = {
+        name: 'slow.xml',
+        size: bytes.length,
+        sha256: sha256(bytes),
+        open: () => (stream = new Readable({ read: () => asked() })),
+      };
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      const putting = sink.put(pkg, signal());
+      const settled = putting.then(
+        () => 'settled' as const,
+        () => 'settled' as const,
+      );
+      let seconds = 0;
+      for (let at = 0; ; at += CHUNK) {
+        if ((await Promise.race([wanted, settled])) === 'settled' || stream!.destroyed) break;
+        wanted = new Promise<void>((resolve) => (asked = resolve));
+        if (at >= bytes.length) {
+          stream!.push(null);
+          break;
+        }
+        stream!.push(bytes.subarray(at, at + CHUNK));
+        t.mock.timers.tick(10_000);
+        seconds += 10;
+      }
+      const err = await rejectsWith(putting, 'timeout');
+      t.mock.timers.reset();
+      assert.match(err.message, cutAt60s('put slow\\.xml'));
+      assert.equal(seconds, 60, 'cut at the end of the first window');
+      assert.deepEqual(await readdir(join(root, 'from-station')), [], 'no .part, no final name');
     });
   });
 });

@@ -7,7 +7,7 @@ import { afterEach, describe, it } from 'node:test';
 import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
 import { routeVerdict } from '../agent/verdict.js';
 import { TransportError } from '../transports/errors.js';
-import { createLanTransport } from '../transports/lan.js';
+import { createLanTransport } from '../transports/lan/index.js';
 import type { LanProfile, Sink, Transport } from '../transports/types.js';
 import type { RouteConfig } from '../agent/config.js';
 

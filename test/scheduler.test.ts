@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
-import { createLanTransport } from '../transports/lan.js';
+import { createLanTransport } from '../transports/lan/index.js';
 import type { LanProfile, Transport } from '../transports/types.js';
 import type { RouteConfig } from '../agent/config.js';
 import { LOCK_STALE_MS, RouteLock, holderGone } from '../store/lock.js';

@@ -1,7 +1,7 @@
 // Picks the transport for a profile. The only place that knows every kind.
 import { createEmailTransport } from './email.js';
 import { createFtpTransport } from './ftp/index.js';
-import { createLanTransport } from './lan.js';
+import { createLanTransport } from './lan/index.js';
 import { createSftpTransport } from './sftp/index.js';
 import type { ProfileOptions, Transport } from './types.js';
 

@@ -32,7 +32,7 @@ import { Agent } from '../../agent/agent.js';
 import { parseConfig } from '../../agent/config.js';
 import type { CycleResult } from '../../agent/route-context.js';
 import { createLogger } from '../../agent/log.js';
-import { CALLS_PER_SHARE } from '../../transports/lan.js';
+import { CALLS_PER_SHARE } from '../../transports/lan/index.js';
 import { cdsXml, sha256 } from '../helpers/station.js';
 
 const CASE_TIMEOUT = 60_000;

@@ -34,7 +34,7 @@ import { Agent } from '../../agent/agent.js';
 import { parseConfig } from '../../agent/config.js';
 import { createLogger } from '../../agent/log.js';
 import { routeVerdict } from '../../agent/verdict.js';
-import { createLanTransport } from '../../transports/lan.js';
+import { createLanTransport } from '../../transports/lan/index.js';
 import type { Endpoint } from '../../transports/types.js';
 import { packageOf, readAll, rejectsWith } from '../conformance/suite.js';
 import { testEndpoint } from '../helpers/endpoint.js';

@@ -17,6 +17,7 @@ import { Agent } from '../../agent/agent.js';
 import { parseConfig, type Config } from '../../agent/config.js';
 import { createLogger } from '../../agent/log.js';
 import { status, statusText } from '../../agent/report.js';
+import type { ListingLimits } from '../../transports/common/listing.js';
 import { createEmailTransport } from '../../transports/email.js';
 import { senderOf, type DnsResolver } from '../../transports/imap/index.js';
 import type { EmailProfile } from '../../transports/types.js';
@@ -111,7 +112,7 @@ async function server(opts: { noKeywords?: boolean } = {}): Promise<TestImapServ
 /** The office mailbox's station: route `import` takes INBOX; `route`/`top`: more YAML lines. */
 function station(
   s: TestImapServer,
-  opts: { route?: string; top?: string; lang?: string; resolver?: DnsResolver } = {},
+  opts: { route?: string; top?: string; lang?: string; resolver?: DnsResolver; listingLimits?: ListingLimits } = {},
 ): { agent: Agent; config: Config } {
   const yaml = `station: OFFICE-1
 dataDir: ./data
@@ -136,11 +137,14 @@ ${opts.route ?? ''}
   const file = join(dir, 'sprelay.yaml');
   writeFileSync(file, yaml);
   const config = parseConfig(yaml, file, { IMAP_PASSWORD: s.password });
-  const resolver = opts.resolver;
+  const { resolver, listingLimits } = opts;
   const agent = new Agent(config, {
     log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }),
     transportFor: (r) =>
-      createEmailTransport(r.profile as EmailProfile, config.station, resolver ? { dnsResolver: resolver } : {}),
+      createEmailTransport(r.profile as EmailProfile, config.station, {
+        ...(resolver ? { dnsResolver: resolver } : {}),
+        ...(listingLimits ? { listingLimits } : {}),
+      }),
   });
   agents.push(agent);
   return { agent, config };
@@ -261,6 +265,37 @@ describe('a flood of refused mail', () => {
       assert.equal(agent.ledger.list({ route: 'import', states: ['quarantined'] }).length, 300, 'recorded once each');
       assert.ok(!s.commands.some((c) => /STORE/i.test(c) && /refused/i.test(c)), 'no keyword is ever stored there');
       assert.ok(s.messages('INBOX').every((m) => m.flags.length === 0));
+    },
+  );
+  it(
+    'a mailbox without keywords whose refused mail passes the listing cap: a clear route error, nothing taken or lost',
+    CASE,
+    async () => {
+      const s = await server({ noKeywords: true });
+      for (let i = 0; i < 40; i++) s.append('INBOX', message({ from: ['mallory@evil.example'], subject: `f${i}` }));
+      s.append('INBOX', message({ from: [OFFICE], file: ['real.xml', cdsXml('real')], subject: 'real' }));
+      // the real cap is 100 000 entries (transports/common/listing.ts); 30 makes the case small
+      const { agent } = station(s, { listingLimits: { entries: 30, bytes: 32 * 1024 * 1024 } });
+      for (const cycle of [1, 2]) {
+        const [r] = await agent.runOnce(['import']);
+        assert.equal(r!.skipped, null, `cycle ${cycle} ran`);
+        assert.equal(
+          r!.error,
+          `IMAP listing of mailbox INBOX on imap 127.0.0.1:${s.port} (the mailbox takes no keywords: its refused ` +
+            'messages are listed every cycle) passed 30 entries: refused (a folder that large, or a listing that ' +
+            'never ends, is not read; nothing was received or removed). Clear out the folder, or check the server',
+          `cycle ${cycle}`,
+        );
+        assert.equal(agent.ledger.routeRun('import').lastError, r!.error, 'status shows why');
+        assert.equal(agent.ledger.lockHolder('import'), undefined, 'the route lock is released');
+      }
+      assert.deepEqual(agent.ledger.list({ route: 'import' }), [], 'nothing recorded from a refused listing');
+      assert.deepEqual(filesIn(join(dir, 'inbox')), []);
+      assert.equal(s.messages('INBOX').length, 41, 'nothing moved or deleted');
+      assert.ok(
+        s.messages('INBOX').every((m) => m.flags.length === 0),
+        'nothing flagged',
+      );
     },
   );
 });

@@ -386,7 +386,9 @@ describe('a server that says every name exists (afterReceive: move)', () => {
       const exit = await child.exited;
       const took = Date.now() - signalled;
       assert.equal(exit.code, 143, `exit ${JSON.stringify(exit)}; stderr: ${child.stderr()}`);
-      assert.ok(took < 10_000, `exited ${took} ms after SIGTERM (before: still running 30 s after it)`);
+      // the acknowledgement ends with the stop request (measured: 15-30 ms); before, the search ran on
+      // to its end (~4 s), and before the free-name cap the agent was still running 30 s after it
+      assert.ok(took < 2000, `exited ${took} ms after SIGTERM`);
       assert.match(child.stderr(), /interrupted \(SIGTERM\)/);
       t.diagnostic(`exit 143 ${took} ms after SIGTERM`);
 

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { renameRetrying, unlinkRetrying } from '../../store/files.js';
 import { TransportError } from '../../transports/errors.js';
-import { createLanTransport } from '../../transports/lan.js';
+import { createLanTransport } from '../../transports/lan/index.js';
 import type { Endpoint } from '../../transports/types.js';
 import { packageOf } from '../conformance/suite.js';
 import { holdFile, releaseAll, requireWindows, sleep } from './win.js';

@@ -2,6 +2,7 @@
 // that mark acknowledged parts, the refs kept in the ledger, and the labels of refused messages.
 import { createHash } from 'node:crypto';
 import type { MessageStructureObject } from 'imapflow';
+import { flatLine } from '../common/text.js';
 import { isRemotePackage } from '../include.js';
 
 /** Keyword marking one acknowledged attachment of a message that is not done yet. */
@@ -79,12 +80,12 @@ export function attachmentParts(root: MessageStructureObject | undefined): Attac
 /** The name of a refused entry for a message without subject and without a matching attachment. */
 export const NO_ATTACHMENT = '(no attachment)';
 
-// eslint-disable-next-line no-control-regex
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]+/g;
-
-/** Subject or file names as one line of printable text, cut to a length a ledger line can show. */
+/**
+ * Subject or file names as one line of printable text (controls and invisible characters as
+ * common/text.ts defines them), cut to a length a ledger line can show.
+ */
 export function label(text: string): string {
-  const flat = text.replace(CONTROL_RE, ' ').replace(/\s+/g, ' ').trim();
+  const flat = flatLine(text);
   return flat.length > LABEL_MAX ? `${flat.slice(0, LABEL_MAX - 3)}...` : flat;
 }
 

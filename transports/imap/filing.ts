@@ -1,0 +1,175 @@
+// What acknowledging does to a message: an attachment taken is marked with a keyword until every
+// attachment the route takes from the message is, then the message is flagged \Seen and deleted or
+// moved; a refused message is moved as it is (afterRefuse: move) or marked with the route's
+// refused keyword (leave), never flagged or deleted.
+//
+// Why it looks like this:
+// - A message is done when every attachment the route takes from it is acknowledged. Until then
+//   each acknowledged attachment is marked with a keyword (where the mailbox allows keywords), so
+//   the next cycle does not fetch it again.
+// - An entry for a whole message (ref `.../<uid>/*`) is always a refusal. Its refused-mark makes
+//   the next SEARCH skip it instead of fetching it again. Marks are sent in batches (one STORE for
+//   many UIDs); a mark lost to a failure only means the message is listed, and found in the
+//   ledger, once more. A mailbox without keywords lists refused messages every cycle.
+import { TransportError } from '../errors.js';
+import type { RemoteEntry } from '../types.js';
+import {
+  ACK_KEYWORD_PREFIX,
+  attachmentParts,
+  isAckKeyword,
+  parseRef,
+  partOfKeyword,
+  sameMailbox,
+  type Ref,
+} from './message.js';
+import type { SourceRules } from './rules.js';
+import type { MailboxSession } from './session.js';
+
+/** Refused messages marked by one STORE. */
+const MARK_BATCH = 100;
+
+export class Filing {
+  /** Refused messages recorded by the pipeline, to be marked with refusedMark (afterRefuse: leave). */
+  private readonly pendingMarks = new Set<number>();
+
+  constructor(
+    private readonly box: MailboxSession,
+    private readonly rules: SourceRules,
+  ) {}
+
+  async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
+    const { box, rules } = this;
+    const { mailbox } = rules;
+    const ref = parseRef(entry.ref);
+    const what = `acknowledge ${entry.ref}`;
+    if (!ref) throw new TransportError('not-found', `${what}: not an entry of this source`);
+    // an entry for the whole message is always a refusal (whatever the caller kept of `refusal`)
+    if (!ref.part) return rules.refuseTo === null ? this.markRefused(ref, sig) : this.fileRefused(ref, what, sig);
+    await box.sameGeneration(ref, what, sig);
+    const uid = ref.uid;
+    const known = box.messages.get(uid);
+    const msg = await box.cmd(`fetch ${mailbox}/${uid}`, sig, () =>
+      box.client.fetchOne(String(uid), { uid: true, flags: true, bodyStructure: !known }, { uid: true }),
+    );
+    if (!msg) return; // gone already: a repeat, or someone else took it
+    const flags = msg.flags ?? new Set<string>();
+    const keywords = [...flags].filter(isAckKeyword);
+    // Not listed by this source (a repeat after a restart): the parts come from BODYSTRUCTURE.
+    const state = known ?? {
+      parts: new Set(
+        attachmentParts(msg.bodyStructure)
+          .filter((p) => rules.included(p.name))
+          .map((p) => p.part),
+      ),
+      acked: new Set<string>(),
+    };
+    for (const k of keywords) state.acked.add(partOfKeyword(k));
+    state.acked.add(ref.part);
+    const pending = [...state.parts].filter((p) => !state.acked.has(p));
+    if (pending.length === 0) {
+      await this.finish(uid, flags, sig);
+      box.messages.delete(uid);
+      return;
+    }
+    if (box.keywordsAllowed) {
+      const keyword = ACK_KEYWORD_PREFIX + ref.part;
+      await box.cmd(`mark ${mailbox}/${uid} part ${ref.part} done`, sig, () =>
+        box.client.messageFlagsAdd(String(uid), [keyword], { uid: true }),
+      );
+    }
+  }
+
+  /**
+   * Flags the message \Seen (dropping our keywords in the same STORE), then moves or deletes it.
+   * When the move or delete fails the \Seen is taken back, so the next cycle lists the message
+   * again instead of leaving it read but unfiled.
+   */
+  async finish(uid: number, flags: Set<string>, sig: AbortSignal): Promise<void> {
+    const { box, rules } = this;
+    const { client } = box;
+    const at = `${rules.mailbox}/${uid}`;
+    const ours = [...flags].filter(isAckKeyword);
+    if (ours.length > 0) {
+      const keep = [...flags].filter((f) => !isAckKeyword(f) && f.toLowerCase() !== '\\recent');
+      await box.cmd(`flag ${at} \\Seen`, sig, () =>
+        client.messageFlagsSet(String(uid), [...keep, '\\Seen'], { uid: true }),
+      );
+    } else {
+      await box.cmd(`flag ${at} \\Seen`, sig, () => client.messageFlagsAdd(String(uid), ['\\Seen'], { uid: true }));
+    }
+    try {
+      if (rules.moveTo === null) {
+        const ok = await box.cmd(`delete ${at}`, sig, () => client.messageDelete(String(uid), { uid: true }));
+        if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
+        return;
+      }
+      await this.moveMessage(uid, rules.moveTo, sig);
+    } catch (err) {
+      if (!flags.has('\\Seen')) {
+        await box
+          .cmd(`unflag ${at}`, sig, () => client.messageFlagsRemove(String(uid), ['\\Seen'], { uid: true }))
+          .catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  /** Moves one message to `target`, creating the mailbox when the server says it is missing. */
+  private async moveMessage(uid: number, target: string, sig: AbortSignal): Promise<void> {
+    const { box } = this;
+    const at = `${this.rules.mailbox}/${uid}`;
+    const move = () =>
+      box.cmd(`move ${at} to ${target}`, sig, () => box.client.messageMove(String(uid), target, { uid: true }));
+    if (await move()) return;
+    // imapflow answers false (no error) when the target does not exist: create it, try again
+    await box.cmd(`create mailbox ${target}`, sig, () => box.client.mailboxCreate(target)).catch(() => undefined);
+    if (!(await move())) {
+      throw new TransportError('unavailable', `move ${at} to ${target}: the server refused (does the mailbox exist?)`);
+    }
+  }
+
+  /**
+   * A refused message the pipeline has recorded, afterRefuse move: moved to that mailbox as it is
+   * (its flags untouched, so it stays unseen for whoever looks at it there). Never flagged \Seen,
+   * never deleted.
+   */
+  private async fileRefused(ref: Ref, what: string, sig: AbortSignal): Promise<void> {
+    const { box, rules } = this;
+    if (rules.refuseTo === null) return;
+    await box.sameGeneration(ref, what, sig);
+    const msg = await box.cmd(`fetch ${rules.mailbox}/${ref.uid}`, sig, () =>
+      box.client.fetchOne(String(ref.uid), { uid: true }, { uid: true }),
+    );
+    if (!msg) return; // gone already: a repeat, or someone else took it
+    await this.moveMessage(ref.uid, rules.refuseTo, sig);
+    box.messages.delete(ref.uid);
+  }
+
+  /**
+   * afterRefuse leave: the message stays as it is (unseen, for whoever looks at the mailbox) but
+   * gets refusedMark, so the next SEARCH leaves it out. Marked in batches; a mailbox without
+   * keywords gets nothing (its refused messages are listed, and found in the ledger, every cycle).
+   */
+  private async markRefused(ref: Ref, sig: AbortSignal): Promise<void> {
+    const { box } = this;
+    if (!box.keywordsAllowed || !sameMailbox(ref.mailbox, this.rules.mailbox)) return;
+    if (ref.uidValidity !== box.selectedUidValidity) return;
+    this.pendingMarks.add(ref.uid);
+    if (this.pendingMarks.size >= MARK_BATCH) await this.flushMarks(sig);
+  }
+
+  /** One STORE for the pending marks, only while the mailbox is still the one they were listed in. */
+  async flushMarks(sig: AbortSignal): Promise<void> {
+    const { box, rules } = this;
+    if (this.pendingMarks.size === 0) return;
+    const uids = [...this.pendingMarks].sort((a, b) => a - b);
+    this.pendingMarks.clear();
+    if ((await box.currentUidValidity(sig)) !== box.selectedUidValidity) return; // recreated: those UIDs are not ours
+    const stored = await box.cmd(`mark ${uids.length} refused message(s) in ${rules.mailbox}`, sig, () =>
+      box.client.messageFlagsAdd(uids.join(','), [rules.refusedMark], { uid: true }),
+    );
+    // refused by the server although PERMANENTFLAGS said \* (imapflow answers false): no more
+    // marks this session; those messages are listed, and found in the ledger, next time
+    if (!stored) box.keywordsAllowed = false;
+  }
+}

@@ -1,0 +1,99 @@
+// The per-share call limiter: how many file-system calls one share root may have in flight at
+// once, for the whole process (every route and every `check` on that share goes through its gate),
+// so that a share that hangs holds at most CALLS_PER_SHARE of Node's I/O threads.
+import path from 'node:path';
+import { TransportError } from '../errors.js';
+
+/**
+ * File-system calls in flight on one share root at most. A route works one file at a time, so two
+ * routes on one share rarely want more; a share that hangs holds no more than this many of the
+ * process's I/O threads (4 by default; the `sprelay` command raises it to 16: bin/sprelay.js).
+ */
+export const CALLS_PER_SHARE = 2;
+
+/**
+ * At most `slots` calls at once. A call keeps its slot until it settles, even when its caller gave
+ * up on it (a deadline): the OS thread under it is busy that long. Waiting for a slot ends with
+ * the waiter's signal.
+ */
+export class ShareGate {
+  private readonly started = new Set<{ at: number }>();
+  private readonly waiting: Array<{ grant: () => void }> = [];
+
+  constructor(readonly slots: number) {}
+
+  async run<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    await this.acquire(signal);
+    const mark = { at: Date.now() };
+    this.started.add(mark);
+    try {
+      return await fn();
+    } finally {
+      this.started.delete(mark);
+      this.release();
+    }
+  }
+
+  /** Calls in flight for longer than `ms`. */
+  stuckFor(ms: number): number {
+    const before = Date.now() - ms;
+    let n = 0;
+    for (const s of this.started) if (s.at <= before) n++;
+    return n;
+  }
+
+  private busy = 0;
+
+  private acquire(signal: AbortSignal): Promise<void> {
+    if (this.busy < this.slots) {
+      this.busy++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'aborted'));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next.grant();
+    else this.busy--;
+  }
+}
+
+/**
+ * File-system calls on any share that have not settled yet. Node cannot end a process while one of
+ * its I/O threads is blocked (process.exit waits for the thread pool), so the `sprelay` command
+ * asks this before it exits and ends a process with a hung share call the hard way.
+ */
+export function shareCallsInFlight(): number {
+  let n = 0;
+  for (const g of gates.values()) n += g.stuckFor(0);
+  return n;
+}
+
+/** One gate per share root for the whole process: every route and every `check` on it shares it. */
+const gates = new Map<string, ShareGate>();
+
+export function gateOf(root: string): ShareGate {
+  const key = process.platform === 'win32' ? path.win32.resolve(root).toLowerCase() : path.resolve(root);
+  let gate = gates.get(key);
+  if (!gate) {
+    gate = new ShareGate(CALLS_PER_SHARE);
+    gates.set(key, gate);
+  }
+  return gate;
+}

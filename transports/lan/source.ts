@@ -1,0 +1,171 @@
+// Source on the share: the listing (regular files; links, pipes, devices and folders named like a
+// package listed as refused; held to the listing caps), open (exactly the listed bytes of the file
+// that was looked at, under the idle deadline and the route's minimum rate) and acknowledge (delete
+// or move, only the file that was read, safe to repeat, under one budget).
+import { promises as fsp, type Stats } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { ListingBudget } from '../common/listing.js';
+import { freeName, isVisible, plainName } from '../common/names.js';
+import { exactLength, watched } from '../common/streams.js';
+import { ackBudgetMs, withBudget } from '../deadline.js';
+import { TransportError, errnoCode, fromSystemError } from '../errors.js';
+import { isRemotePackage } from '../include.js';
+import type { Endpoint, RemoteEntry, Source } from '../types.js';
+import { kindOf, refusalOf, unchanged } from './files.js';
+import { openRegular, reader } from './read.js';
+import { endpointDirs, type Share } from './share.js';
+
+/**
+ * The entries of a directory as a Source lists them: regular files (a hard link is one: it is
+ * the same file under another name). Anything else a package could be named (`include`) is
+ * listed as refused, never to be opened or acknowledged: a link (to a file, a folder, or
+ * nowhere), a pipe, a socket, a device, a folder. Other names that are not files are skipped.
+ * Held to the listing caps every transport keeps (entries and name bytes).
+ */
+export async function listDir(
+  share: Share,
+  dir: string,
+  label: string,
+  include: string[],
+  ms: number,
+  signal: AbortSignal,
+) {
+  const budget = new ListingBudget(`listing of ${label} on the share ${share.root}`);
+  const names: string[] = [];
+  const handle = await share.fsCall(`list ${dir}`, ms, signal, () => fsp.opendir(dir));
+  try {
+    for (;;) {
+      const d = await share.fsCall(`list ${dir}`, ms, signal, () => handle.read());
+      if (d === null) break;
+      budget.take(1, Buffer.byteLength(d.name));
+      names.push(d.name);
+    }
+  } finally {
+    share.closeLater(handle);
+  }
+  const entries: RemoteEntry[] = [];
+  for (const name of names) {
+    if (!isVisible(name)) continue;
+    const st = await share.lstatOrNull(path.join(dir, name), ms, signal);
+    if (!st) continue;
+    if (st.isFile()) {
+      entries.push({ name, size: st.size, modifiedAt: st.mtime, ref: name });
+    } else if (isRemotePackage(name, include)) {
+      // size 0 and no time: what it points to or holds is not ours to look at, and the refusal is
+      // recorded once however its target changes
+      entries.push({ name, size: 0, ref: name, refusal: refusalOf(st) });
+    }
+  }
+  return entries;
+}
+
+export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal): Promise<Source> {
+  const { segments, moveSegments } = endpointDirs(ep);
+  const ms = ep.timeoutMs;
+  const label = segments.join('/') || '.';
+  try {
+    await share.folder(segments, ms, signal, true);
+    // a move target that leads off the share stops the route before anything is taken
+    if (moveSegments) await share.folder(moveSegments, ms, signal, true);
+  } catch (err) {
+    throw await share.classify(err, `open ${label}`, ms, 'unavailable');
+  }
+  /** What was opened under each name (fstat): acknowledge removes that file or nothing. */
+  const opened = new Map<string, Stats>();
+
+  const source = {
+    async list(sig: AbortSignal): Promise<RemoteEntry[]> {
+      try {
+        return await listDir(share, await share.folder(segments, ms, sig, true), label, ep.include, ms, sig);
+      } catch (err) {
+        throw await share.classify(err, `list ${label}`, ms, 'unavailable');
+      }
+    },
+
+    async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
+      const name = plainName(entry.ref, 'entry');
+      const what = `read ${[...segments, name].join('/')}`;
+      if (entry.refusal !== undefined) throw new TransportError('rejected', `${what}: ${entry.refusal}`);
+      try {
+        const file = path.join(await share.folder(segments, ms, sig, false), name);
+        const seen = await share.fsCall(what, ms, sig, () => fsp.lstat(file));
+        if (!seen.isFile()) {
+          throw new TransportError('busy', `${what}: it is ${kindOf(seen)} now, not a file: not read`);
+        }
+        const { handle, st } = await openRegular(share, file, seen, what, ms, sig);
+        if (st.size !== entry.size) {
+          share.closeLater(handle);
+          throw new TransportError('busy', `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`);
+        }
+        opened.set(name, st);
+        const file$ = reader(share, handle);
+        const counted = exactLength(entry.size, what);
+        file$.on('error', (err) => counted.destroy(fromSystemError(err, what)));
+        counted.on('close', () => file$.destroy());
+        return watched(file$.pipe(counted), what, ms, sig, { minRate: ep.minRate });
+      } catch (err) {
+        throw await share.classify(err, what, ms, 'not-found');
+      }
+    },
+
+    async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
+      const name = plainName(entry.ref, 'entry');
+      const rel = [...segments, name].join('/');
+      const what = `acknowledge ${rel}`;
+      if (entry.refusal !== undefined) {
+        throw new TransportError(
+          'rejected',
+          `${what}: refused on the share (${entry.refusal}); never removed or moved`,
+        );
+      }
+      let file = '';
+      try {
+        await withBudget(what, ackBudgetMs(ms), sig, async (s) => {
+          file = path.join(await share.folder(segments, ms, s, false), name);
+          const st = await share.lstatOrNull(file, ms, s);
+          if (!st) throw Object.assign(new Error(`${rel} is not there`), { code: 'ENOENT' });
+          if (!st.isFile()) {
+            throw new TransportError(
+              'rejected',
+              `${what}: it is ${kindOf(st)} now, not the file that was read: left where it is`,
+            );
+          }
+          const read = opened.get(name);
+          if (read && !unchanged(read, st)) {
+            throw new TransportError(
+              'busy',
+              `${what}: another file of that name took its place after it was read: left where it is`,
+            );
+          }
+          if (moveSegments) {
+            const target = await share.folder(moveSegments, ms, s, true);
+            const where = moveSegments.join('/');
+            const free = await freeName(
+              name,
+              async (candidate) => (await share.lstatOrNull(path.join(target, candidate), ms, s)) !== null,
+              where,
+            );
+            await share.whileLocked(`${what}: move`, ms, s, () => fsp.rename(file, path.join(target, free)));
+            await share.fsyncDir(target, ms, s);
+          } else {
+            await share.whileLocked(what, ms, s, () => fsp.unlink(file));
+          }
+        });
+        opened.delete(name);
+      } catch (err) {
+        // gone already (a repeat, or someone else took it): done, as long as the share is there
+        if (errnoCode(err) === 'ENOENT' && !(await share.rootMissing(ms))) {
+          if (file === '' || !(await share.lstatOrNull(file, ms, sig))) {
+            opened.delete(name);
+            return;
+          }
+        }
+        throw await share.classify(err, what, ms, 'unavailable');
+      }
+    },
+
+    close: () => Promise.resolve(),
+  } satisfies Source;
+  return source;
+}
