@@ -4,13 +4,11 @@
 import path from 'node:path';
 import { isIP } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
-import { Writable } from 'node:stream';
 import { Client, FTPError, enterPassiveModeIPv6, type FTPContext, type FTPResponse, type FileInfo } from 'basic-ftp';
 // Not re-exported by basic-ftp's index (the package has no exports map): the function basic-ftp
 // itself uses to open every passive data connection, TLS session reuse included. We only replace
-// the decision where it connects to (see `passive`). `downloadTo` is what its listings use.
-import { connectForPassiveTransfer, downloadTo } from 'basic-ftp/dist/transfer.js';
-import { ListingBudget } from '../common/listing.js';
+// the decision where it connects to (see `passive`).
+import { connectForPassiveTransfer } from 'basic-ftp/dist/transfer.js';
 import { freeName, isVisible } from '../common/names.js';
 import { redactor } from '../common/redact.js';
 import { clientSecureContext } from '../common/tls.js';
@@ -19,6 +17,7 @@ import { TransportError } from '../errors.js';
 import type { FtpProfile, ProbeStep, RemoteEntry } from '../types.js';
 import { classifyFtp, MISSING_TEXT, type ErrorContext } from './errors.js';
 import { Lane } from './lane.js';
+import { BoundedClient } from './listing.js';
 import type { Wire } from './wire.js';
 
 /**
@@ -405,61 +404,6 @@ export class FtpSession {
   /** Any failure as a TransportError: FTP replies by code, socket and TLS errors by their code. */
   classify(err: unknown, what: string, ctx: ErrorContext): TransportError {
     return this.redact(classifyFtp(err, what, ctx, (s) => this.wire.in(s)));
-  }
-}
-
-/**
- * basic-ftp's Client with its listings bounded. basic-ftp buffers a listing whole (up to its
- * maxListingBytes, 40 MB) and then parses every line into an object: a listing of tiny lines
- * cost ~500 MB. This one counts lines and bytes as they arrive and stops the transfer at the
- * listing caps: a listing that never ends costs a 'protocol' error after at most 32 MB.
- * `_requestListWithCommand` is basic-ftp's protected hook for how a listing is fetched; the body
- * is basic-ftp's own, with our counting writable in place of its StringWriter.
- */
-class BoundedClient extends Client {
-  /** Whose listing of which folder, for the refusal; set before each list(). */
-  listingOf = 'FTP listing';
-
-  protected override async _requestListWithCommand(command: string): Promise<FileInfo[]> {
-    const text = new ListingText(new ListingBudget(this.listingOf));
-    try {
-      await downloadTo(text, { ftp: this.ftp, tracker: this._progressTracker, command, remotePath: '', type: 'list' });
-    } catch (err) {
-      // basic-ftp appends " (data socket)" to the error the data socket was destroyed with
-      if (text.refusal) throw new TransportError('protocol', text.refusal);
-      throw err;
-    }
-    return this.parseList(text.text(this.ftp.encoding));
-  }
-}
-
-/** Collects a listing's bytes, each chunk counted first (lines as entries) against the budget. */
-class ListingText extends Writable {
-  private readonly chunks: Buffer[] = [];
-  /** Why the listing was refused (the message as written), once it was. */
-  refusal: string | undefined;
-
-  constructor(private readonly budget: ListingBudget) {
-    super();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    let lines = 0;
-    for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) lines++;
-    try {
-      this.budget.take(lines, chunk.length);
-    } catch (err) {
-      this.refusal = (err as Error).message;
-      this.chunks.length = 0;
-      cb(err as Error);
-      return;
-    }
-    this.chunks.push(chunk);
-    cb();
-  }
-
-  text(encoding: BufferEncoding | undefined): string {
-    return Buffer.concat(this.chunks).toString(encoding);
   }
 }
 
