@@ -101,9 +101,18 @@ async function takeFromOutbox(ctx: RouteContext, result: CycleResult): Promise<v
   const refusedNow = new Map<string, { f: Seen; why: string }>();
   const taken = new Set<string>();
   if (first.size === 0) return recordRefused(ctx, first, refusedNow, taken);
-  // Guarantee 1: only files whose size and mtime stay put across the settle interval.
-  if (!(await settle(route.settleMs, ctx.stop))) return;
-  const second = await scanOutbox(ctx);
+  // Guarantee 1: only files whose size and mtime stay put across the settle interval. A file
+  // last written at least that long ago has already shown it (its mtime moves with every write):
+  // when every file is that old, nothing is waited for (issue 11: `once` on a settled outbox
+  // never sleeps); otherwise all are looked at again after the interval. Either way the size and
+  // mtime are checked again after the copy, and the Windows open check and the content checks apply.
+  const now = ctx.now();
+  const settled = (f: Seen) => f.mtimeMs <= now - route.settleMs;
+  let second = first;
+  if (![...first.values()].every(settled)) {
+    if (!(await settle(route.settleMs, ctx.stop))) return;
+    second = await scanOutbox(ctx);
+  }
   for (const f of second.values()) {
     if (ctx.stop.requested) return;
     const before = first.get(f.name);

@@ -191,6 +191,51 @@ describe('half-written files (guarantee 1)', () => {
     }
   });
 
+  it(
+    'outbound: files last written longer than settle ago are taken at once (settle 1h: a cycle that waited would time the test out)',
+    { timeout: 30_000 },
+    async () => {
+      st = makeStation({ out: '    settle: 1h' });
+      const docs = ['A.XML', 'B.XML', 'C.XML'].map((n) => ({ n, doc: datapacket(n, 50) }));
+      const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+      for (const { n, doc } of docs) {
+        writeFileSync(join(st.outbox, n), doc);
+        fs.utimesSync(join(st.outbox, n), twoHoursAgo, twoHoursAgo);
+      }
+      const agent = st.agent();
+      try {
+        const [r] = await agent.runOnce(['export']);
+        assert.equal(r!.sent, 3, r!.error ?? '');
+        for (const { n, doc } of docs) assert.equal(sha256(read(st.exchange, n)), sha256(doc), `${n} whole`);
+      } finally {
+        agent.close();
+      }
+    },
+  );
+
+  it('outbound: one file still being written among old ones: the cycle waits; the old ones go, the growing one stays until it stops', async () => {
+    st = makeStation(settled);
+    const old = datapacket('old', 50);
+    writeFileSync(join(st.outbox, 'OLD.XML'), old);
+    const hourAgo = new Date(Date.now() - 3600_000);
+    fs.utimesSync(join(st.outbox, 'OLD.XML'), hourAgo, hourAgo);
+    const doc = datapacket('growing', 600);
+    const writer = slowWriter([{ path: join(st.outbox, 'GROWING.XML'), chunks: split(doc, 20) }], 100);
+    const agent = st.agent();
+    try {
+      const [first] = await agent.runOnce(['export']);
+      assert.equal(first!.sent, 1, 'the old file went');
+      assert.deepEqual(filesIn(st.exchange), ['OLD.XML']);
+      const doneAt = await writer.finished;
+      for (let i = 0; i < 3 && filesIn(st.outbox).length > 0; i++) await agent.runOnce(['export']);
+      assert.equal(sha256(read(st.exchange, 'GROWING.XML')), sha256(doc), 'GROWING.XML whole at the office');
+      const growing = agent.ledger.list({ route: 'export' }).find((row) => row.name === 'GROWING.XML');
+      assert.ok(growing && growing.createdAt >= doneAt, 'queued only after the writer finished');
+    } finally {
+      agent.close();
+    }
+  });
+
   it('outbound: a writer that pauses mid-document with the file open: left in the outbox as not well-formed, sent whole after', async () => {
     st = makeStation(settled);
     const agent = st.agent();
