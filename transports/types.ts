@@ -36,6 +36,13 @@ export interface Source {
    */
   readonly atomicEntries?: boolean;
   /**
+   * How many entries the pipeline may work on at once through this source (open + acknowledge of
+   * different entries concurrently). Absent: 1, one entry at a time. A source that declares more
+   * must keep every call correct when up to that many run at the same time (several SFTP requests
+   * on one channel, several FTP connections, ...). The pipeline uses min(route concurrency, parallel).
+   */
+  readonly parallel?: number;
+  /**
    * Entries in the route's remote location, files only, never `*.part` names. Listing twice with
    * nothing changed returns the same entries. A missing remote directory is an empty list for
    * transports that can create it, else TransportError('unavailable').
@@ -83,6 +90,15 @@ export interface Sink {
    * unless the route allows overwrite. Safe to repeat after a failure.
    */
   put(pkg: OutgoingPackage, signal: AbortSignal): Promise<PutResult>;
+  /**
+   * Optional: when present, a put that resolved may not yet be durable under its final name (the
+   * lan sink leaves the folder's fsync of its rename to this), and `flush` makes every put that
+   * resolved before the call durable (also one that found the file `alreadyPresent`: an earlier
+   * process may have been killed before its flush). The pipeline calls it after a batch of puts
+   * and before the ledger records them as sent; when it fails, none of them counts as sent (they
+   * are put again, and found identical). Absent: each put is durable when it resolves.
+   */
+  flush?(signal: AbortSignal): Promise<void>;
   /**
    * Optional capability: the sink can carry several packages in one transfer (one e-mail with
    * several attachments). Present only when the transport bundles (e-mail with maxPerMessage > 1).

@@ -68,6 +68,10 @@ export interface SftpServerStats {
   statCalls: number;
   /** READDIR requests served. */
   readdirCalls: number;
+  /** Every SFTP request received, by type (OPEN, READ, WRITE, FSTAT, STAT, EXTENDED, ...). */
+  requests: Record<string, number>;
+  /** The most requests of a type (`*`: of any type) that were waiting for their answer at the same time. */
+  maxInFlight: Record<string, number>;
 }
 
 export interface SftpTestServer {
@@ -147,6 +151,8 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
     setModes: [],
     statCalls: 0,
     readdirCalls: 0,
+    requests: {},
+    maxInFlight: {},
   };
   const live = new Set<Connection>();
   const sockets = new Set<Socket>();
@@ -185,6 +191,28 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
   }
 
   function serveSftp(sftp: SFTPWrapper): void {
+    // counts every request by type as ssh2 emits it (requests are emitted in upper case, with the
+    // request id first), and how many of a type were waiting for their answer at once
+    const waiting = new Map<number, string>();
+    const emit = sftp.emit.bind(sftp);
+    sftp.emit = (event: string | symbol, ...args: unknown[]): boolean => {
+      if (typeof event === 'string' && /^[A-Z]+$/.test(event)) {
+        stats.requests[event] = (stats.requests[event] ?? 0) + 1;
+        waiting.set(args[0] as number, event);
+        let now = 0;
+        for (const type of waiting.values()) if (type === event) now++;
+        stats.maxInFlight[event] = Math.max(stats.maxInFlight[event] ?? 0, now);
+        stats.maxInFlight['*'] = Math.max(stats.maxInFlight['*'] ?? 0, waiting.size);
+      }
+      return emit(event, ...args);
+    };
+    for (const answer of ['status', 'handle', 'data', 'name', 'attrs'] as const) {
+      const send = (sftp[answer] as (reqid: number, ...rest: unknown[]) => boolean).bind(sftp);
+      (sftp as unknown as Record<string, unknown>)[answer] = (reqid: number, ...rest: unknown[]) => {
+        waiting.delete(reqid);
+        return send(reqid, ...rest);
+      };
+    }
     const handles = new Map<number, FileEntryHandle | DirEntryHandle>();
     let nextHandle = 1;
     let bytesRead = 0;
@@ -270,9 +298,12 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
         }
         const want = drip ? Math.min(length, drip.bytes ?? 1) : length;
         const buf = Buffer.alloc(want);
+        // counted as the request is taken, not once the disk answered: a client with many READs in
+        // flight meets the stall where a client with one at a time does
+        bytesRead += want;
         const { bytesRead: n } = await h.fd.read(buf, 0, want, offset);
+        bytesRead -= want - n;
         if (n === 0) return sftp.status(reqid, STATUS_CODE.EOF);
-        bytesRead += n;
         sftp.data(reqid, buf.subarray(0, n));
       }),
     );
@@ -285,8 +316,8 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
         if (options.noSpaceAfterBytes !== undefined && bytesWritten + data.length > options.noSpaceAfterBytes) {
           return sftp.status(reqid, STATUS_CODE.FAILURE, 'No space left on device');
         }
+        bytesWritten += data.length; // as the request is taken (see READ)
         await h.fd.write(data, 0, data.length, offset);
-        bytesWritten += data.length;
         sftp.status(reqid, STATUS_CODE.OK);
       }),
     );

@@ -2,6 +2,7 @@
 // ssh2's 'error' events from becoming uncaught exceptions, #579), the pinned host key, and every
 // request under a deadline: a request the server never answers is never answered.
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Client, ConnectConfig, SFTPWrapper } from 'ssh2';
@@ -11,6 +12,7 @@ import { withDeadline, type MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { SftpProfile } from '../types.js';
 import { classify, connectError, type Level, type RequestKind } from './errors.js';
+import { readPipelined } from './pipeline.js';
 
 /** ssh2 sends no keepalive unless asked: a dead peer is noticed after interval x (countMax + 1). */
 const KEEPALIVE_INTERVAL_MS = 10_000;
@@ -20,7 +22,13 @@ const CLOSE_GRACE_MS = 2000;
 /** Cleanup after a failed put (close the handle, remove the `.part`) never takes longer than this. */
 const CLEANUP_MS = 2000;
 
+/** What ssh2 allows per READ/WRITE on a server that is not OpenSSH (34000 - 2048). */
+const SSH2_SAFE_LEN = 31_952;
+
 export const neverAborted = new AbortController().signal;
+// every cleanup request (a CLOSE sent and not waited for, one per transfer in flight) listens to it
+// while it runs; it never fires, so its listeners hold nothing: no leak warning at 11 of them
+setMaxListeners(1000, neverAborted);
 
 export interface ConnectProgress {
   /** Fingerprint of the host key the server offered, once it has. */
@@ -46,6 +54,9 @@ export class Connection {
   private readonly waiters = new Set<(err: TransportError) => void>();
   readonly canFsync: boolean;
   readonly canPosixRename: boolean;
+  /** Largest READ / WRITE ssh2 sends as one request (it splits bigger ones into a sequence). */
+  readonly maxReadLen: number;
+  readonly maxWriteLen: number;
 
   private constructor(
     private readonly client: SftpClient,
@@ -56,6 +67,9 @@ export class Connection {
     const extensions = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
     this.canFsync = extensions['fsync@openssh.com'] === '1';
     this.canPosixRename = extensions['posix-rename@openssh.com'] === '1';
+    const limits = sftp as unknown as { _maxReadLen?: number; _maxWriteLen?: number };
+    this.maxReadLen = limits._maxReadLen ?? SSH2_SAFE_LEN;
+    this.maxWriteLen = limits._maxWriteLen ?? SSH2_SAFE_LEN;
     // The SFTP channel emits 'error' on a malformed packet and nobody else listens for it there.
     sftp.on('error', (err: Error) => this.markLost(`SFTP channel failed: ${err.message}`));
     sftp.on('close', () => this.markLost('SFTP channel closed'));
@@ -168,18 +182,10 @@ export class Connection {
   /**
    * The entry's bytes: exactly `size` of them or an error, a stalled or dripping server (below
    * `minRate`) costs a 'timeout' (and the connection), and the handle is closed whichever way the
-   * reader stops.
+   * reader stops. Several READs are in flight at once (pipeline.ts).
    */
-  readStream(
-    file: string,
-    handle: Buffer,
-    size: number,
-    what: string,
-    ms: number,
-    signal: AbortSignal,
-    minRate?: MinRate,
-  ): Readable {
-    const remote = this.sftp.createReadStream(file, { handle, autoClose: true });
+  readStream(handle: Buffer, size: number, what: string, ms: number, signal: AbortSignal, minRate?: MinRate): Readable {
+    const remote = readPipelined(this, handle, size, what, ms, signal);
     const counted = exactLength(size, what);
     remote.on('error', (err: Error) => counted.destroy(this.failure(err, what, 'read')));
     counted.on('close', () => remote.destroy());

@@ -77,7 +77,7 @@ export async function hashRemote(
       await conn.closeHandleQuietly(handle);
       throw err;
     });
-  return sha256Of(conn.readStream(file, handle, st.size, what, ms, signal, minRate));
+  return sha256Of(conn.readStream(handle, st.size, what, ms, signal, minRate));
 }
 
 const modeIs = (attrs: { mode?: number }, type: number) =>
@@ -167,7 +167,8 @@ async function readDir(
       for (const item of batch) if (isVisible(item.filename)) kept.push(item);
     }
   } finally {
-    await conn.closeHandleQuietly(handle);
+    // not waited for: the answer changes nothing, and the next request queues behind it anyway
+    void conn.closeHandleQuietly(handle);
   }
 }
 

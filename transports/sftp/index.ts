@@ -7,7 +7,8 @@
 // because the wrapper's helpers lose what this transport needs: its `put` closes the handle itself
 // (no fsync@openssh.com on it) and fchmods the new file to 0666, `stat` reports FAILURE as a missing
 // file, `mkdir` reports FAILURE as permission denied, and its messages flatten the SFTP status.
-// Uploads are still a plain sequential stream of WRITEs (never fastPut's parallel writes).
+// Transfers keep a window of READs / WRITEs in flight at ordered offsets (pipeline.ts: OpenSSH
+// sftp's 64 x 32 KB), never fastPut/fastGet, which promise no order and lose the fsync.
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Stats as SftpStats } from 'ssh2';
@@ -23,6 +24,13 @@ import { probeSftp } from './probe.js';
 import { put } from './upload.js';
 
 export { hostKeyFingerprint } from './connection.js';
+
+/**
+ * Entries a source works on at once (Source.parallel), each with its own window of requests: at a
+ * round trip of 100 ms, 100 entries of 20 KB took 33.7 s one at a time, 8.2 s four at a time and
+ * 4.9 s eight at a time (issue 11). Eight handles open at once is little for any server.
+ */
+export const SOURCE_PARALLEL = 8;
 
 export function createSftpTransport(profile: SftpProfile): Transport {
   const label = `${profile.user}@${profile.host}:${profile.port}`;
@@ -67,6 +75,8 @@ export function createSftpTransport(profile: SftpProfile): Transport {
       throw scrub(err, `open ${dir}`);
     }
 
+    let moveDirReady: Promise<void> | undefined;
+
     async function acknowledgeWithin(file: string, name: string, what: string, sig: AbortSignal): Promise<void> {
       if (moveDir === null) {
         try {
@@ -76,9 +86,14 @@ export function createSftpTransport(profile: SftpProfile): Transport {
         }
         return;
       }
-      await ensureDir(conn, moveDir, ms, sig);
+      // the move target once per source (several acknowledgements may wait for the same one);
+      // a RENAME that finds it gone makes it again
       for (let attempt = 0; ; attempt++) {
-        if (!(await statOrNull(conn, file, what, ms, sig))) return; // gone already: done
+        await (moveDirReady ??= ensureDir(conn, moveDir, ms, sig).catch((err: unknown) => {
+          moveDirReady = undefined;
+          throw err;
+        }));
+        // no STAT of `file` first: a file gone already makes the RENAME say NO_SUCH_FILE (below)
         const target = path.posix.join(moveDir, await freeName(conn, moveDir, name, what, ms, sig));
         try {
           // plain RENAME on purpose: it never replaces what is at the target
@@ -86,7 +101,11 @@ export function createSftpTransport(profile: SftpProfile): Transport {
           return;
         } catch (err) {
           const status = sftpStatus(err);
-          if (status === SSH_FX.NO_SUCH_FILE && !(await statOrNull(conn, file, what, ms, sig))) return;
+          if (status === SSH_FX.NO_SUCH_FILE) {
+            if (!(await statOrNull(conn, file, what, ms, sig))) return; // gone already: done
+            moveDirReady = undefined; // the file is there: the move target went; make it again
+            if (attempt < 2) continue;
+          }
           // FAILURE: the free name was taken in the meantime; look again
           if (status !== SSH_FX.FAILURE || attempt >= 2) throw err;
         }
@@ -94,6 +113,11 @@ export function createSftpTransport(profile: SftpProfile): Transport {
     }
 
     const source = {
+      // several entries at once on the one connection: SFTP requests carry their own ids, each
+      // transfer keeps its own window (pipeline.ts), and the only state shared between entries is
+      // the move target, made once (above)
+      parallel: SOURCE_PARALLEL,
+
       async list(sig: AbortSignal): Promise<RemoteEntry[]> {
         try {
           return await listDir(conn, dir, ms, sig);
@@ -108,22 +132,24 @@ export function createSftpTransport(profile: SftpProfile): Transport {
         const what = `read ${file}`;
         try {
           const handle = await conn.call<Buffer>(what, ms, sig, 'read', (s, cb) => s.open(file, 'r', cb));
+          // the first READs (sized as listed) go out with the FSTAT: its answer comes with theirs
+          const stream = conn.readStream(handle, entry.size, what, ms, sig, ep.minRate);
           let st: SftpStats;
           try {
             st = await conn.call<SftpStats>(what, ms, sig, 'read', (s, cb) => s.fstat(handle, cb));
           } catch (err) {
-            await conn.closeHandleQuietly(handle);
+            stream.destroy(); // closes the handle
             throw err;
           }
           if (notAFile(st) || st.size !== entry.size) {
-            await conn.closeHandleQuietly(handle);
+            stream.destroy();
             if (notAFile(st)) throw new TransportError('not-found', `${what}: not a file`);
             throw new TransportError(
               'busy',
               `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`,
             );
           }
-          return conn.readStream(file, handle, entry.size, what, ms, sig, ep.minRate);
+          return stream;
         } catch (err) {
           throw scrub(err, what);
         }

@@ -1,6 +1,8 @@
-// Out over SFTP: `NAME.part` written with sequential WRITEs (never fastPut's parallel ones),
-// fsync@openssh.com where offered, then renamed into place; a same-size file already there is
-// read back and compared, so a resend after a crash writes nothing.
+// Out over SFTP: `NAME.part` written with a window of WRITEs in flight at ordered offsets (as
+// OpenSSH's sftp writes; never fastPut, which promises no order and no fsync), fsync@openssh.com
+// where offered, then renamed into place; a same-size file already there is read back and
+// compared, so a resend after a crash writes nothing. About four round trips for a small package:
+// STAT+OPEN, the WRITEs, fsync+FSTAT+CLOSE, RENAME.
 import path from 'node:path';
 import type { Stats as SftpStats } from 'ssh2';
 import { PART, plainName } from '../common/names.js';
@@ -9,6 +11,7 @@ import type { MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { Endpoint, OutgoingPackage, PutResult } from '../types.js';
 import type { Connection } from './connection.js';
+import { writePipelined } from './pipeline.js';
 import { SSH_FX, sftpStatus } from './errors.js';
 import { ensureDir, FILE_MODE, hashRemote, notAFile, statOrNull } from './files.js';
 
@@ -28,10 +31,19 @@ export async function put(
   const what = `put ${name}`;
   const final = path.posix.join(dir, name);
   const part = final + PART;
-  let wrotePart = false;
+  // The STAT of `final` and the OPEN of `part` go out together (one round trip for both); the
+  // answer to the STAT decides before a byte is written. A `.part` opened for nothing (an
+  // identical file is there, or a different one and no overwrite) is closed and removed.
+  let handle: Buffer | undefined; // `part`, open
+  let created = false; // a `.part` of ours may be on the server
+  const opening = createPart(conn, dir, part, what, ms, signal).then((h) => {
+    handle = h;
+    created = true;
+    return h;
+  });
+  opening.catch(() => undefined); // awaited below, or dropped when the STAT already failed
   try {
     if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
-    await ensureDir(conn, dir, ms, signal);
     const existing = await statOrNull(conn, final, `${what}: stat ${final}`, ms, signal);
     let gone = false;
     if (existing) {
@@ -46,29 +58,77 @@ export async function put(
           else if (sftpStatus(err) === SSH_FX.PERMISSION_DENIED) unreadable = true;
           else throw err;
         });
-        if (sha === pkg.sha256.toLowerCase()) return { remoteRef: final, alreadyPresent: true };
+        if (sha === pkg.sha256.toLowerCase()) {
+          await dropPart(conn, opening, part);
+          return { remoteRef: final, alreadyPresent: true };
+        }
       }
       if (!gone && !ep.overwrite) {
         const why = unreadable ? 'is already there and cannot be read back to compare' : 'is already there';
         throw new TransportError('exists', `${what}: a different ${final} ${why}`);
       }
     }
-    wrotePart = true;
-    await writePart(conn, part, pkg, what, ms, signal, ep.minRate);
+    const open = await opening;
+    handle = undefined; // writePart closes it whichever way it ends
+    await writePart(conn, open, part, pkg, what, ms, signal, ep.minRate);
     await moveIntoPlace(conn, part, final, ep.overwrite, what, ms, signal);
-    wrotePart = false;
+    created = false;
     return { remoteRef: final, alreadyPresent: false };
   } catch (err) {
     const e = scrub(err, what);
-    if (e.code === 'aborted') conn.kill(e);
-    if (wrotePart) await conn.removeQuietly(part); // best effort: a `.part` is invisible and overwritten next time
+    // shutting down: no cleanup round trips, the connection goes (a `.part` may stay behind)
+    if (e.code === 'aborted' || signal.aborted) conn.kill(e);
+    await opening.catch(() => undefined); // a lost connection fails it at once
+    if (handle) await conn.closeHandleQuietly(handle);
+    if (created) await conn.removeQuietly(part); // best effort: a `.part` is invisible and overwritten next time
     throw e;
   }
 }
 
-/** Streams the package into `part` with sequential WRITEs, fsyncs it where offered, checks the size. */
+/**
+ * OPEN `part` for writing (created or truncated). The sink made the folder when it opened; one
+ * that is gone since (someone tidied up) is made again here, not looked for before every package.
+ */
+async function createPart(
+  conn: Connection,
+  dir: string,
+  part: string,
+  what: string,
+  ms: number,
+  signal: AbortSignal,
+): Promise<Buffer> {
+  const open = () =>
+    conn.call<Buffer>(`${what}: create ${part}`, ms, signal, 'write', (s, cb) =>
+      s.open(part, 'w', { mode: FILE_MODE }, cb),
+    );
+  try {
+    return await open();
+  } catch (err) {
+    if (sftpStatus(err) !== SSH_FX.NO_SUCH_FILE) throw err;
+    await ensureDir(conn, dir, ms, signal);
+    return open();
+  }
+}
+
+/** A `.part` opened for nothing: closed, then removed (in that order: Windows keeps an open file). */
+async function dropPart(conn: Connection, opening: Promise<Buffer>, part: string): Promise<void> {
+  const handle = await opening.catch(() => undefined);
+  if (!handle) return;
+  await conn.closeHandleQuietly(handle);
+  await conn.removeQuietly(part);
+}
+
+/**
+ * Streams the package into the open `part` with up to WINDOW WRITEs in flight at ordered offsets
+ * (pipeline.ts), checks that the bytes were the package's, then sends fsync@openssh.com (where
+ * offered), FSTAT and CLOSE together: a server handles one handle's requests in the order sent,
+ * and each answer still counts (the size on the server must be the package's; some servers report
+ * a failed write only at CLOSE). The handle is closed when this returns or throws, unless the
+ * connection is gone.
+ */
 async function writePart(
   conn: Connection,
+  handle: Buffer,
   part: string,
   pkg: OutgoingPackage,
   what: string,
@@ -76,47 +136,34 @@ async function writePart(
   signal: AbortSignal,
   minRate: MinRate | undefined,
 ): Promise<void> {
-  const handle = await conn.call<Buffer>(`${what}: create ${part}`, ms, signal, 'write', (s, cb) =>
-    s.open(part, 'w', { mode: FILE_MODE }, cb),
-  );
   let open = true;
   try {
     const source = openPackage(pkg, what);
     const check = new PackageCheck(pkg, what);
-    let written = 0;
-    // One WRITE at a time, each under its own deadline: a server that stops acknowledging costs
-    // one timeout, and the offsets are always in order (what fastPut does not promise).
     const mapError = (err: unknown) => localReadError(err, what);
-    // the package's bytes pass as fast as the server acknowledges WRITEs: the watch's minimum rate
-    // is the upload's
-    for await (const chunk of watched(source, what, ms, signal, { mapError, minRate })) {
-      const buf = chunk as Buffer;
-      check.update(buf);
-      const at = written;
-      await conn.call<void>(`${what}: write`, ms, signal, 'write', (s, cb) =>
-        s.write(handle, buf, 0, buf.length, at, (err) => cb(err)),
-      );
-      written += buf.length;
-    }
+    // the package's bytes pass as fast as the server acknowledges WRITEs (a window of them ahead):
+    // the watch's minimum rate is the upload's
+    const watch = watched(source, what, ms, signal, { mapError, minRate });
+    const chunks = (async function* () {
+      for await (const chunk of watch) {
+        check.update(chunk as Buffer);
+        yield chunk as Buffer;
+      }
+    })();
+    await writePipelined(conn, handle, chunks, what, ms, signal);
     check.verify();
-    if (conn.canFsync) {
-      await conn.call<void>(`${what}: fsync`, ms, signal, 'write', (s, cb) =>
-        s.ext_openssh_fsync(handle, (err) => cb(err)),
-      );
-    }
-    const st = await conn.call<SftpStats>(`${what}: stat ${part}`, ms, signal, 'meta', (s, cb) => s.fstat(handle, cb));
-    if (st.size !== pkg.size) {
-      throw new TransportError('corrupt', `${what}: ${st.size} bytes on the server, ${pkg.size} written`);
-    }
+    const fsync = conn.canFsync
+      ? conn.call<void>(`${what}: fsync`, ms, signal, 'write', (s, cb) => s.ext_openssh_fsync(handle, (err) => cb(err)))
+      : Promise.resolve();
+    const fstat = conn.call<SftpStats>(`${what}: stat ${part}`, ms, signal, 'meta', (s, cb) => s.fstat(handle, cb));
     open = false;
-    // some servers report a failed write only at CLOSE: it counts
-    await conn.call<void>(`${what}: close ${part}`, ms, signal, 'write', (s, cb) => s.close(handle, cb));
-  } catch (err) {
-    // shutting down: no cleanup round trips, the connection goes (a `.part` may stay behind)
-    if (signal.aborted || (err instanceof TransportError && err.code === 'aborted')) {
-      conn.kill(err instanceof TransportError ? err : new TransportError('aborted', `${what}: aborted`));
+    const close = conn.call<void>(`${what}: close ${part}`, ms, signal, 'write', (s, cb) => s.close(handle, cb));
+    const [synced, stat, closed] = await Promise.allSettled([fsync, fstat, close]);
+    for (const r of [synced, stat, closed]) if (r.status === 'rejected') throw r.reason;
+    const size = (stat as PromiseFulfilledResult<SftpStats>).value.size;
+    if (size !== pkg.size) {
+      throw new TransportError('corrupt', `${what}: ${size} bytes on the server, ${pkg.size} written`);
     }
-    throw err;
   } finally {
     if (open) await conn.closeHandleQuietly(handle);
   }

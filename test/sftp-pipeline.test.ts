@@ -1,0 +1,230 @@
+// SFTP with several requests in flight (issue 11): the requests a package costs out and in, WRITEs
+// and READs kept in flight with the bytes still identical, what is in flight bounded however big
+// the package, and a source used by `parallel` entries at once on its one connection.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, describe, it } from 'node:test';
+import { createSftpTransport } from '../transports/sftp/index.js';
+import { CHUNK, WINDOW } from '../transports/sftp/pipeline.js';
+import type { Endpoint, OutgoingPackage, RemoteEntry, Source } from '../transports/types.js';
+import { packageOf, readAll, sha256 } from './conformance/suite.js';
+import { startSftpServer, type SftpServerOptions, type SftpTestServer } from './servers/sftp-server.js';
+import { testEndpoint } from './helpers/endpoint.js';
+
+const signal = () => new AbortController().signal;
+const REMOTE = '/in/azs017';
+
+describe('sftp with requests in flight', () => {
+  const servers: SftpTestServer[] = [];
+  afterEach(async () => {
+    for (const s of servers.splice(0)) await s.close();
+  });
+  const start = async (options: SftpServerOptions = {}) => {
+    const server = await startSftpServer({ openSshExtensions: true, ...options });
+    servers.push(server);
+    return server;
+  };
+  const transportFor = (server: SftpTestServer) =>
+    createSftpTransport({
+      type: 'sftp',
+      host: '127.0.0.1',
+      port: server.port,
+      user: server.user,
+      password: server.password,
+      hostKey: server.hostKeyFingerprint,
+    });
+  const endpoint = (o: Partial<Endpoint> = {}): Endpoint => testEndpoint('pipeline', REMOTE, o);
+  const remotePath = (server: SftpTestServer, ...parts: string[]) => join(server.root, 'in', 'azs017', ...parts);
+  /** Requests of each type since `before` (a copy of server.stats.requests). */
+  const since = (server: SftpTestServer, before: Record<string, number>) =>
+    Object.fromEntries(
+      Object.entries(server.stats.requests)
+        .map(([type, n]) => [type, n - (before[type] ?? 0)] as const)
+        .filter(([, n]) => n > 0),
+    );
+
+  it('a small package out costs STAT+OPEN, one WRITE, fsync+FSTAT+CLOSE, one rename: nothing more', async () => {
+    const server = await start();
+    const sink = await transportFor(server).openSink(endpoint(), signal());
+    try {
+      const bytes = randomBytes(20 * 1024);
+      const before = { ...server.stats.requests };
+      const result = await sink.put(packageOf('a.xml', bytes), signal());
+      assert.equal(result.alreadyPresent, false);
+      // no STAT/MKDIR of the folder per package (the sink made it once), no second STAT of the file
+      assert.deepEqual(since(server, before), { STAT: 1, OPEN: 1, WRITE: 1, EXTENDED: 2, FSTAT: 1, CLOSE: 1 });
+      assert.equal(server.stats.fsyncs, 1, 'fsync@openssh.com once, at the end');
+      assert.equal(server.stats.posixRenames, 1);
+      assert.deepEqual(await readFile(remotePath(server, 'a.xml')), bytes);
+      assert.deepEqual(await readdir(remotePath(server)), ['a.xml'], 'no .part left');
+
+      // a resend finds the identical file: read back, nothing written, the .part it opened is gone
+      const again = await sink.put(packageOf('a.xml', bytes), signal());
+      assert.equal(again.alreadyPresent, true);
+      assert.equal(server.stats.fsyncs, 1);
+      assert.deepEqual(await readdir(remotePath(server)), ['a.xml']);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('a folder removed while the sink is open is made again by the next put', async () => {
+    const server = await start();
+    const sink = await transportFor(server).openSink(endpoint(), signal());
+    try {
+      await rm(remotePath(server), { recursive: true });
+      await sink.put(packageOf('b.xml', Buffer.from('<b/>')), signal());
+      assert.deepEqual(await readFile(remotePath(server, 'b.xml'), 'utf8'), '<b/>');
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('WRITEs of a big package are in flight together, at most a window of them; the bytes are identical', async () => {
+    const server = await start();
+    const sink = await transportFor(server).openSink(endpoint(), signal());
+    try {
+      const size = 24 * 1024 * 1024;
+      const seed = randomBytes(1024 * 1024);
+      let produced = 0;
+      let mostAhead = 0;
+      const part = remotePath(server, 'big.xml.part');
+      const pkg: OutgoingPackage = {
+        name: 'big.xml',
+        size,
+        sha256: sha256(Buffer.concat(Array.from({ length: 24 }, () => seed))),
+        // made as it is read: how far the reading runs ahead of what the server holds is the
+        // memory the upload takes
+        open: () =>
+          Readable.from(
+            (function* () {
+              for (let at = 0; at < size; at += 64 * 1024) {
+                const onServer = (() => {
+                  try {
+                    return statSync(part).size;
+                  } catch {
+                    return 0;
+                  }
+                })();
+                mostAhead = Math.max(mostAhead, produced - onServer);
+                produced += 64 * 1024;
+                yield seed.subarray(at % seed.length, (at % seed.length) + 64 * 1024);
+              }
+            })(),
+          ),
+      };
+      await sink.put(pkg, signal());
+      const written = await readFile(remotePath(server, 'big.xml'));
+      assert.equal(sha256(written), pkg.sha256);
+      const inFlight = server.stats.maxInFlight.WRITE ?? 0;
+      assert.ok(inFlight > 1, `WRITEs in flight at once: ${inFlight}`);
+      assert.ok(inFlight <= WINDOW, `WRITEs in flight at once: ${inFlight} (window ${WINDOW})`);
+      const bound = WINDOW * CHUNK + 1024 * 1024;
+      assert.ok(mostAhead <= bound, `read ${mostAhead} bytes ahead of the server (bound ${bound})`);
+      assert.equal(server.stats.fsyncs, 1);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('a small entry in costs OPEN, FSTAT with the READs, one REMOVE; a big one keeps READs in flight', async () => {
+    const server = await start();
+    await mkdir(remotePath(server), { recursive: true });
+    const small = randomBytes(20 * 1024);
+    const big = randomBytes(5 * 1024 * 1024 + 17);
+    await writeFile(remotePath(server, 'a.xml'), small);
+    await writeFile(remotePath(server, 'b.xml'), big);
+    const source = await transportFor(server).openSource(endpoint(), signal());
+    try {
+      const [a, b] = await source.list(signal());
+      // the listing's CLOSE is sent, not waited for: counted before this entry's requests
+      for (let i = 0; i < 400 && server.stats.requests.CLOSE !== 1; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(server.stats.requests.CLOSE, 1, 'the listing closed its handle');
+      const before = { ...server.stats.requests };
+      assert.deepEqual(await readAll(await source.open(a!, signal())), small);
+      await source.acknowledge(a!, signal());
+      // one READ for the bytes and one at the end that must say EOF (a file longer than listed is busy)
+      assert.deepEqual(since(server, before), { OPEN: 1, FSTAT: 1, READ: 2, CLOSE: 1, REMOVE: 1 });
+
+      assert.deepEqual(await readAll(await source.open(b!, signal())), big);
+      const inFlight = server.stats.maxInFlight.READ ?? 0;
+      assert.ok(inFlight > 1 && inFlight <= WINDOW + 1, `READs in flight at once: ${inFlight}`);
+      await source.acknowledge(b!, signal());
+      assert.deepEqual(await readdir(remotePath(server)), []);
+    } finally {
+      await source.close();
+    }
+  });
+
+  for (const ack of ['delete', 'move'] as const) {
+    it(`the source declares parallel and ${parallelName(ack)}`, async () => {
+      const server = await start();
+      await mkdir(remotePath(server), { recursive: true });
+      const files = new Map<string, Buffer>();
+      for (let i = 0; i < 40; i++) {
+        // sizes from empty to a few windows' worth: short, exact and partial chunks
+        const bytes = randomBytes([0, 1, 20 * 1024, CHUNK, 3 * CHUNK + 5, 300 * 1024][i % 6]!);
+        files.set(`p${String(i).padStart(2, '0')}.xml`, bytes);
+        await writeFile(remotePath(server, `p${String(i).padStart(2, '0')}.xml`), bytes);
+      }
+      // already in the move target under a name an entry has: never replaced
+      const taken = randomBytes(10);
+      await mkdir(join(server.root, 'done'), { recursive: true });
+      await writeFile(join(server.root, 'done', 'p03.xml'), taken);
+      const afterReceive: Endpoint['afterReceive'] =
+        ack === 'move' ? { kind: 'move', to: '/done' } : { kind: 'delete' };
+      const source = await transportFor(server).openSource(endpoint({ afterReceive }), signal());
+      try {
+        assert.ok((source.parallel ?? 1) > 1, `parallel: ${source.parallel}`);
+        const entries = await source.list(signal());
+        assert.equal(entries.length, files.size);
+        const got = await workConcurrently(source, entries, source.parallel!);
+        assert.equal(got.size, files.size);
+        for (const [name, bytes] of files) assert.deepEqual(got.get(name), bytes, name);
+        assert.deepEqual(await readdir(remotePath(server)), [], 'every entry acknowledged');
+        assert.equal(server.stats.requests.OPEN, files.size, 'each entry opened once');
+        assert.ok((server.stats.maxInFlight.OPEN ?? 0) > 1 || (server.stats.maxInFlight.READ ?? 0) > 1);
+        if (ack === 'move') {
+          const moved = await readdir(join(server.root, 'done'));
+          assert.equal(moved.length, files.size + 1, moved.join(', '));
+          assert.deepEqual(await readFile(join(server.root, 'done', 'p03.xml')), taken, 'not replaced');
+          for (const [name, bytes] of files) {
+            if (name !== 'p03.xml') assert.deepEqual(await readFile(join(server.root, 'done', name)), bytes, name);
+          }
+          const [elsewhere, ...more] = moved.filter((n) => !files.has(n));
+          assert.equal(more.length, 0, moved.join(', '));
+          assert.deepEqual(await readFile(join(server.root, 'done', elsewhere!)), files.get('p03.xml'));
+          // the move target made once, not looked for per entry
+          assert.ok((server.stats.requests.MKDIR ?? 0) === 0);
+        }
+      } finally {
+        await source.close();
+      }
+    });
+  }
+});
+
+function parallelName(ack: 'delete' | 'move'): string {
+  return `is right with that many open/read/acknowledge at once (afterReceive ${ack})`;
+}
+
+/** What a pipeline with `parallel` workers does: open, read whole, acknowledge, per entry. */
+async function workConcurrently(source: Source, entries: RemoteEntry[], parallel: number) {
+  const got = new Map<string, Buffer>();
+  const queue = [...entries];
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      for (let e = queue.shift(); e; e = queue.shift()) {
+        const bytes = await readAll(await source.open(e, signal()));
+        assert.ok(!got.has(e.name), `${e.name} twice`);
+        got.set(e.name, bytes);
+        await source.acknowledge(e, signal());
+      }
+    }),
+  );
+  return got;
+}
