@@ -497,6 +497,12 @@ describe('e-mail source over IMAP (hoodiecrow-imap + imapflow)', () => {
       const src = await source(s);
       const [e] = await src.list(signal());
       s.setUidValidity('INBOX', 42);
+      s.commands.length = 0;
+      // the attachment list() fetched with its batch is the listed generation's: handed on as it
+      // was listed, without a word to the server
+      assert.equal((await readAll(await src.open(e!, signal()))).toString(), '<a/>');
+      assert.deepEqual(s.commands, [], 'nothing asked of the server');
+      // once taken, an open asks the server, which has another generation now
       const opening = await rejectsWith(src.open(e!, signal()), 'unavailable');
       assert.match(opening.message, /UIDVALIDITY 1 -> 42/);
       await rejectsWith(src.acknowledge(e!, signal()), 'unavailable');
@@ -800,4 +806,122 @@ describe('a hostile mailbox server (issue 10)', () => {
       );
     },
   );
+});
+
+describe('round trips (issue 11)', () => {
+  /** The commands of a session, by kind (`UID FETCH`, `STATUS`, ...). */
+  const kinds = (commands: string[]) =>
+    commands
+      .map((c) => /^\S+ (UID \S+|\S+)/.exec(c)?.[1] ?? c)
+      .reduce<Record<string, number>>((n, k) => {
+        n[k] = (n[k] ?? 0) + 1;
+        return n;
+      }, {});
+
+  it('each attachment crosses the wire once; a batch of messages costs a fixed number of commands', CASE, async () => {
+    const s = await server();
+    const files = new Map<string, Buffer>();
+    for (let i = 0; i < 12; i++) {
+      const name = `p${i}.xml`;
+      files.set(name, randomBytes(2000 + i * 500));
+      s.append('INBOX', await compose({ files: [[name, files.get(name)!]] }));
+    }
+    files.set('two-a.xml', Buffer.from('<a/>'));
+    files.set('two-b.xml', randomBytes(70 * 1024)); // over one 64 KB download chunk
+    s.append(
+      'INBOX',
+      await compose({
+        files: [
+          ['two-a.xml', files.get('two-a.xml')!],
+          ['two-b.xml', files.get('two-b.xml')!],
+        ],
+      }),
+    );
+    // quoted-printable, with a name in encoded words: decoded as a download would decode it
+    const qpName = 'Отчёт АЗС 17.xml';
+    files.set(qpName, Buffer.from('<r a="é ü">line one\r\nline two = three\r\n</r>\r\n'));
+    const qp = await nodemailer.createTransport({ streamTransport: true, buffer: true }).sendMail({
+      from: OFFICE,
+      to: 'azs017@example.com',
+      subject: 'qp',
+      text: 'see attachment',
+      attachments: [{ filename: qpName, content: files.get(qpName)!, contentTransferEncoding: 'quoted-printable' }],
+    });
+    assert.match(String(qp.message), /Content-Transfer-Encoding: quoted-printable/);
+    s.append('INBOX', qp.message as Buffer);
+
+    s.commands.length = 0;
+    // the default timeout (60 s): a FETCH may carry what 64 kbit/s carries in that time
+    const src = await source(s, endpoint({ afterReceive: { kind: 'move', to: 'Processed' }, timeoutMs: 60_000 }));
+    const login = s.commands.length;
+    const listed = await src.list(signal());
+    assert.deepEqual(names(listed).sort(), [...files.keys()].sort());
+    for (const e of listed) {
+      assert.equal(e.size, files.get(e.name)!.length, `size of ${e.name}`);
+      assert.equal(sha256(await readAll(await src.open(e, signal()))), sha256(files.get(e.name)!), e.name);
+    }
+    const afterOpen = s.commands.slice(login);
+    // acknowledged together, as the pipeline does with Source.parallel
+    assert.ok((src.parallel ?? 1) > 1);
+    await Promise.all(listed.map((e) => src.acknowledge(e, signal())));
+    const acks = s.commands.slice(login + afterOpen.length);
+
+    // STATUS, SEARCH, one metadata FETCH, one FETCH of attachments per set of part numbers
+    // (part 2: 12 + 1 messages; parts 2 and 3: 1 message); the opens ask nothing
+    assert.deepEqual(kinds(afterOpen), { STATUS: 1, 'UID SEARCH': 1, 'UID FETCH': 3 });
+    const bodies = afterOpen.filter((c) => /BODY\.PEEK\[2\]/i.test(c));
+    assert.equal(bodies.length, 2);
+    assert.ok(
+      bodies.every((c) => !/BODY\.PEEK\[\d\]</i.test(c)),
+      'whole parts, not the 64 KB pieces of a download',
+    );
+    // the acknowledgements: one generation check, one STORE \Seen, one MOVE for all 14 messages
+    assert.deepEqual(kinds(acks), { STATUS: 1, 'UID STORE': 1, 'UID MOVE': 1 });
+    assert.deepEqual(s.messages('INBOX'), []);
+    assert.equal(s.messages('Processed').length, 14);
+    assert.ok(s.messages('Processed').every((m) => m.flags.includes('\\Seen')));
+  });
+
+  it('acknowledgements sent together each get their own outcome; a repeat is a no-op', CASE, async () => {
+    const s = await server();
+    for (let i = 0; i < 3; i++) s.append('INBOX', await compose({ files: [[`m${i}.xml`, Buffer.from(`<m${i}/>`)]] }));
+    const first = await source(s);
+    const listed = await first.list(signal());
+    // another session takes m0 first: for this one it is gone, which is no failure
+    const other = await source(s);
+    const [m0] = await other.list(signal());
+    await other.acknowledge(m0!, signal());
+    assert.equal(s.messages('INBOX').length, 2);
+    await Promise.all(listed.map((e) => first.acknowledge(e, signal())));
+    assert.deepEqual(s.messages('INBOX'), [], 'deleted');
+    // a batch against a recreated mailbox: every one of them refused, nothing touched
+    for (let i = 3; i < 5; i++) s.append('INBOX', await compose({ files: [[`m${i}.xml`, Buffer.from(`<m${i}/>`)]] }));
+    const third = await source(s);
+    const later = await third.list(signal());
+    s.setUidValidity('INBOX', 77);
+    const outcomes = await Promise.allSettled(later.map((e) => third.acknowledge(e, signal())));
+    assert.deepEqual(
+      outcomes.map((o) => (o.status === 'rejected' ? (o.reason as TransportError).code : 'ok')),
+      ['unavailable', 'unavailable'],
+    );
+    assert.equal(s.messages('INBOX').length, 2, 'nothing deleted');
+    assert.ok(s.messages('INBOX').every((m) => m.flags.length === 0));
+  });
+
+  it('an attachment too large to hold is measured and streamed as before, bytes exact', CASE, async () => {
+    const s = await server();
+    const big = randomBytes(600 * 1024);
+    const uid = s.append('INBOX', await compose({ files: [['big.zip', big]] }));
+    const src = await source(s);
+    s.commands.length = 0;
+    const [e] = await src.list(signal());
+    assert.equal(e!.size, big.length);
+    assert.ok(
+      !s.commands.some((c) =>
+        new RegExp(`UID FETCH ${uid} \\(UID BODY\\.PEEK\\[2\\.MIME\\] BODY\\.PEEK\\[2\\]\\)`).test(c),
+      ),
+      'not fetched whole into memory',
+    );
+    assert.equal(sha256(await readAll(await src.open(e!, signal()))), sha256(big));
+  });
 });

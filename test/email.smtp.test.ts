@@ -215,6 +215,80 @@ describe('e-mail sink over SMTP (smtp-server)', () => {
     assert.equal(s.messages.length, 0);
   });
 
+  it('sends a cycle over one connection; a refused message fails alone, a bad connection is replaced', async () => {
+    const s = await server('starttls');
+    const pkgs = Array.from({ length: 9 }, (_, i) => packageOf(`p${i}.xml`, randomBytes(3000 + i)));
+    const stalled: OutgoingPackage = {
+      name: 'stalled.xml',
+      size: 10,
+      sha256: sha256(Buffer.alloc(10)),
+      open: () => new Readable({ read() {} }), // never gives a byte
+    };
+    const sink = await createEmailTransport(profile(s), STATION).openSink(endpoint({ timeoutMs: 300 }), signal());
+    try {
+      for (const p of pkgs.slice(0, 5)) await sink.put(p, signal());
+      assert.equal(s.stats.connections, 1, 'five messages, one connection (one login)');
+      assert.equal(s.stats.authAttempts, 1);
+      s.refuseData = 1;
+      await rejectsWith(sink.put(pkgs[5]!, signal()), 'rejected');
+      await sink.put(pkgs[6]!, signal());
+      assert.equal(s.stats.connections, 1, 'a message the server refused leaves the connection in use');
+      s.dropAfterData = 1;
+      await rejectsWith(sink.put(pkgs[7]!, signal()), 'network');
+      await sink.put(pkgs[7]!, signal());
+      assert.equal(s.stats.connections, 2, 'the dropped connection is replaced for the next message');
+      await rejectsWith(sink.put(stalled, signal()), 'timeout');
+      await sink.put(pkgs[8]!, signal());
+      assert.equal(s.stats.connections, 3, 'after a missed deadline the next message gets a fresh connection');
+    } finally {
+      await sink.close();
+    }
+    await s.waitForNoConnections();
+    const got = await Promise.all(s.messages.map((m) => parse(m.raw)));
+    // p7 twice: the server kept the copy it never replied to, and the resend (same Message-ID)
+    assert.deepEqual(
+      got.map((m) => m.attachments[0]!.filename),
+      ['p0.xml', 'p1.xml', 'p2.xml', 'p3.xml', 'p4.xml', 'p6.xml', 'p7.xml', 'p7.xml', 'p8.xml'],
+    );
+    for (const m of got) {
+      const i = Number(/p(\d)/.exec(m.attachments[0]!.filename ?? '')![1]);
+      assert.equal(sha256(m.attachments[0]!.content), pkgs[i]!.sha256, `bytes of p${i}`);
+      assert.equal(m.messageId, messageIdFor(STATION, `p${i}.xml`, pkgs[i]!.sha256));
+    }
+  });
+
+  it('puts started together go one after the other over the one connection, each within its deadline', async () => {
+    const s = await server('starttls');
+    // each package takes ~250 ms to read: queued behind the others with their clocks running, the
+    // last ones would pass the 1 s allowed before a first byte (4 x timeoutMs)
+    const slow = (name: string, bytes: Buffer): OutgoingPackage => ({
+      ...packageOf(name, bytes),
+      open: () =>
+        Readable.from(
+          (async function* () {
+            for (let at = 0; at < bytes.length; at += 1000) {
+              await new Promise((r) => setTimeout(r, 50));
+              yield bytes.subarray(at, at + 1000);
+            }
+          })(),
+        ),
+    });
+    const pkgs = Array.from({ length: 8 }, (_, i) => slow(`c${i}.xml`, randomBytes(5000)));
+    const sink = await createEmailTransport(profile(s), STATION).openSink(endpoint({ timeoutMs: 250 }), signal());
+    try {
+      await Promise.all(pkgs.map((p) => sink.put(p, signal())));
+    } finally {
+      await sink.close();
+    }
+    assert.equal(s.stats.connections, 1);
+    const got = await Promise.all(s.messages.map((m) => parse(m.raw)));
+    assert.deepEqual(got.map((m) => m.attachments[0]!.filename).sort(), pkgs.map((p) => p.name).sort());
+    for (const m of got) {
+      const p = pkgs.find((x) => x.name === m.attachments[0]!.filename)!;
+      assert.equal(sha256(m.attachments[0]!.content), p.sha256);
+    }
+  });
+
   it('a connection dropped after DATA is retryable, and the resend carries the same Message-ID', async () => {
     const s = await server('starttls');
     s.dropAfterData = 1;

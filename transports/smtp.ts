@@ -9,13 +9,20 @@
 //   (nodemailer #858): every send runs under our own progress deadline, and the Message-ID is
 //   derived from station, name and SHA-256 (a bundle: every name and SHA-256, in order) so the
 //   copy a retry produces is recognisably the same.
-// - No pool: a non-pooled transport opens one connection per message, so a connection that went
-//   bad on one package never carries the next one.
+// - One connection for the sink's messages (nodemailer's pool, one connection): connect, TLS and
+//   login once per cycle instead of once per message. Each message still has its own deadline and
+//   its own outcome: a message the server refuses (5xx to its envelope or data) fails that
+//   package only and the pool resets the session (RSET) for the next; a connection the server
+//   dropped between messages is replaced before the next one is sent (the pool sends it again
+//   only when not a byte of it was read). A send that failed on our side (its deadline, an abort,
+//   a package stream) or on the connection closes the whole pool: a connection that went bad on
+//   one package never carries the next one, which gets a fresh connection.
 // - STARTTLS is required when configured (requireTLS), file and URL access are off, so message
 //   content can only ever be the bytes we hand over.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
+import type SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { SMTPTransportOptions } from 'nodemailer/lib/smtp-transport';
 import { mailSetupSteps, mailSteps } from './common/probe.js';
 import { localReadError, verifiedPackage } from './common/streams.js';
@@ -87,6 +94,42 @@ export function smtpOptions(server: MailServer, tls: TlsOptions, ms: number): SM
   };
 }
 
+/** Messages one connection carries before the pool opens a new one. */
+const MESSAGES_PER_CONNECTION = 100;
+
+/** The options of the sink's pool: one connection, reused for the cycle's messages. */
+export function poolOptions(server: MailServer, tls: TlsOptions, ms: number): SMTPPool.Options {
+  return {
+    ...smtpOptions(server, tls, ms),
+    pool: true,
+    maxConnections: 1,
+    maxMessages: MESSAGES_PER_CONNECTION,
+    // between messages the connection waits on the pipeline (hashing, checks): not our deadline
+    idleTimeout: Math.max(ms, 60_000),
+  };
+}
+
+/** Resolves when `before` has settled, or rejects at once when `sig` aborts first. */
+async function waitTurn(before: Promise<void>, sig: AbortSignal, what: string): Promise<void> {
+  if (sig.aborted) throw new TransportError('aborted', `${what}: aborted`);
+  let onAbort: () => void = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new TransportError('aborted', `${what}: aborted`));
+    sig.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([before, aborted]);
+  } finally {
+    sig.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The server answered this message with a refusal; the connection itself is fine (the pool resets it). */
+function refusedByServer(err: unknown): boolean {
+  const e = (err && typeof err === 'object' ? err : {}) as SmtpFailure;
+  return (e.code === 'EENVELOPE' || e.code === 'EMESSAGE') && e.responseCode !== undefined && e.responseCode !== 421;
+}
+
 export async function openSmtpSink(
   profile: EmailProfile,
   station: string,
@@ -102,12 +145,28 @@ export async function openSmtpSink(
   const from = profile.from;
   const ms = ep.timeoutMs;
   const limits = { maxCount: profile.maxPerMessage, maxBytes: ep.maxSize };
-  let transporter: ReturnType<typeof nodemailer.createTransport> | null = nodemailer.createTransport(
-    smtpOptions(server, profile.tls, ms),
-  );
+  const connect = () => nodemailer.createTransport(poolOptions(server, profile.tls, ms));
+  let transporter: ReturnType<typeof connect> | null = connect();
+
+  // One message at a time on the one connection: a put the route's concurrency starts while
+  // another is sending waits here, outside its own deadline, instead of in the pool's queue
+  // with its clock running.
+  let busy: Promise<void> = Promise.resolve();
+  async function send(pkgs: OutgoingPackage[], sig: AbortSignal): Promise<PutResult> {
+    const before = busy;
+    let release: () => void = () => undefined;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    busy = before.then(() => mine);
+    try {
+      await waitTurn(before, sig, `send ${pkgs[0]?.name ?? ''}`);
+      return await sendNow(pkgs, sig);
+    } finally {
+      release();
+    }
+  }
 
   /** One message carrying `pkgs` as its attachments, in order; all of it is taken or none. */
-  async function send(pkgs: OutgoingPackage[], sig: AbortSignal): Promise<PutResult> {
+  async function sendNow(pkgs: OutgoingPackage[], sig: AbortSignal): Promise<PutResult> {
     const first = pkgs[0]!;
     const bundled = pkgs.length > 1;
     const what = bundled ? `send ${first.name} and ${pkgs.length - 1} more in one message` : `send ${first.name}`;
@@ -193,6 +252,11 @@ export async function openSmtpSink(
       ]);
       return { remoteRef: messageId, alreadyPresent: false };
     } catch (err) {
+      if (cause || !refusedByServer(err)) {
+        // whatever state the connection is in, the next message does not inherit it
+        transporter?.close();
+        if (transporter) transporter = connect();
+      }
       throw cause ?? smtpError(err, what);
     } finally {
       clearTimeout(timer);

@@ -2,7 +2,8 @@
 // raw bytes of every message it accepts. Modes: STARTTLS offered, implicit TLS, or no TLS at all
 // (STARTTLS not even understood); AUTH required when users are given. One fault: take the whole
 // message, keep it, then drop the connection before the reply, as a server or middlebox that
-// accepted the mail and died would (the nodemailer #858 situation).
+// accepted the mail and died would (the nodemailer #858 situation). Another: refuse the next
+// message(s) with 554 after reading them, as a content filter would, keeping the session.
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import type { TestTls } from './tls.js';
 
@@ -31,6 +32,8 @@ export interface TestSmtpServer {
   messages: ReceivedMail[];
   /** How many of the next messages to take and then drop the connection instead of replying. */
   dropAfterData: number;
+  /** How many of the next messages to read and then refuse with 554 (not kept; the session goes on). */
+  refuseData: number;
   /** Counters of what clients tried, to prove nothing was sent before TLS. */
   stats: { connections: number; authAttempts: number; mailFrom: number };
   /**
@@ -51,6 +54,7 @@ export async function startSmtpServer(opts: TestSmtpOptions): Promise<TestSmtpSe
     port: 0,
     messages,
     dropAfterData: 0,
+    refuseData: 0,
     stats,
     waitForNoConnections: async (ms = 3000) => {
       const deadline = Date.now() + ms;
@@ -99,6 +103,10 @@ export async function startSmtpServer(opts: TestSmtpOptions): Promise<TestSmtpSe
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        if (state.refuseData > 0) {
+          state.refuseData--;
+          return cb(Object.assign(new Error('5.7.1 message content refused'), { responseCode: 554 }));
+        }
         const mail: ReceivedMail = {
           raw: Buffer.concat(chunks),
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',

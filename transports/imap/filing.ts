@@ -7,6 +7,12 @@
 // - A message is done when every attachment the route takes from it is acknowledged. Until then
 //   each acknowledged attachment is marked with a keyword (where the mailbox allows keywords), so
 //   the next cycle does not fetch it again.
+// - Acknowledgements started together (Source.parallel) are sent together: one generation check
+//   (STATUS) for the batch, and the messages this session listed whose every attachment is in
+//   the batch filed with one STORE and one MOVE (or delete) for all of them. Each caller still
+//   learns its own outcome, and only once the server has answered: nothing is put off to a
+//   later moment a crash could lose. Anything else (a message with parts acknowledged earlier,
+//   one not listed by this session) goes one by one, as before.
 // - An entry for a whole message (ref `.../<uid>/*`) is always a refusal. Its refused-mark makes
 //   the next SEARCH skip it instead of fetching it again. Marks are sent in batches (one STORE for
 //   many UIDs); a mark lost to a failure only means the message is listed, and found in the
@@ -23,14 +29,26 @@ import {
   type Ref,
 } from './message.js';
 import type { SourceRules } from './rules.js';
-import type { MailboxSession } from './session.js';
+import { generationError, type MailboxSession } from './session.js';
 
 /** Refused messages marked by one STORE. */
 const MARK_BATCH = 100;
 
+/** An acknowledgement waiting for its batch. */
+interface QueuedAck {
+  ref: Ref & { part: string };
+  what: string;
+  sig: AbortSignal;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 export class Filing {
   /** Refused messages recorded by the pipeline, to be marked with refusedMark (afterRefuse: leave). */
   private readonly pendingMarks = new Set<number>();
+  /** Acknowledgements of attachments not yet sent to the server, and whether a batch is on its way. */
+  private readonly queue: QueuedAck[] = [];
+  private draining = false;
 
   constructor(
     private readonly box: MailboxSession,
@@ -38,13 +56,117 @@ export class Filing {
   ) {}
 
   async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
-    const { box, rules } = this;
-    const { mailbox } = rules;
+    const { rules } = this;
     const ref = parseRef(entry.ref);
     const what = `acknowledge ${entry.ref}`;
     if (!ref) throw new TransportError('not-found', `${what}: not an entry of this source`);
     // an entry for the whole message is always a refusal (whatever the caller kept of `refusal`)
     if (!ref.part) return rules.refuseTo === null ? this.markRefused(ref, sig) : this.fileRefused(ref, what, sig);
+    if (sig.aborted) throw new TransportError('aborted', `${what}: aborted`);
+    // taken: an open() after this asks the server, which knows whether the message is still there
+    this.box.held.take(ref.uidValidity, ref.uid, ref.part);
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ref: { ...ref, part: ref.part! }, what, sig, resolve, reject });
+      if (this.draining) return;
+      this.draining = true;
+      // the acknowledgements the pipeline starts together (Source.parallel) land in one batch
+      setImmediate(() => void this.drain());
+    });
+  }
+
+  /** Works off the queue, one batch at a time; every acknowledgement is settled with its own outcome. */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) await this.batch(this.queue.splice(0));
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /**
+   * One generation check (STATUS) for the batch; messages this session listed whose every part
+   * is acknowledged in the batch are filed together (one STORE, one MOVE or delete for all);
+   * the others one by one (partAck).
+   */
+  private async batch(items: QueuedAck[]): Promise<void> {
+    const { box, rules } = this;
+    const live = items.filter((i) => {
+      if (i.sig.aborted) i.reject(new TransportError('aborted', `${i.what}: aborted`));
+      return !i.sig.aborted;
+    });
+    if (live.length === 0) return;
+    const signals = [...new Set(live.map((i) => i.sig))];
+    const sig = signals.length === 1 ? signals[0]! : AbortSignal.any(signals);
+    let now: string;
+    try {
+      now = await box.currentUidValidity(sig);
+    } catch (err) {
+      for (const i of live) i.reject(err);
+      return;
+    }
+    const ours: QueuedAck[] = [];
+    for (const i of live) {
+      const wrong = generationError(i.ref, i.what, rules.mailbox, now, box.selectedUidValidity);
+      if (wrong) i.reject(wrong);
+      else ours.push(i);
+    }
+    const acked = new Map<number, Set<string>>();
+    for (const i of ours) acked.set(i.ref.uid, (acked.get(i.ref.uid) ?? new Set()).add(i.ref.part));
+    const whole = (uid: number) => {
+      const known = box.messages.get(uid);
+      return !!known && known.acked.size === 0 && [...known.parts].every((p) => acked.get(uid)!.has(p));
+    };
+    const together = ours.filter((i) => whole(i.ref.uid));
+    const alone = ours.filter((i) => !together.includes(i));
+    const uids = [...new Set(together.map((i) => i.ref.uid))].sort((a, b) => a - b);
+    if (uids.length > 0) {
+      try {
+        await this.fileTaken(uids, sig);
+        for (const uid of uids) box.messages.delete(uid);
+        for (const i of together) i.resolve();
+      } catch (err) {
+        for (const i of together) i.reject(err);
+      }
+    }
+    for (const i of alone) {
+      try {
+        await this.partAck(i.ref, i.what, i.sig);
+        i.resolve();
+      } catch (err) {
+        i.reject(err);
+      }
+    }
+  }
+
+  /**
+   * Messages listed unseen by this session, every part taken: flagged \Seen in one STORE, then
+   * moved or deleted together. When that fails the \Seen is taken back (as finish() does).
+   */
+  private async fileTaken(uids: number[], sig: AbortSignal): Promise<void> {
+    const { box, rules } = this;
+    const { client } = box;
+    const set = uids.join(',');
+    const at = `${rules.mailbox}/${uids.length === 1 ? set : `${uids[0]}..${uids.at(-1)} (${uids.length} messages)`}`;
+    await box.cmd(`flag ${at} \\Seen`, sig, () => client.messageFlagsAdd(set, ['\\Seen'], { uid: true }));
+    try {
+      if (rules.moveTo === null) {
+        const ok = await box.cmd(`delete ${at}`, sig, () => client.messageDelete(set, { uid: true }));
+        if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
+        return;
+      }
+      await this.moveMessage(set, at, rules.moveTo, sig);
+    } catch (err) {
+      await box
+        .cmd(`unflag ${at}`, sig, () => client.messageFlagsRemove(set, ['\\Seen'], { uid: true }))
+        .catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** One attachment acknowledged on its own: marked, or the message filed when it was the last. */
+  private async partAck(ref: Ref & { part: string }, what: string, sig: AbortSignal): Promise<void> {
+    const { box, rules } = this;
+    const { mailbox } = rules;
     await box.sameGeneration(ref, what, sig);
     const uid = ref.uid;
     const known = box.messages.get(uid);
@@ -103,7 +225,7 @@ export class Filing {
         if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
         return;
       }
-      await this.moveMessage(uid, rules.moveTo, sig);
+      await this.moveMessage(String(uid), at, rules.moveTo, sig);
     } catch (err) {
       if (!flags.has('\\Seen')) {
         await box
@@ -114,12 +236,11 @@ export class Filing {
     }
   }
 
-  /** Moves one message to `target`, creating the mailbox when the server says it is missing. */
-  private async moveMessage(uid: number, target: string, sig: AbortSignal): Promise<void> {
+  /** Moves messages (a UID set) to `target`, creating the mailbox when the server says it is missing. */
+  private async moveMessage(set: string, at: string, target: string, sig: AbortSignal): Promise<void> {
     const { box } = this;
-    const at = `${this.rules.mailbox}/${uid}`;
     const move = () =>
-      box.cmd(`move ${at} to ${target}`, sig, () => box.client.messageMove(String(uid), target, { uid: true }));
+      box.cmd(`move ${at} to ${target}`, sig, () => box.client.messageMove(set, target, { uid: true }));
     if (await move()) return;
     // imapflow answers false (no error) when the target does not exist: create it, try again
     await box.cmd(`create mailbox ${target}`, sig, () => box.client.mailboxCreate(target)).catch(() => undefined);
@@ -141,7 +262,7 @@ export class Filing {
       box.client.fetchOne(String(ref.uid), { uid: true }, { uid: true }),
     );
     if (!msg) return; // gone already: a repeat, or someone else took it
-    await this.moveMessage(ref.uid, rules.refuseTo, sig);
+    await this.moveMessage(String(ref.uid), `${rules.mailbox}/${ref.uid}`, rules.refuseTo, sig);
     box.messages.delete(ref.uid);
   }
 

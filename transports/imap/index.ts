@@ -2,7 +2,7 @@
 // joins the parts: the route's rules (rules.ts), the session (session.ts), list() (listing.ts),
 // open() here, acknowledge() (filing.ts); and it is the IMAP side's one import for the rest of
 // the program. IMAP failures become TransportError codes in errors.ts.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ListingLimits } from '../common/listing.js';
 import { exactLength } from '../common/streams.js';
 import { TransportError } from '../errors.js';
@@ -21,6 +21,16 @@ export { imapError } from './errors.js';
 export { probeImap } from './probe.js';
 export { senderOf } from './sender.js';
 export type { DnsResolver } from './dkim.js';
+
+/** Entries the pipeline may work on at once (route concurrency permitting): the most a route allows. */
+const PARALLEL = 16;
+
+/** A held attachment handed on in pieces of this size, as a download would come. */
+const CHUNK = 64 * 1024;
+
+function* chunksOf(bytes: Buffer): Generator<Buffer> {
+  for (let at = 0; at < bytes.length; at += CHUNK) yield bytes.subarray(at, at + CHUNK);
+}
 
 export interface ImapSourceOptions {
   /** DNS TXT lookups for DKIM keys (tests serve keys from memory); default: the system's DNS. */
@@ -45,6 +55,13 @@ export async function openImapSource(
     const ref = parseRef(entry.ref);
     const what = `read ${entry.ref}`;
     if (!ref?.part) throw new TransportError('not-found', `${what}: not an attachment of this source`);
+    // fetched with its listing batch, from the generation of the mailbox the ref names: these are
+    // the bytes the entry was listed with, nothing on the server is touched
+    const held = box.held.take(ref.uidValidity, ref.uid, ref.part);
+    if (held && held.bytes.length === entry.size) {
+      if (sig.aborted) throw new TransportError('aborted', `${what}: aborted`);
+      return Readable.from(chunksOf(held.bytes), { objectMode: false });
+    }
     await box.sameGeneration(ref, what, sig);
     const dl = await box.cmd(what, sig, () =>
       box.client.download(String(ref.uid), ref.part, { uid: true, decodeText: false, maxBytes: entry.size + 1 }),
@@ -58,12 +75,18 @@ export async function openImapSource(
 
   return {
     atomicEntries: true,
+    // One connection, one command at a time (imapflow does not pipeline), so what runs in
+    // parallel is: opens of attachments list() holds (no server traffic), the pipeline's disk
+    // work, and acknowledgements, which are sent as one batch (filing.ts). An open that has to
+    // download waits its turn on the connection; a stalled one ends the connection for all.
+    parallel: PARALLEL,
     list: (sig) => listMailbox(deps, sig),
     open,
     acknowledge: (entry, sig) => filing.acknowledge(entry, sig),
     close: async () => {
       // the marks are a saving, not a record (the ledger is): a failure here costs one more listing
       await filing.flushMarks(signal).catch(() => undefined);
+      box.held.clear();
       await box.logout();
     },
   } satisfies Source;

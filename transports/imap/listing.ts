@@ -4,11 +4,13 @@
 //
 // Why it looks like this:
 // - An entry's `size` must be what open() delivers. BODYSTRUCTURE gives only the encoded size (a
-//   base64 estimate is off by the line breaks and padding), so list() downloads each candidate
-//   attachment once and counts the decoded bytes; open() then checks it gets exactly that many.
-//   The same download gives the file name from the part's own MIME header, decoded by libmime
-//   (RFC 2231 continuations and charsets, encoded-words, quoted-pairs), which does not depend on
-//   how faithfully the server re-encodes parameters in BODYSTRUCTURE.
+//   base64 estimate is off by the line breaks and padding), so list() fetches the attachments of
+//   each metadata batch together (prefetch.ts), counts the decoded bytes and holds them for
+//   open(): each attachment crosses the wire once. A part too large to hold, or beyond what the
+//   session holds, is downloaded here to be counted and again by open(), which checks it gets
+//   exactly that many. Either way the file name comes from the part's own MIME header, decoded
+//   by libmime (RFC 2231 continuations and charsets, encoded-words, quoted-pairs), which does not
+//   depend on how faithfully the server re-encodes parameters in BODYSTRUCTURE.
 // - A message that is not delivered at all (no single clear sender, sender not in allowFrom, no
 //   valid DKIM signature where the route requires one, no attachment matching the route's include,
 //   over the size cap, hash headers that do not pair) is one entry for the whole message (ref
@@ -27,6 +29,7 @@ import { checkDkim, MAX_SIGNATURES, type DnsResolver } from './dkim.js';
 import type { Filing } from './filing.js';
 import {
   NO_ATTACHMENT,
+  type AttachmentPart,
   attachmentParts,
   declaredHashes,
   decodedLowerBound,
@@ -37,6 +40,7 @@ import {
   partOfKeyword,
   type MessageState,
 } from './message.js';
+import { prefetchParts, type Wanted } from './prefetch.js';
 import type { SourceRules } from './rules.js';
 import { headerValues, senderOf } from './sender.js';
 import type { MailboxSession } from './session.js';
@@ -68,6 +72,7 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
   const uidValidity = await box.currentUidValidity(sig);
   if (uidValidity !== box.selectedUidValidity) await box.select(sig);
   box.messages.clear();
+  box.held.clear(box.selectedUidValidity);
   // messages refused and recorded under these rules carry refusedMark: the server leaves them out
   const query = box.keywordsAllowed ? { seen: false, unKeyword: rules.refusedMark } : { seen: false };
   const found = await box.cmd(`search ${mailbox}`, sig, () => box.client.search(query, { uid: true }));
@@ -95,6 +100,19 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
       ),
     );
     const byUid = new Map(fetched.map((m) => [m.uid, m]));
+    // every attachment list() will measure in this batch, fetched together and held for open()
+    if (rules.requireAuth !== 'dkim') {
+      const wanted: Wanted[] = [];
+      for (const uid of batch) {
+        const msg = byUid.get(uid);
+        if (!msg || wanted.length >= maxPerCycle - spent) continue;
+        const screened = screen(deps, msg, box.selectedUidValidity);
+        if ('entries' in screened) continue;
+        const parts = toMeasure(rules, msg, screened);
+        if (parts.length > 0) wanted.push({ uid, parts });
+      }
+      await prefetchParts(box, rules, wanted, sig);
+    }
     for (const uid of batch) {
       if (spent >= maxPerCycle) break;
       const msg = byUid.get(uid);
@@ -117,14 +135,21 @@ function entryBytes(e: RemoteEntry): number {
   return texts.reduce((n, t) => n + (t ? Buffer.byteLength(t) : 0), 0);
 }
 
-async function entriesOf(
-  deps: ListingDeps,
-  msg: FetchMessageObject,
-  uidValidity: string,
-  sig: AbortSignal,
-): Promise<Listed> {
+/** A message that passed every check needing no download: what the rest of the listing needs of it. */
+interface Screened {
+  uid: number;
+  from: string;
+  parts: AttachmentPart[];
+  ours: AttachmentPart[];
+  hashes: string[];
+  msgRef: string;
+  refuse: (reason: string, name?: string, n?: number) => Listed;
+}
+
+/** The checks that need no download: a refusal (or nothing), or what the listing goes on with. */
+function screen(deps: ListingDeps, msg: FetchMessageObject, uidValidity: string): Listed | Screened {
   const { box, rules } = deps;
-  const { mailbox, maxSize, messageCap, included, requireAuth } = rules;
+  const { mailbox, messageCap, included, requireAuth } = rules;
   const uid = msg.uid;
   const sender = senderOf(msg.headers);
   const from = sender.address ?? '';
@@ -165,6 +190,30 @@ async function entriesOf(
     if (signatures.some((v) => /(^|;)\s*l\s*=/i.test(v))) {
       return refuse('a DKIM signature covers only part of the body (l= tag): not accepted');
     }
+  }
+  return { uid, from, parts, ours, hashes, msgRef, refuse };
+}
+
+/** The parts of a screened message list() will measure: not acknowledged, not certainly too large. */
+function toMeasure(rules: SourceRules, msg: FetchMessageObject, s: Screened): AttachmentPart[] {
+  const acked = new Set([...(msg.flags ?? [])].filter(isAckKeyword).map(partOfKeyword));
+  if (s.ours.every((p) => acked.has(p.part))) return [];
+  return s.ours.filter((p) => !acked.has(p.part) && decodedLowerBound(p.encoding, p.encodedSize) <= rules.maxSize);
+}
+
+async function entriesOf(
+  deps: ListingDeps,
+  msg: FetchMessageObject,
+  uidValidity: string,
+  sig: AbortSignal,
+): Promise<Listed> {
+  const { box, rules } = deps;
+  const { mailbox, maxSize, included, requireAuth } = rules;
+  const screened = screen(deps, msg, uidValidity);
+  if ('entries' in screened) return screened;
+  const { uid, from, parts, ours, hashes, refuse } = screened;
+  const subject = label(msg.envelope?.subject ?? '');
+  if (requireAuth === 'dkim') {
     const verdict = await verifyDkim(deps, uid, from, sig);
     if (verdict === null) return { entries: [], cost: 0 }; // expunged meanwhile
     if (verdict.ok === 'later') return { entries: [], cost: 1 }; // DNS did not answer: next cycle
@@ -214,13 +263,18 @@ async function entriesOf(
   return { entries, cost: Math.max(1, entries.length) };
 }
 
-/** Downloads one part to learn its decoded size and the file name from its MIME header. */
+/**
+ * The decoded size of one part and the file name from its MIME header: from the part held since
+ * its batch was fetched (prefetch.ts), else downloaded to learn them.
+ */
 async function measure(
   { box, rules }: ListingDeps,
   uid: number,
   part: string,
   sig: AbortSignal,
 ): Promise<{ size: number; name?: string } | null> {
+  const held = box.held.peek(uid, part);
+  if (held) return held.name !== undefined ? { size: held.bytes.length, name: held.name } : { size: held.bytes.length };
   const what = `measure ${rules.mailbox}/${uid}/${part}`;
   const dl = await box.cmd(what, sig, () =>
     box.client.download(String(uid), part, { uid: true, decodeText: false, maxBytes: rules.messageCap }),

@@ -19,6 +19,7 @@ import type { TlsOptions } from '../types.js';
 import { Connection } from './connection.js';
 import { imapError, mailboxError } from './errors.js';
 import { sameMailbox, type MessageState, type Ref } from './message.js';
+import { HeldParts } from './prefetch.js';
 import type { SourceRules } from './rules.js';
 
 export class MailboxSession {
@@ -30,6 +31,8 @@ export class MailboxSession {
   keywordsAllowed = false;
   /** What the last list() learnt about each message with entries: its parts, which are acknowledged. */
   readonly messages = new Map<number, MessageState>();
+  /** Attachments list() fetched with their batch, decoded, until open() takes them (prefetch.ts). */
+  readonly held = new HeldParts();
 
   private constructor(
     private readonly rules: SourceRules,
@@ -95,6 +98,7 @@ export class MailboxSession {
       throw mailboxError(err, mailbox);
     }
     this.selectedUidValidity = String(box.uidValidity);
+    this.held.clear(this.selectedUidValidity);
     const permanent = box.permanentFlags;
     this.keywordsAllowed = !permanent || permanent.has('\\*');
   }
@@ -112,19 +116,35 @@ export class MailboxSession {
   /** `ref` is of this mailbox as it is now, or a TransportError (not-found, unavailable). */
   async sameGeneration(ref: Ref, what: string, sig: AbortSignal): Promise<void> {
     const { mailbox } = this.rules;
-    if (!sameMailbox(ref.mailbox, mailbox)) {
-      throw new TransportError('not-found', `${what}: ${ref.mailbox} is not the mailbox of this route`);
-    }
-    const now = await this.currentUidValidity(sig);
-    if (now !== ref.uidValidity || now !== this.selectedUidValidity) {
-      throw new TransportError(
-        'unavailable',
-        `${what}: mailbox ${mailbox} was recreated (UIDVALIDITY ${ref.uidValidity} -> ${now}); listed again next cycle`,
-      );
-    }
+    if (!sameMailbox(ref.mailbox, mailbox)) throw generationError(ref, what, mailbox, '', '')!;
+    const wrong = generationError(ref, what, mailbox, await this.currentUidValidity(sig), this.selectedUidValidity);
+    if (wrong) throw wrong;
   }
 
   logout(): Promise<void> {
     return this.conn.logout(this.rules.ms);
   }
+}
+
+/**
+ * Why `ref` is not a message of `mailbox` as it is now (UIDVALIDITY `now`, selected as
+ * `selected`): not-found (another mailbox), unavailable (recreated); null when it is.
+ */
+export function generationError(
+  ref: Ref,
+  what: string,
+  mailbox: string,
+  now: string,
+  selected: string,
+): TransportError | null {
+  if (!sameMailbox(ref.mailbox, mailbox)) {
+    return new TransportError('not-found', `${what}: ${ref.mailbox} is not the mailbox of this route`);
+  }
+  if (now !== ref.uidValidity || now !== selected) {
+    return new TransportError(
+      'unavailable',
+      `${what}: mailbox ${mailbox} was recreated (UIDVALIDITY ${ref.uidValidity} -> ${now}); listed again next cycle`,
+    );
+  }
+  return null;
 }

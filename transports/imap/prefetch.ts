@@ -1,0 +1,185 @@
+// The attachments of a listing batch, fetched together in a few FETCH commands and held, decoded,
+// until open() hands them on: each attachment crosses the wire once, and a message costs a share
+// of one round trip instead of a download (to learn its decoded size) and another (to deliver it).
+//
+// Why it looks like this:
+// - An entry's `size` must be exactly what open() delivers; BODYSTRUCTURE gives only the encoded
+//   size. Holding the decoded bytes between list() and open() makes both the same bytes, for any
+//   encoding and any line length, without trusting a header (a declared size could lie; the
+//   decoded bytes cannot).
+// - Bounded: a FETCH asks for at most what a 64 kbit/s link carries within the route's timeout
+//   (and FETCH_BYTES at most), so it finishes within the command deadline on a slow link; a part
+//   larger than that or than PART_BYTES is never held (open() streams it under the idle deadline
+//   and minRate, as before); the session holds at most HELD_BYTES, beyond which list() measures
+//   parts one by one, as before.
+// - Decoded as imapflow's download() decodes (decodeText: false): the part's own MIME header read
+//   by mailsplit's Headers and libmime (the file name with RFC 2231 continuations, charsets and
+//   encoded-words), base64 and quoted-printable by the stream decoders of libbase64 and libqp
+//   (their decode() functions take a Buffer as it is), anything else as it is. These
+//   are imapflow's own dependencies, in the versions it uses.
+// - Only messages that passed every check that needs no download (sender, size cap, hash headers;
+//   not on DKIM routes, where the whole message is verified first) are fetched: a refused
+//   message's attachments are never downloaded.
+// - A part the server does not answer for (expunged meanwhile, a server that drops sections) is
+//   simply not held: list() falls back to measuring it alone.
+import { Headers } from '@zone-eu/mailsplit';
+import libbase64 from 'libbase64';
+import libmime from 'libmime';
+import libqp from 'libqp';
+import type { AttachmentPart } from './message.js';
+import type { SourceRules } from './rules.js';
+import type { MailboxSession } from './session.js';
+
+/** Encoded bytes one FETCH asks for at most. */
+export const FETCH_BYTES = 1024 * 1024;
+/**
+ * The slowest link a FETCH of several attachments is sized for (64 kbit/s, GPRS): a command must
+ * finish within the route's timeout, not only keep moving, and a command that misses it takes the
+ * connection with it. A route's minRate above this sizes it instead.
+ */
+const SLOWEST_LINK = 8 * 1024;
+
+/** Encoded bytes one FETCH may ask for on this route: what the slowest link carries within the timeout. */
+export function fetchBytes(rules: Pick<SourceRules, 'ms' | 'minRate'>): number {
+  const rate = Math.max(SLOWEST_LINK, rules.minRate?.bytesPerSecond ?? 0);
+  return Math.min(FETCH_BYTES, Math.floor((rules.ms / 1000) * rate));
+}
+/** Parts larger than this (encoded) are not held. */
+export const PART_BYTES = 512 * 1024;
+/** Decoded bytes one session holds at most between list() and open(). */
+export const HELD_BYTES = 32 * 1024 * 1024;
+
+export interface HeldPart {
+  bytes: Buffer;
+  /** The file name from the part's own MIME header, when it has one. */
+  name?: string;
+}
+
+/** The decoded attachments list() fetched, until open() takes them (or the next list()). */
+export class HeldParts {
+  private readonly parts = new Map<string, HeldPart>();
+  private generation = '';
+  private total = 0;
+
+  clear(generation = ''): void {
+    this.parts.clear();
+    this.total = 0;
+    this.generation = generation;
+  }
+
+  get room(): number {
+    return HELD_BYTES - this.total;
+  }
+
+  put(uid: number, part: string, held: HeldPart): void {
+    this.parts.set(`${uid}/${part}`, held);
+    this.total += held.bytes.length;
+  }
+
+  peek(uid: number, part: string): HeldPart | undefined {
+    return this.parts.get(`${uid}/${part}`);
+  }
+
+  /** Removes and returns the part, only if it was fetched from this generation of the mailbox. */
+  take(generation: string, uid: number, part: string): HeldPart | undefined {
+    if (generation !== this.generation) return undefined;
+    const held = this.parts.get(`${uid}/${part}`);
+    if (!held) return undefined;
+    this.parts.delete(`${uid}/${part}`);
+    this.total -= held.bytes.length;
+    return held;
+  }
+}
+
+/** A message of the batch and the parts list() will want to measure. */
+export interface Wanted {
+  uid: number;
+  parts: AttachmentPart[];
+}
+
+/**
+ * Fetches the wanted parts, messages with the same part numbers together, FETCH_BYTES per
+ * command, while the session has room; what was fetched is in `box.held`.
+ */
+export async function prefetchParts(
+  box: MailboxSession,
+  rules: SourceRules,
+  wanted: Wanted[],
+  sig: AbortSignal,
+): Promise<void> {
+  const perCommand = fetchBytes(rules);
+  const groups = new Map<string, Wanted[]>();
+  for (const w of wanted) {
+    const parts = w.parts.filter((p) => p.encodedSize <= Math.min(PART_BYTES, perCommand));
+    if (parts.length === 0) continue;
+    const key = parts.map((p) => p.part).join(',');
+    groups.set(key, [...(groups.get(key) ?? []), { uid: w.uid, parts }]);
+  }
+  let room = box.held.room;
+  for (const [key, members] of groups) {
+    const sections = key.split(',');
+    let next = 0;
+    while (next < members.length) {
+      const batch: Wanted[] = [];
+      let bytes = 0;
+      while (next < members.length) {
+        const size = members[next]!.parts.reduce((n, p) => n + p.encodedSize, 0);
+        const decoded = members[next]!.parts.reduce((n, p) => n + decodedUpperBound(p), 0);
+        if (batch.length > 0 && bytes + size > perCommand) break;
+        if (decoded > room) return;
+        batch.push(members[next++]!);
+        bytes += size;
+        room -= decoded;
+      }
+      const uids = batch.map((w) => w.uid);
+      const what = `fetch attachments of ${rules.mailbox}/${uids[0]}${uids.length > 1 ? `..${uids.at(-1)} (${uids.length} messages)` : ''}`;
+      // one command, read whole before anything else is sent (imapflow #219, #159)
+      const fetched = await box.cmd(what, sig, () =>
+        box.client.fetchAll(
+          uids.join(','),
+          { uid: true, bodyParts: sections.flatMap((p) => [`${p}.mime`, p]) },
+          { uid: true },
+        ),
+      );
+      for (const msg of fetched) {
+        if (!uids.includes(msg.uid)) continue;
+        for (const part of sections) {
+          const body = msg.bodyParts?.get(part);
+          if (!body) continue;
+          box.held.put(msg.uid, part, await decodePart(msg.bodyParts?.get(`${part}.mime`), body));
+        }
+      }
+      // what is held now, whatever the server's BODYSTRUCTURE said the parts would be
+      room = Math.min(room, box.held.room);
+    }
+  }
+}
+
+/** The most bytes a part can decode to: base64 gives at most 3 bytes for 4 characters, others no more than they take. */
+function decodedUpperBound(p: AttachmentPart): number {
+  return p.encoding === 'base64' ? Math.floor((p.encodedSize * 3) / 4) : p.encodedSize;
+}
+
+/** The part's bytes and file name, as imapflow's download() (decodeText: false) gives them. */
+export async function decodePart(mime: Buffer | undefined, body: Buffer): Promise<HeldPart> {
+  const headers = new Headers(mime ?? false);
+  const encoding = libmime
+    .parseHeaderValue(headers.getFirst('Content-Transfer-Encoding'))
+    .value.replace(/\(.*\)/g, '')
+    .toLowerCase()
+    .trim();
+  const decoder =
+    encoding === 'base64' ? new libbase64.Decoder() : encoding === 'quoted-printable' ? new libqp.Decoder() : null;
+  const bytes = decoder ? Buffer.concat(await decoder.end(body).toArray()) : body;
+  const disposition = libmime.parseHeaderValue(headers.getFirst('Content-Disposition'));
+  const type = libmime.parseHeaderValue(headers.getFirst('Content-Type'));
+  let name: string | undefined = disposition.params.filename || type.params.name || undefined;
+  if (name) {
+    try {
+      name = libmime.decodeWords(name);
+    } catch {
+      // an unknown charset: kept as it is, as imapflow does
+    }
+  }
+  return name ? { bytes, name } : { bytes };
+}
