@@ -575,17 +575,22 @@ for (const [what, bytes, reason] of hiddenMarkup) {
 }
 
 test('XML raw scan: a DOCTYPE split across two reads is found at its byte', async () => {
-  const at = 64 * 1024 - 4; // `<!DO` ends the first 64 KB read, `CTYPE` starts the next
-  const bytes = Buffer.concat([
-    Buffer.from('<r>'),
-    Buffer.alloc(at - 3, 0x20),
-    Buffer.from('<!DOCTYPE r>'),
-    Buffer.from('</r>'),
-  ]);
-  assert.equal(
-    await checkXmlFile(await file(bytes)),
-    `DOCTYPE is not allowed (byte ${at}): entity declarations and external references are refused`,
-  );
+  for (const at of [64 * 1024 - 4, 256 * 1024 - 4]) {
+    // `<!DO` ends a 64 KB (or 256 KB) read, `CTYPE` starts the next
+    const bytes = Buffer.concat([
+      Buffer.from('<r>'),
+      Buffer.alloc(at - 3, 0x20),
+      Buffer.from('<!DOCTYPE r>'),
+      Buffer.from('</r>'),
+    ]);
+    const reason = `DOCTYPE is not allowed (byte ${at}): entity declarations and external references are refused`;
+    assert.equal(await checkXmlFile(await file(bytes)), reason);
+    // and pushed in pieces that cut the word anywhere
+    for (const cut of [at + 1, at + 2, at + 5, at + 8]) {
+      const check = createXmlCheck();
+      assert.equal(check.write(bytes.subarray(0, cut)) ?? check.write(bytes.subarray(cut)), reason, `cut at ${cut}`);
+    }
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -657,18 +662,19 @@ test('XML limits: attribute values and text', async () => {
   );
 });
 
-test('XML limits: a value still open is stopped at the limit, not read to its end (saxes internals pinned)', async () => {
-  // 3 MB of an attribute that never closes: without the look into saxes' buffer the check would
-  // read all of it and report the unexpected end instead.
+test('XML limits: a value still open is stopped at the limit, not read to its end', async () => {
+  // 3 MB of an attribute that never closes: refused within a read of the limit, not at its end.
   const limits = xmlLimits({ maxAttributeLength: MiB, maxTextLength: MiB });
   const got = await checkXmlFile(
     await file(Buffer.concat([Buffer.from('<r a="'), Buffer.alloc(3 * MiB, 'x')])),
     undefined,
     limits,
   );
-  assert.match(got ?? '', /^XML text or attribute value longer than 1048576 characters at line 1, column \d+/);
+  const col = Number(/^attribute "a" is longer than 1048576 characters at line 1, column (\d+) /.exec(got ?? '')?.[1]);
+  assert.ok(col > MiB && col <= MiB + 256 * 1024 + 6, `stopped within a read of the limit: ${got}`);
   const name = await checkXmlFile(await file(Buffer.concat([Buffer.from('<r'), Buffer.alloc(MiB, 'x')])));
-  assert.match(name ?? '', /^XML name longer than 256 characters at line 1, column 65536 /);
+  // `<` and 256 name characters, refused at the 257th
+  assert.match(name ?? '', /^XML name longer than 256 characters at line 1, column 258 /);
 });
 
 test('XML limits: many references or line breaks in one tag are a memory attack', async () => {

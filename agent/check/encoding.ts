@@ -148,15 +148,28 @@ export class MarkupScan {
   private offset = 0; // file offset of tail[0]
 
   write(chunk: Buffer): string | null {
-    const data = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
-    const found = findMarkup(data);
-    if (found)
-      return `${found.word === 'DOCTYPE' ? 'DOCTYPE' : 'ENTITY declaration'} is not allowed (byte ${this.offset + found.at}${found.layout ? `, as ${found.layout} text` : ''}): entity declarations and external references are refused`;
-    const keep = Math.min(SPAN - 1, data.length);
-    this.offset += data.length - keep;
-    this.tail = Buffer.from(data.subarray(data.length - keep));
+    // A match starting in the bytes kept from the last chunk, searched for in those bytes and the
+    // start of this chunk; then any match inside this chunk (the chunk itself is not copied).
+    const kept = this.tail.length;
+    if (kept > 0) {
+      const found = findMarkup(Buffer.concat([this.tail, chunk.subarray(0, SPAN - 1)]));
+      if (found && found.at < kept) return refusal(found, this.offset + found.at);
+    }
+    const found = findMarkup(chunk);
+    if (found) return refusal(found, this.offset + kept + found.at);
+    const total = kept + chunk.length;
+    const keep = Math.min(SPAN - 1, total);
+    this.tail =
+      chunk.length >= keep
+        ? Buffer.from(chunk.subarray(chunk.length - keep))
+        : Buffer.concat([this.tail.subarray(kept - (keep - chunk.length)), chunk]);
+    this.offset += total - keep;
     return null;
   }
+}
+
+function refusal(found: { word: string; layout: string }, at: number): string {
+  return `${found.word === 'DOCTYPE' ? 'DOCTYPE' : 'ENTITY declaration'} is not allowed (byte ${at}${found.layout ? `, as ${found.layout} text` : ''}): entity declarations and external references are refused`;
 }
 
 function findMarkup(data: Buffer): { word: string; at: number; layout: string } | null {

@@ -1,16 +1,21 @@
-// Judges an XML package as its bytes go by: well-formed (saxes), in an encoding on the allow-list,
-// no DOCTYPE or ENTITY anywhere in its bytes (so nothing is ever expanded or fetched, whatever a
-// later parser makes of the encoding), and within the limits of check.xml, each of which stops the
-// check at the first offending byte so that its memory stays small whatever the file's size.
+// Judges an XML package as its bytes go by: well-formed (XML 1.0, checked by the byte scanner of
+// xml-scan.ts), in an encoding on the allow-list, no DOCTYPE or ENTITY anywhere in its bytes (so
+// nothing is ever expanded or fetched, whatever a later parser makes of the encoding), and within
+// the limits of check.xml, each of which stops the check at the first offending byte so that its
+// memory stays small whatever the file's size.
 //
 // Push-based: `createXmlCheck(...)` takes chunks (`write`) and an end (`end`), each returning null
 // while nothing is wrong or the reason once something is (and the same reason from then on), so a
 // copy loop can feed it the bytes it copies. `checkXmlFile` is the thin wrapper over a file.
+//
+// The bytes are not decoded to text: UTF-8 is validated as bytes (node:buffer isUtf8), single-byte
+// encodings are looked up byte by byte, and only UTF-16 is transcoded (to UTF-8) before the scan.
 import { promises as fsp } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import { TextDecoder } from 'node:util';
-import { SaxesParser } from 'saxes';
 import { MarkupScan, plan, SNIFF_BYTES, UNDECLARED_FALLBACK, utf8Cut, type Plan } from './encoding.js';
 import { DEFAULT_XML_LIMITS, type XmlLimits } from './limits.js';
+import { XmlScan, type Charset, type Refusal } from './xml-scan.js';
 
 /** A check fed the bytes of one package in order. */
 export interface ContentCheck {
@@ -28,18 +33,7 @@ export interface XmlCheckOptions {
   size?: number;
 }
 
-const MiB = 1024 * 1024;
-const READ_CHUNK = 64 * 1024;
-
-/**
- * saxes builds an attribute value (and a comment) by appending a piece for each entity reference,
- * tab or line break: about 40 bytes of memory each, so 48 MB of `&amp;` or line breaks in one value
- * took 0.4-1.7 GB. A real tag has a few thousand at most; this bounds the pieces held at once.
- */
-const MAX_TAG_PIECES = 1_000_000;
-
-/** A limit or a refusal found inside a saxes event handler: thrown to stop the parser at once. */
-class Stop extends Error {}
+const READ_CHUNK = 256 * 1024;
 
 /** Null when the XML is acceptable, else a reason fit for the ledger and the log. */
 export function createXmlCheck(limits: XmlLimits = DEFAULT_XML_LIMITS, opts: XmlCheckOptions = {}): ContentCheck {
@@ -47,12 +41,10 @@ export function createXmlCheck(limits: XmlLimits = DEFAULT_XML_LIMITS, opts: Xml
   let ended = false;
   let head: Buffer[] | null = [];
   let headLength = 0;
-  let bytes = 0;
   const scan = new MarkupScan();
-  let text: TextStage | null = null;
+  let stage: ByteStage | null = null;
 
   const feedBytes = (chunk: Buffer): string | null => {
-    bytes += chunk.length;
     const found = scan.write(chunk);
     if (found) return found;
     if (head) {
@@ -63,10 +55,10 @@ export function createXmlCheck(limits: XmlLimits = DEFAULT_XML_LIMITS, opts: Xml
       head = null;
       const planned = plan(all, true); // headLength >= SNIFF_BYTES
       if (typeof planned === 'string') return planned;
-      text = new TextStage(planned, limits, opts.size);
-      return text.write(all, bytes);
+      stage = new ByteStage(planned, limits, opts.size);
+      return stage.write(all);
     }
-    return text!.write(chunk, bytes);
+    return stage!.write(chunk);
   };
 
   return {
@@ -85,11 +77,11 @@ export function createXmlCheck(limits: XmlLimits = DEFAULT_XML_LIMITS, opts: Xml
         if (all.length === 0) return (verdict = 'not well-formed XML: the file is empty');
         const planned = plan(all, false);
         if (typeof planned === 'string') return (verdict = planned);
-        text = new TextStage(planned, limits, opts.size);
-        verdict = text.write(all, bytes);
+        stage = new ByteStage(planned, limits, opts.size);
+        verdict = stage.write(all);
         if (verdict !== null) return verdict;
       }
-      verdict = text!.end(bytes);
+      verdict = stage!.end();
       return verdict;
     },
   };
@@ -113,9 +105,9 @@ export async function checkXmlFile(
   try {
     const { size } = await fh.stat();
     const check = createXmlCheck(limits, { size });
+    const buf = Buffer.allocUnsafe(READ_CHUNK); // the check keeps no chunk: one buffer serves every read
     for (let position = 0; ;) {
       signal?.throwIfAborted();
-      const buf = Buffer.allocUnsafe(READ_CHUNK);
       const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, position);
       if (bytesRead === 0) break;
       position += bytesRead;
@@ -130,255 +122,224 @@ export async function checkXmlFile(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decoding and parsing under the limits
+// From bytes in the planned encoding to the scanner
 
-class TextStage {
-  private readonly parser = new SaxesParser();
-  private decoder: TextDecoder;
+const UTF8: Charset = { name: 'utf-8', table: null };
+const charsets = new Map<string, Charset>();
+
+/** A single-byte encoding's code point for each byte (-1 where it maps none). */
+function singleByte(encoding: string): Charset | null {
+  let cs = charsets.get(encoding);
+  if (cs) return cs;
+  const decoder = new TextDecoder(encoding, { fatal: true });
+  const table = new Int32Array(256);
+  for (let b = 0; b < 256; b++) {
+    let text: string;
+    try {
+      text = decoder.decode(Uint8Array.of(b));
+    } catch {
+      text = ''; // unmapped
+    }
+    // markup is printable ASCII: an encoding that moves any of it is not scanned as bytes
+    // (cp866 swaps three control bytes, judged by what they decode to)
+    if (b >= 0x20 && b < 0x7f && text.charCodeAt(0) !== b) return null;
+    table[b] = text.length === 1 ? text.charCodeAt(0) : -1;
+  }
+  cs = { name: encoding, table };
+  charsets.set(encoding, cs);
+  return cs;
+}
+
+const XML_DECL = Buffer.from('<?xml', 'latin1');
+// XML 1.0 [23] XMLDecl, as saxes reads it: a version first, then an optional encoding and standalone.
+const XML_DECL_SYNTAX =
+  /^<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:"1\.[0-9]+"|'1\.[0-9]+')(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:"[A-Za-z][A-Za-z0-9._-]*"|'[A-Za-z][A-Za-z0-9._-]*'))?(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:"(?:yes|no)"|'(?:yes|no)'))?[ \t\r\n]*\?>$/;
+
+class ByteStage {
+  private readonly scan: XmlScan;
+  /** UTF-8 (validated here before the scan); false for single-byte encodings (scanned as they are). */
+  private utf8: boolean;
   private readonly undeclared: boolean;
-  /** UTF-8 bytes of an incomplete sequence at the end of the last chunk (undeclared files). */
+  private readonly utf16: TextDecoder | null = null;
+  /** An incomplete UTF-8 sequence at the end of the last chunk. */
   private carry: Buffer = Buffer.alloc(0);
-  private depth = 0;
-  private element = '';
-  private attributes = 0;
-  private nodes = 0;
-  private bytes = 0;
-  /** Parser position (characters) just after the last `>` of a tag. */
-  private lastTagEnd = 0;
-  /** Entity references, tabs and line breaks since the last `<`: see MAX_TAG_PIECES. */
-  private pieces = 0;
-  /** Attribute values and text runs share saxes' buffer: it may hold the larger of the two limits. */
-  private readonly pendingMax: number;
+  private started = false;
 
   constructor(
     private readonly plan: Plan,
-    private readonly limits: XmlLimits,
-    private readonly size: number | undefined,
+    limits: XmlLimits,
+    size: number | undefined,
   ) {
     this.undeclared = plan.encoding === null;
-    this.decoder = this.undeclared
-      ? new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
-      : new TextDecoder(plan.encoding!, { fatal: true });
-    this.pendingMax = Math.max(limits.maxAttributeLength, limits.maxTextLength);
-    const p = this.parser;
-    // No 'text' (or 'opentag') handler: with one, saxes parses 4 times slower, and a 'text'
-    // handler makes it keep every text run in memory. A text node is seen instead as characters
-    // between the end of one tag and the start of the next (comments, CDATA and PIs there count as
-    // that one node; a space before an open tag's `>` may count as one too).
-    p.on('opentagstart', (tag) => {
-      this.between(p.position - tag.name.length - 2); // `<name` and the character after it
-      if (++this.depth > limits.maxDepth) {
-        this.stop(`XML elements nested more than ${limits.maxDepth} deep`, 'check.xml.maxDepth');
-      }
-      this.name(tag.name);
-      this.element = tag.name;
-      this.attributes = 0;
-      this.node();
-      this.lastTagEnd = p.position; // exact for `<name>`; moved on by attributes and `/>`
-    });
-    p.on('attribute', (attr) => {
-      if (++this.attributes > limits.maxAttributes) {
-        this.stop(
-          `element <${short(this.element)}> has more than ${limits.maxAttributes} attributes`,
-          'check.xml.maxAttributes',
-        );
-      }
-      this.name(attr.name);
-      if (attr.value.length > limits.maxAttributeLength) {
-        this.stop(
-          `attribute "${short(attr.name)}" is longer than ${limits.maxAttributeLength} characters`,
-          'check.xml.maxAttributeLength',
-        );
-      }
-      this.node();
-      this.lastTagEnd = p.position + 1; // the closing quote, then (without spaces) `>`
-    });
-    p.on('closetag', (tag) => {
-      this.depth--;
-      if (!tag.isSelfClosing) this.between(p.position - tag.name.length - 3); // `</name>`
-      this.lastTagEnd = p.position;
-    });
-    const unparsed = (t: string) => {
-      if (t.length > limits.maxTextLength) {
-        this.stop(`XML text longer than ${limits.maxTextLength} characters`, 'check.xml.maxTextLength');
-      }
-    };
-    p.on('cdata', unparsed);
-    p.on('comment', unparsed);
-    p.on('processinginstruction', (pi) => unparsed(pi.body));
-    p.on('doctype', () => {
-      throw new Stop(doctypeReason(p.line, p.column));
-    });
+    const encoding = plan.encoding ?? 'utf-8';
+    let charset = UTF8;
+    if (encoding === 'utf-16le' || encoding === 'utf-16be') {
+      this.utf16 = new TextDecoder(encoding, { fatal: true });
+    } else if (encoding !== 'utf-8') {
+      // every encoding on the allow-list but UTF-16 writes ASCII as ASCII (checked here anyway)
+      charset = singleByte(encoding) ?? UTF8;
+      if (charset === UTF8) throw new Error(`XML check: ${encoding} is not ASCII-compatible`);
+    }
+    this.utf8 = charset === UTF8;
+    this.scan = new XmlScan(charset, limits, size);
   }
 
-  /** Feeds `chunk`; `total` is the bytes seen so far, this chunk included. */
-  write(chunk: Buffer, total: number): string | null {
-    this.bytes = total;
-    const text = this.decode(chunk);
-    if (typeof text !== 'string') return text.refused;
-    return this.feed(text);
-  }
-
-  end(total: number): string | null {
-    this.bytes = total;
-    let rest: string;
-    if (this.undeclared) {
-      const text = this.carry.length > 0 ? this.decode(Buffer.alloc(0), true) : '';
-      if (typeof text !== 'string') return text.refused;
-      rest = text;
-    } else {
+  /** Feeds the next bytes. */
+  write(chunk: Buffer): string | null {
+    if (this.utf16) {
+      let text: string;
       try {
-        rest = this.decoder.decode();
+        text = this.utf16.decode(chunk, { stream: true });
       } catch {
         return this.undecodable();
       }
+      chunk = Buffer.from(text, 'utf8');
     }
-    const last = this.feed(rest);
-    if (last !== null) return last;
-    try {
-      this.parser.close();
-    } catch (err) {
-      return this.describe(err);
+    if (!this.started) {
+      this.started = true;
+      const start = this.start(chunk);
+      if (typeof start === 'string') return start;
+      chunk = chunk.subarray(start);
     }
-    return this.nodes > this.budget(total) ? this.tooManyNodes(total) : null;
+    return this.utf8 ? this.feedUtf8(chunk, this.utf16 !== null) : out(this.scan.write(chunk));
   }
 
-  private decode(chunk: Buffer, final = false): string | { refused: string } {
-    if (!this.undeclared) {
+  end(): string | null {
+    if (this.utf16) {
+      let text: string;
       try {
-        return this.decoder.decode(chunk, { stream: true });
+        text = this.utf16.decode();
       } catch {
-        return { refused: this.undecodable() };
+        return this.undecodable();
+      }
+      const last = this.feedUtf8(Buffer.from(text, 'utf8'), true);
+      if (last !== null) return last;
+    } else if (this.carry.length > 0) {
+      if (!this.undeclared || !this.utf8) return this.undecodable();
+      this.fallBack();
+      const last = out(this.scan.write(this.carry));
+      if (last !== null) return last;
+    }
+    return out(this.scan.end());
+  }
+
+  /** Where the document starts: past a UTF-8 byte order mark and a valid XML declaration. */
+  private start(head: Buffer): number | string {
+    let at = 0;
+    if (this.plan.encoding === 'utf-8' && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) {
+      this.scan.skip(head.subarray(0, 3), true);
+      at = 3;
+    }
+    const ws = head[at + 5];
+    if (head.subarray(at, at + 5).equals(XML_DECL) && (ws === 0x20 || ws === 0x09 || ws === 0x0a || ws === 0x0d)) {
+      const end = head.indexOf('?>', at, 'latin1');
+      if (end === -1) return 'not well-formed XML at line 1: the XML declaration is incomplete';
+      const decl = head.subarray(at, end + 2);
+      if (!XML_DECL_SYNTAX.test(decl.toString('latin1'))) {
+        return `not well-formed XML at line 1: malformed XML declaration ${JSON.stringify(short(decl.toString('latin1')))}`;
+      }
+      this.scan.skip(decl);
+      at = end + 2;
+    }
+    return at;
+  }
+
+  /** UTF-8 bytes: validated (whole sequences, none of U+FFFE and U+FFFF), then scanned. */
+  private feedUtf8(chunk: Buffer, transcoded: boolean): string | null {
+    if (!this.utf8) return out(this.scan.write(chunk)); // an undeclared file gone windows-1251
+    let data = chunk;
+    if (this.carry.length > 0) {
+      // complete the sequence the last chunk ended inside of
+      const want = seqLength(this.carry[0]!) - this.carry.length;
+      const take = Math.min(Math.max(want, 0), data.length);
+      const joined = Buffer.concat([this.carry, data.subarray(0, take)]);
+      data = data.subarray(take);
+      this.carry = Buffer.alloc(0);
+      if (want > take) {
+        this.carry = joined;
+        return null;
+      }
+      const r = this.validated(joined, transcoded);
+      if (r !== null) return r;
+      if (!this.utf8) return out(this.scan.write(data)); // that sequence was not UTF-8: windows-1251 from it on
+    }
+    const cut = utf8Cut(data);
+    if (cut < data.length) this.carry = Buffer.from(data.subarray(cut));
+    return this.validated(data.subarray(0, cut), transcoded);
+  }
+
+  private validated(part: Buffer, transcoded: boolean): string | null {
+    if (!transcoded && !isUtf8(part)) {
+      if (!this.undeclared) return this.undecodable();
+      // undeclared: UTF-8 up to here, windows-1251 from the first byte that is not
+      const bad = firstInvalidUtf8(part);
+      const before = this.checked(part.subarray(0, bad));
+      if (before !== null) return before;
+      this.fallBack();
+      const rest = Buffer.concat([part.subarray(bad), this.carry]);
+      this.carry = Buffer.alloc(0);
+      return out(this.scan.write(rest));
+    }
+    return this.checked(part);
+  }
+
+  /** Valid UTF-8: refuses the two non-characters XML excludes, then scans. */
+  private checked(part: Buffer): string | null {
+    for (let k = part.indexOf(NONCHAR_LEAD); k !== -1; k = part.indexOf(NONCHAR_LEAD, k + 1)) {
+      const third = part[k + 2];
+      if (third === 0xbe || third === 0xbf) {
+        const before = out(this.scan.write(part.subarray(0, k)));
+        return before ?? out(this.scan.refuseNext('disallowed character'));
       }
     }
-    // Undeclared: UTF-8 while the bytes are UTF-8, windows-1251 from the first chunk that is not
-    // (the parser keeps its state; markup is ASCII and reads the same in both).
-    const data = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
-    if (this.decoder.encoding === 'utf-8') {
-      const cut = final ? data.length : utf8Cut(data);
-      try {
-        const text = this.decoder.decode(data.subarray(0, cut));
-        this.carry = Buffer.from(data.subarray(cut));
-        return text;
-      } catch {
-        this.decoder = new TextDecoder(UNDECLARED_FALLBACK);
-        this.carry = Buffer.alloc(0);
-      }
-    }
-    return this.decoder.decode(data, { stream: true });
+    return out(this.scan.write(part));
+  }
+
+  private fallBack(): void {
+    this.utf8 = false;
+    this.scan.switchTo(singleByte(UNDECLARED_FALLBACK)!);
   }
 
   private undecodable(): string {
-    return `not well-formed XML: bytes are not valid ${this.plan.encoding} (the encoding its ${this.plan.source} implies)`;
-  }
-
-  private feed(text: string): string | null {
-    if (text.length === 0) return null;
-    const lt = text.lastIndexOf('<');
-    this.pieces = (lt === -1 ? this.pieces : 0) + countPieces(text, lt + 1);
-    const p = this.parser;
-    try {
-      p.write(text);
-    } catch (err) {
-      return this.describe(err);
-    }
-    // What saxes holds of the token it is reading (an attribute value, comment, CDATA, PI, or a
-    // name) is bounded here between chunks, so that no token grows past its limit in memory before
-    // the event that would report it.
-    const pending = pendingLengths(p);
-    if (pending.name > this.limits.maxNameLength) {
-      return this.reason(`XML name longer than ${this.limits.maxNameLength} characters`, 'check.xml.maxNameLength');
-    }
-    if (pending.text > this.pendingMax) {
-      const key =
-        this.pendingMax === this.limits.maxTextLength ? 'check.xml.maxTextLength' : 'check.xml.maxAttributeLength';
-      return this.reason(`XML text or attribute value longer than ${this.pendingMax} characters`, key);
-    }
-    if (pending.text > 0 && this.pieces > MAX_TAG_PIECES) {
-      return `more than ${MAX_TAG_PIECES} entity references, tabs or line breaks in one tag's attribute values (or one comment) at line ${p.line}, column ${p.column}: refused as a memory attack`;
-    }
-    return null;
-  }
-
-  /** Characters between two tags: a text node (or comment, CDATA, PI) when there are any. */
-  private between(start: number): void {
-    const length = start - this.lastTagEnd;
-    if (length <= 0) return;
-    if (length > this.limits.maxTextLength) {
-      this.stop(`XML text longer than ${this.limits.maxTextLength} characters`, 'check.xml.maxTextLength');
-    }
-    this.node();
-  }
-
-  /** Nodes allowed for `seen` bytes: a file under 1 MiB counts as 1 MiB; a known size counts whole. */
-  private budget(seen: number): number {
-    return (this.limits.maxNodesPerMB * Math.max(MiB, seen, this.size ?? 0)) / MiB;
-  }
-
-  private tooManyNodes(seen: number): string {
-    const bytes = Math.max(seen, this.size ?? 0);
-    return `too many XML nodes: more than ${Math.floor(this.budget(seen))} elements, attributes and text nodes in ${bytes} bytes (limit check.xml.maxNodesPerMB: ${this.limits.maxNodesPerMB} per MB)`;
-  }
-
-  private name(name: string): void {
-    if (name.length > this.limits.maxNameLength) {
-      this.stop(`XML name longer than ${this.limits.maxNameLength} characters`, 'check.xml.maxNameLength');
-    }
-  }
-
-  private node(): void {
-    // Without a known size the count is judged at the end (the file may still grow its allowance).
-    if (++this.nodes > this.budget(this.bytes) && this.size !== undefined) {
-      throw new Stop(this.tooManyNodes(this.bytes));
-    }
-  }
-
-  private stop(what: string, key: string): never {
-    throw new Stop(this.reason(what, key));
-  }
-
-  private reason(what: string, key: string): string {
-    return `${what} at line ${this.parser.line}, column ${this.parser.column} (limit ${key})`;
-  }
-
-  private describe(err: unknown): string {
-    if (err instanceof Stop) return err.message;
-    const message = err instanceof Error ? err.message : String(err);
-    // saxes prefixes "line:column: " taken at the moment of failure; prefer it to the live position.
-    const m = /^(\d+):(\d+): ([\s\S]*)$/.exec(message);
-    const [line, column, detail] = m ? [m[1], m[2], m[3] ?? ''] : [this.parser.line, this.parser.column, message];
-    return `not well-formed XML at line ${line}, column ${column}: ${detail.replace(/\.$/, '')}`;
+    return `not well-formed XML: bytes are not valid ${this.plan.encoding ?? 'utf-8'} (the encoding its ${this.plan.source ?? 'content'} implies)`;
   }
 }
 
-function doctypeReason(line: number, column: number): string {
-  return `DOCTYPE is not allowed (line ${line}, column ${column}): entity declarations and external references are refused`;
+const NONCHAR_LEAD = Buffer.from([0xef, 0xbf]);
+
+function out(r: Refusal | null): string | null {
+  return r === null ? null : r.reason;
 }
 
-/**
- * What saxes holds of the token it is in the middle of. saxes keeps these in fields its typings
- * call private (`text`: a text run, attribute value, comment, CDATA or PI; `name`: a tag or
- * attribute name); when a later saxes renames them this reads 0 and the limits still hold at each
- * event, only later. test/inspect.test.ts pins that they are read.
- */
-function pendingLengths(parser: SaxesParser): { text: number; name: number } {
-  const inner = parser as unknown as { text?: unknown; name?: unknown };
-  return {
-    text: typeof inner.text === 'string' ? inner.text.length : 0,
-    name: typeof inner.name === 'string' ? inner.name.length : 0,
-  };
+/** Bytes in the UTF-8 sequence `lead` starts (1 for a byte that starts none). */
+function seqLength(lead: number): number {
+  return lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
 }
 
-/** Entity references, tabs and line breaks from `from` on: each is a separate piece saxes appends. */
-function countPieces(text: string, from: number): number {
-  let n = 0;
-  for (let i = from; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x26 || c === 0x0a || c === 0x0d || c === 0x09) n++;
+/** Offset of the first byte of `buf` that does not start a valid UTF-8 sequence (buf.length if none). */
+export function firstInvalidUtf8(buf: Uint8Array): number {
+  let i = 0;
+  while (i < buf.length) {
+    const c = buf[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    const len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len === 0 || i + len > buf.length) return i;
+    let ok = true;
+    for (let k = 1; k < len; k++) if ((buf[i + k]! & 0xc0) !== 0x80) ok = false;
+    const c1 = buf[i + 1]!;
+    if (c === 0xe0 && c1 < 0xa0) ok = false; // overlong
+    if (c === 0xed && c1 >= 0xa0) ok = false; // surrogate
+    if (c === 0xf0 && c1 < 0x90) ok = false; // overlong
+    if (c === 0xf4 && c1 >= 0x90) ok = false; // past U+10FFFF
+    if (!ok) return i;
+    i += len;
   }
-  return n;
+  return i;
 }
 
-function short(name: string): string {
-  return name.length > 40 ? `${name.slice(0, 40)}…` : name;
+function short(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
 }

@@ -360,6 +360,48 @@ export const ENTRIES: HostileEntry[] = [
     bytes: () => makeZip([{ name: 'TABLE.xml', data: deepXml(1_000_000) }]),
     expect: { refused: 'zip member "TABLE.xml": XML elements nested more than 64 deep' },
   },
+  // XML well-formedness past the first read: the byte scanner (agent/check/xml-scan.ts) keeps its
+  // state across chunks, so a fault deep in a large package is caught where it is
+  {
+    id: 'duplicate-attribute-deep',
+    attack:
+      'a ClientDataSet packet whose 3000th ROW repeats an attribute (a parser keeping the last value reads another row)',
+    name: 'dup-attr.xml',
+    bytes: () => {
+      const whole = cds(3000).toString('latin1');
+      const last = whole.lastIndexOf('<ROW RowState="4"');
+      return Buffer.from(`${whole.slice(0, last)}<ROW ID="0" ${whole.slice(last + 5)}`, 'latin1');
+    },
+    expect: { refused: 'duplicate attribute: ID' },
+  },
+  {
+    id: 'cdata-end-in-text',
+    attack: 'text holding "]]>" far into the file (not well-formed; a lenient parser passes it on)',
+    name: 'cdata-end.xml',
+    bytes: () => Buffer.concat([cds(2000).subarray(0, -2), Buffer.from('<!-- x -->]]>\r\n')]),
+    expect: { refused: 'not well-formed XML' },
+  },
+  {
+    id: 'noncharacter-utf8',
+    attack: "U+FFFF (valid UTF-8, not an XML character) in a UTF-8 packet's attribute value",
+    name: 'nonchar.xml',
+    bytes: () => Buffer.from('<?xml version="1.0" encoding="UTF-8"?><r a="\uffff"/>', 'utf8'),
+    expect: { refused: 'disallowed character' },
+  },
+  {
+    id: 'undeclared-utf8-then-cp1251',
+    attack:
+      'control: no declared encoding, 200 KB of UTF-8 Cyrillic then windows-1251 rows (read as windows-1251 from there; delivered)',
+    name: 'mixed-undeclared.xml',
+    bytes: () => {
+      const utf8 = cds(700, { encoding: 'utf-8-nodecl' }).toString('utf8');
+      const head = utf8.slice(0, utf8.indexOf('</ROWDATA>'));
+      const rows = cds(100).toString('latin1');
+      const tail = rows.slice(rows.indexOf('<ROWDATA>') + '<ROWDATA>'.length);
+      return Buffer.concat([Buffer.from(head, 'utf8'), Buffer.from(tail, 'latin1')]);
+    },
+    expect: 'delivered',
+  },
   // Controls: what stations really send must still be delivered
   {
     id: 'servio-cp1251',
