@@ -6,7 +6,8 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
-import { exists, fsyncDir, renameRetrying, writeDurably, type WrittenFile } from './files.js';
+import { copyChecked, type CheckedCopy, type CopyCheck } from './copy.js';
+import { exists, fsyncDir, renameRetrying } from './files.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './durable.js';
 
 export class Spool {
@@ -27,14 +28,19 @@ export class Spool {
     await fsp.mkdir(tmp, { recursive: true, mode: PRIVATE_DIR_MODE });
   }
 
-  /** Copies a file into the route's spool temp folder, fsynced, with its size and SHA-256. */
-  async copyIn(route: string, src: string, signal?: AbortSignal): Promise<WrittenFile & { temp: string }> {
+  /**
+   * Copies a file into the route's spool temp folder in one read: hashed, fed to `check` as it
+   * goes, fsynced. A copy the check refuses, or of a file longer than `maxBytes`, is removed and
+   * the result says so (`refused`, `tooLong`); `temp` is then gone.
+   */
+  async copyIn(
+    route: string,
+    src: string,
+    opts: { signal?: AbortSignal; check?: CopyCheck | null; maxBytes?: number } = {},
+  ): Promise<CheckedCopy & { temp: string }> {
     const temp = join(this.tmpDir(route), `${randomBytes(8).toString('hex')}.part`);
-    const written = await writeDurably(createReadStream(src), temp, {
-      mode: PRIVATE_FILE_MODE,
-      ...(signal ? { signal } : {}),
-    });
-    return { ...written, temp };
+    const copy = await copyChecked(src, temp, { ...opts, mode: PRIVATE_FILE_MODE });
+    return { ...copy, temp };
   }
 
   /** Where a package's bytes live in the spool: one file per name+bytes per route. */
@@ -45,9 +51,19 @@ export class Spool {
 
   /** Renames a temp file from copyIn to its spool path and makes the rename durable. */
   async commit(temp: string, rel: string): Promise<void> {
-    const dest = this.abs(rel);
-    await renameRetrying(temp, dest);
-    await fsyncDir(dirname(dest));
+    await this.place(temp, rel);
+    await this.syncDirsOf([rel]);
+  }
+
+  /** Renames a temp file from copyIn to its spool path; durable once `syncDirsOf` has run. */
+  async place(temp: string, rel: string): Promise<void> {
+    await renameRetrying(temp, this.abs(rel));
+  }
+
+  /** One directory fsync per distinct folder of these paths (a batch of renames made durable). */
+  async syncDirsOf(rels: readonly string[]): Promise<void> {
+    const dirs = new Set(rels.map((rel) => dirname(this.abs(rel))));
+    await Promise.all([...dirs].map((dir) => fsyncDir(dir)));
   }
 
   /** Archive path of a sent package: by day of spooling, id first so equal names never collide. */
@@ -62,6 +78,47 @@ export class Spool {
     await fsp.mkdir(dirname(dest), { recursive: true, mode: PRIVATE_DIR_MODE });
     await renameRetrying(this.abs(rel), dest);
     await fsyncDir(dirname(dest));
+  }
+
+  /**
+   * Moves a batch of spooled files to the archive: each folder made once, one fsync per folder.
+   * Returns, per move, null when it is done and durable, else its error (the others go on).
+   */
+  async archiveMany(moves: readonly { from: string; to: string }[]): Promise<(unknown | null)[]> {
+    const made = new Map<string, Promise<unknown>>();
+    const mkdirOnce = (dir: string) => {
+      let p = made.get(dir);
+      if (!p) {
+        p = fsp.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }).then(
+          () => null,
+          (err: unknown) => err,
+        );
+        made.set(dir, p);
+      }
+      return p;
+    };
+    const errors: (unknown | null)[] = [];
+    for (const { from, to } of moves) {
+      const dest = this.abs(to);
+      const mkdirError = await mkdirOnce(dirname(dest));
+      if (mkdirError) {
+        errors.push(mkdirError);
+        continue;
+      }
+      errors.push(
+        await renameRetrying(this.abs(from), dest).then(
+          () => null,
+          (err: unknown) => err,
+        ),
+      );
+    }
+    const renamed = moves.filter((_, i) => errors[i] === null);
+    try {
+      await this.syncDirsOf(renamed.map((m) => m.to));
+    } catch (err) {
+      return moves.map((_, i) => errors[i] ?? err);
+    }
+    return errors;
   }
 
   async remove(rel: string): Promise<void> {

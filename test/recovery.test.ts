@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import { cdsXml, filesIn, makeStation, type Station } from './helpers/station.js';
+import { cdsXml, filesIn, makeStation, read, type Station } from './helpers/station.js';
+import { Spool } from '../store/spool.js';
 
 let st: Station | undefined;
 afterEach(() => {
@@ -84,6 +85,63 @@ describe('inbox delivery after a kill -9', () => {
       assert.deepEqual(filesIn(st.inbox), ['b.xml']);
       assert.ok(!existsSync(join(st.inbox, temp)));
       assert.deepEqual(readdirSync(st.exchange), []);
+    } finally {
+      agent.close();
+    }
+  });
+});
+
+describe('outbox batch after a kill -9', () => {
+  it('killed after the batch commit with part of the outbox copies removed: each package sent once, the rest recorded as duplicates', async () => {
+    // the state out:after-ledger-queued@2 leaves: a batch of three in the spool (renamed, synced)
+    // and in the ledger (queued, one transaction), the first outbox copy removed, two still there
+    st = makeStation();
+    const pkgs = new Map([
+      ['A.XML', cdsXml('a')],
+      ['B.XML', cdsXml('b', 5)],
+      ['C.XML', cdsXml('c', 9)],
+    ]);
+    const agent = st.agent();
+    try {
+      const spool = new Spool(st.data);
+      await spool.prepare('export');
+      const ids = new Map<string, number>();
+      for (const [name, bytes] of pkgs) {
+        const rel = spool.spoolPath('export', name, sha(bytes));
+        writeFileSync(spool.abs(rel), bytes);
+        const row = agent.ledger.insert(
+          {
+            route: 'export',
+            direction: 'out',
+            name,
+            size: bytes.length,
+            sha256: sha(bytes),
+            state: 'queued',
+            storedPath: rel,
+          },
+          'queued',
+        );
+        ids.set(name, row.id);
+        if (name !== 'A.XML') writeFileSync(join(st.outbox, name), bytes);
+      }
+
+      const [r] = await agent.runOnce(['export']);
+      assert.equal(r!.error, null);
+      assert.equal(r!.sent, 3);
+      assert.equal(r!.duplicates, 2);
+      assert.equal(r!.taken, 0);
+      assert.deepEqual(filesIn(st.outbox), []);
+      assert.deepEqual(filesIn(st.exchange), [...pkgs.keys()]);
+      for (const [name, bytes] of pkgs) assert.equal(sha(read(st.exchange, name)), sha(bytes), name);
+      const rows = agent.ledger.list({ route: 'export' });
+      assert.deepEqual(rows.map((x) => [x.name, x.state]).sort(), [
+        ['A.XML', 'sent'],
+        ['B.XML', 'duplicate'],
+        ['B.XML', 'sent'],
+        ['C.XML', 'duplicate'],
+        ['C.XML', 'sent'],
+      ]);
+      for (const x of rows.filter((x) => x.state === 'duplicate')) assert.equal(x.duplicateOf, ids.get(x.name));
     } finally {
       agent.close();
     }

@@ -42,9 +42,33 @@ export function createLanTransport(profile: LanProfile): Transport {
     } catch (err) {
       throw await share.classify(err, `open ${ep.remote || '.'}`, ep.timeoutMs, 'unavailable');
     }
+    // Puts leave the folder's fsync of their rename to `flush` (one per batch, not one per file);
+    // any put since the last flush, even one that found its file already there, makes it due.
+    let unflushed = false;
     const sink = {
-      put: (pkg: OutgoingPackage, sig: AbortSignal) => put(share, ep, segments, pkg, sig),
-      close: () => Promise.resolve(),
+      put: (pkg: OutgoingPackage, sig: AbortSignal) => {
+        unflushed = true;
+        return put(share, ep, segments, pkg, sig, false);
+      },
+      flush: async (sig: AbortSignal) => {
+        if (!unflushed) return;
+        unflushed = false;
+        const what = `sync ${ep.remote || '.'}`;
+        try {
+          const dir = await share.folder(segments, ep.timeoutMs, sig, false);
+          await share.fsyncDir(dir, ep.timeoutMs, sig);
+        } catch (err) {
+          unflushed = true;
+          throw await share.classify(err, what, ep.timeoutMs, 'unavailable');
+        }
+      },
+      // a caller that never flushed (a wrapper that does not pass flush on) still gets the folder
+      // synced once at the end; close never throws
+      close: async () => {
+        if (!unflushed) return;
+        const ctl = new AbortController();
+        await sink.flush(ctl.signal).catch(() => undefined);
+      },
     } satisfies Sink;
     return sink;
   }

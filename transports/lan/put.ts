@@ -1,6 +1,7 @@
 // Sink.put on the share: an identical file already there is `alreadyPresent` (by read-back hash),
 // a different one or a non-file is `exists`; otherwise `NAME.part` is created exclusively, filled
-// under the idle deadline and the route's minimum rate, synced, checked and renamed into place.
+// under the idle deadline and the route's minimum rate, synced, checked and renamed into place;
+// the folder is fsynced after the rename, here or (syncDir false) by the sink's flush for a batch.
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,6 +20,8 @@ export async function put(
   segments: string[],
   pkg: OutgoingPackage,
   signal: AbortSignal,
+  /** False: the folder's fsync of the rename is left to the sink's flush (index.ts). */
+  syncDir = true,
 ): Promise<PutResult> {
   const ms = ep.timeoutMs;
   const name = plainName(pkg.name, 'package name', true);
@@ -63,7 +66,7 @@ export async function put(
     await share.folder(segments, ms, signal, false);
     await share.whileLocked(`${what}: rename ${name}${PART}`, ms, signal, () => fsp.rename(part, final));
     renamed = true;
-    await share.fsyncDir(dir, ms, signal);
+    if (syncDir) await share.fsyncDir(dir, ms, signal);
     return { remoteRef, alreadyPresent: false };
   } catch (err) {
     if (part && !renamed) await share.removeQuietly(part, ms);
