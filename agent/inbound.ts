@@ -1,35 +1,27 @@
-// Inbound: source -> temp file in the inbox -> checks (name, size, XML, hash) -> ledger -> rename
-// into the inbox -> acknowledge the remote. This module is the pipeline and its delivery path;
-// entries that are not delivered (refused, quarantined) are filed by inbound/refusals.ts, rows and
+// Inbound: source -> temp file in the inbox (written, hashed and checked in one pass) -> checks
+// (name, size, XML, zip, hash) -> ledger -> rename into the inbox -> acknowledge the remote. This
+// module is the cycle: listing, recovery, and the groups of entries, each fetched several at once
+// (inbound/fetch.ts: min(route concurrency, source.parallel)) and then committed together
+// (inbound/commit.ts: one transaction, one folder fsync, the acknowledgements). Entries that are
+// not delivered (refused, quarantined) are filed by inbound/refusals.ts, rows and
 // acknowledgements made by inbound/record.ts.
 //
 // Write-ahead makes kill -9 harmless (guarantees 2, 3): the ledger row says `delivered` with the
 // temp name (pending_path) BEFORE the rename, so after a crash the next cycle finishes the rename
-// or sees it done; the remote is acknowledged only after that, and a package fetched again after
-// a crash before the acknowledgement is recognised by name + SHA-256 and only acknowledged.
-// The inbox file is never overwritten: the rename refuses an existing name (renameNoReplace).
-import { randomBytes } from 'node:crypto';
+// or sees it done; the remote is acknowledged only after the rename is durable, and a package
+// fetched again after a crash before the acknowledgement is recognised by name + SHA-256 and only
+// acknowledged. The inbox file is never overwritten: the rename refuses an existing name.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { checkName, checkXmlFile, checkZipFile, isXmlName, isZipName } from './inspect.js';
 import { isRemotePackage } from '../transports/include.js';
-import { crashPoint } from './crash-points.js';
 import { errorText } from './secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from './route-context.js';
-import { isLocalDiskError } from '../store/durable.js';
-import {
-  exists,
-  hashFile,
-  renameNoReplace,
-  resumeRenameNoReplace,
-  TooLargeError,
-  writeDurably,
-} from '../store/files.js';
-import type { PackageRow } from '../store/ledger.js';
-import { TransportError } from '../transports/errors.js';
+import { hashFile, resumeRenameNoReplace } from '../store/files.js';
 import type { RemoteEntry, Source } from '../transports/types.js';
-import { acknowledge, insertInbound, RouteStop, type Outcome } from './inbound/record.js';
-import { quarantine, refuseInPlace, type Rejection } from './inbound/refusals.js';
+import { commitGroup } from './inbound/commit.js';
+import { fetchEntry, inPool, overSize, tempPrefix, type Fetched } from './inbound/fetch.js';
+import { refuseInPlace } from './inbound/refusals.js';
+import { rememberListing, settledBefore } from './inbound/settled.js';
 
 export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
   const result = emptyResult(ctx.route);
@@ -55,10 +47,34 @@ export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
     // A flood (of mail, of files) costs a bounded cycle: at most maxPerCycle entries are worked
     // on; a refusal already recorded costs one index lookup and does not count.
     const max = ctx.route.maxPerCycle;
+    const width = Math.max(1, Math.min(ctx.route.concurrency, source.parallel ?? 1));
+    const mine = new Set<number>();
     let handled = 0;
     let next = 0;
     while (next < entries.length && handled < max && !ctx.stop.requested) {
-      if ((await receiveOne(ctx, source, entries[next++]!, result)) !== 'known') handled++;
+      // a group: the entries refused up front are recorded on the way (one lookup each), the
+      // others fetched `width` at a time, then committed together (inbound/commit.ts)
+      const group: RemoteEntry[] = [];
+      let bytes = 0;
+      while (
+        next < entries.length &&
+        handled + group.length < max &&
+        group.length < GROUP_ENTRIES &&
+        bytes < GROUP_BYTES &&
+        !ctx.stop.requested
+      ) {
+        const entry = entries[next++]!;
+        const upFront = refusedUpFront(ctx, entry);
+        if (upFront === null) {
+          group.push(entry);
+          bytes += entry.size;
+        } else if ((await refuseInPlace(ctx, source, entry, upFront, result)) !== 'known') handled++;
+      }
+      const { started, fetched, error } = await fetchGroup(ctx, source, group, result, width);
+      handled += started;
+      // what was fetched is committed even when the route stops (the others' temps are gone)
+      await commitGroup(ctx, source, fetched, result, mine, width);
+      if (error !== undefined) throw error;
     }
     if (next < entries.length && handled >= max) {
       ctx.log.warn(
@@ -75,8 +91,34 @@ export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
   return result;
 }
 
-function tempPrefix(ctx: RouteContext): string {
-  return `.sprelay-${ctx.route.name}-`;
+/** A group ends at this many entries, or once its entries' sizes reach GROUP_BYTES (temps on disk at once). */
+const GROUP_ENTRIES = 64;
+const GROUP_BYTES = 64 * 1024 * 1024;
+
+/** Refused without taking the bytes: the transport's refusal, or over the size cap. */
+function refusedUpFront(ctx: RouteContext, entry: RemoteEntry): string | null {
+  return entry.refusal ?? (entry.size > ctx.route.maxSize ? overSize(entry.size, ctx.route.maxSize) : null);
+}
+
+/** Fetches `group` at most `width` at once, in order; none is started after a failure or a stop request. */
+async function fetchGroup(
+  ctx: RouteContext,
+  source: Source,
+  group: RemoteEntry[],
+  result: CycleResult,
+  width: number,
+): Promise<{ started: number; fetched: Fetched[]; error?: unknown }> {
+  const slots: (Fetched | null)[] = group.map(() => null);
+  const { started, error } = await inPool(
+    group,
+    width,
+    async (entry, i) => {
+      slots[i] = await fetchEntry(ctx, source, entry, result);
+    },
+    () => ctx.stop.requested,
+  );
+  const fetched = slots.filter((f): f is Fetched => f !== null);
+  return error === undefined ? { started, fetched } : { started, fetched, error };
 }
 
 /** Finishes what a crash interrupted between the ledger's `delivered` and the inbox rename. */
@@ -128,10 +170,16 @@ async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteE
     list.filter((e) => e.refusal !== undefined || isRemotePackage(e.name, ctx.route.include));
   const first = pick(await source.list(ctx.abort));
   if (first.length === 0 || source.atomicEntries) return first;
-  // Guarantee 1 for remote files: skip entries still growing between two listings.
+  // Guarantee 1 for remote files: skip entries still growing between two listings, unless the
+  // previous cycle's listing already showed every one unchanged at least `settle` ago (settled.ts)
+  const settled = first.every((e) => settledBefore(ctx, e));
+  rememberListing(ctx, first);
+  if (settled) return first;
   if (!(await settle(ctx.route.settleMs, ctx.stop))) return [];
   const before = new Map(first.map((e) => [e.ref, e]));
-  return pick(await source.list(ctx.abort)).filter((e) => {
+  const second = pick(await source.list(ctx.abort));
+  rememberListing(ctx, second);
+  return second.filter((e) => {
     const b = before.get(e.ref);
     const same = b && b.size === e.size && b.modifiedAt?.getTime() === e.modifiedAt?.getTime();
     if (!same) ctx.log.debug({ route: ctx.route.name, file: e.name }, 'still changing on the remote, left there');
@@ -146,183 +194,4 @@ function oldestFirst(entries: RemoteEntry[]): RemoteEntry[] {
     .map((e, i) => ({ e, i }))
     .sort((a, b) => t(a.e) - t(b.e) || a.i - b.i)
     .map((x) => x.e);
-}
-
-async function receiveOne(
-  ctx: RouteContext,
-  source: Source,
-  entry: RemoteEntry,
-  result: CycleResult,
-): Promise<Outcome | void> {
-  const { route, ledger, log } = ctx;
-  // Refused up front (sender not allowed, no matching attachment, over the size cap): recorded
-  // once; a refusal by the transport is then handed back to it (moved per afterRefuse, or marked
-  // so it is not listed again), anything else left in place.
-  const upFront = entry.refusal ?? (entry.size > route.maxSize ? overSize(entry.size, route.maxSize) : null);
-  if (upFront) return refuseInPlace(ctx, source, entry, upFront, result);
-
-  const tempName = `${tempPrefix(ctx)}${randomBytes(6).toString('hex')}.part`;
-  const temp = join(route.local, tempName);
-  let got: { size: number; sha256: string };
-  try {
-    const stream = await source.open(entry, ctx.abort);
-    got = await writeDurably(stream, temp, { maxBytes: route.maxSize, signal: ctx.abort });
-  } catch (err) {
-    await fsp.rm(temp, { force: true });
-    if (err instanceof TooLargeError) {
-      // downloaded up to maxSize first: work done, whether or not the refusal was known
-      await refuseInPlace(ctx, source, entry, overSize(entry.size, route.maxSize, true), result);
-      return 'handled';
-    }
-    if (err instanceof TransportError && err.scope === 'package') {
-      log.warn({ route: route.name, file: entry.name }, `skipped this cycle: ${ctx.scrub(err.message)}`);
-      return;
-    }
-    if (err instanceof TransportError || !isLocalDiskError(err)) {
-      throw new RouteStop(`download of ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
-    }
-    throw new RouteStop(`cannot write into the inbox ${route.local}: ${errorText(err)}`);
-  }
-  crashPoint('in:after-download');
-  if (got.size !== entry.size) {
-    await fsp.rm(temp, { force: true });
-    log.warn(
-      { route: route.name, file: entry.name },
-      `size changed during download (${entry.size} -> ${got.size}); tried again next cycle`,
-    );
-    return;
-  }
-
-  const rejection = await whyRejected(ctx, entry, temp, got.sha256, source.atomicEntries === true);
-  if (rejection) return quarantine(ctx, source, entry, temp, got, rejection, result);
-
-  const original = ledger.findOriginal(route.name, entry.name, got.sha256, ['delivered', 'quarantined']);
-  if (original) {
-    await fsp.rm(temp, { force: true });
-    if (original.ackedAt === null) {
-      // fetched again because a crash came before the acknowledgement: only acknowledge now
-      await acknowledge(ctx, source, entry, original);
-      log.info({ route: route.name, id: original.id, file: entry.name }, 'acknowledged (was already received)');
-      return;
-    }
-    const dup = insertInbound(
-      ctx,
-      entry,
-      { size: got.size, sha256: got.sha256, state: 'duplicate', duplicateOf: original.id },
-      'duplicate',
-      `same name and bytes as package ${original.id}; not written again`,
-    );
-    result.duplicates++;
-    log.info(
-      { route: route.name, id: dup.id, file: entry.name },
-      `duplicate of package ${original.id}, not written again`,
-    );
-    await acknowledge(ctx, source, entry, dup);
-    return;
-  }
-
-  const final = join(route.local, entry.name);
-  const waitingRow = ledger.findOriginal(route.name, entry.name, got.sha256, ['waiting']);
-  if (await exists(final)) {
-    await fsp.rm(temp, { force: true });
-    const there = await hashFile(final);
-    if (there.sha256 === got.sha256) {
-      const row = insertInbound(
-        ctx,
-        entry,
-        { size: got.size, sha256: got.sha256, state: 'duplicate' },
-        'duplicate',
-        'an identical file is already in the inbox; not written again',
-      );
-      result.duplicates++;
-      await acknowledge(ctx, source, entry, row);
-      return;
-    }
-    markWaiting(ctx, entry, got, waitingRow);
-    result.waiting++;
-    return;
-  }
-
-  // write-ahead: the ledger knows the temp name before the rename
-  const row = waitingRow
-    ? ledger.transition(
-        waitingRow.id,
-        ['waiting'],
-        'delivered',
-        { pendingPath: tempName, remoteRef: entry.ref },
-        'receiving',
-      )
-    : insertInbound(
-        ctx,
-        entry,
-        { size: got.size, sha256: got.sha256, state: 'delivered', pendingPath: tempName },
-        'receiving',
-        `from ${entry.ref}`,
-      );
-  crashPoint('in:after-ledger-delivered');
-  if (!(await renameNoReplace(temp, final, () => crashPoint('in:after-link')))) {
-    await fsp.rm(temp, { force: true });
-    ledger.transition(
-      row.id,
-      ['delivered'],
-      'waiting',
-      { pendingPath: null },
-      'waiting',
-      'a file of that name appeared in the inbox',
-    );
-    result.waiting++;
-    return;
-  }
-  crashPoint('in:after-rename');
-  ledger.update(row.id, { pendingPath: null }, 'delivered', `into ${route.local}`);
-  result.delivered++;
-  log.info({ route: route.name, id: row.id, file: entry.name, size: got.size }, 'delivered');
-  crashPoint('in:before-ack');
-  await acknowledge(ctx, source, entry, row);
-}
-
-function overSize(size: number, max: number, measured = false): string {
-  return `larger than maxSize (${measured ? 'more than ' + max : size} > ${max} bytes); left on the remote`;
-}
-
-async function whyRejected(
-  ctx: RouteContext,
-  entry: RemoteEntry,
-  temp: string,
-  sha256: string,
-  /** Entries that only ever appear whole (e-mail): bad content is final at once. */
-  atomic: boolean,
-): Promise<Rejection | null> {
-  const badName = checkName(entry.name);
-  if (badName) return { reason: `unsafe file name: ${badName}`, content: false };
-  if (entry.expectedSha256 && entry.expectedSha256.toLowerCase() !== sha256) {
-    return { reason: `corrupt: SHA-256 ${sha256} differs from the declared ${entry.expectedSha256}`, content: false };
-  }
-  const bad = isXmlName(entry.name)
-    ? await checkXmlFile(temp, ctx.abort, ctx.config.check.xml)
-    : isZipName(entry.name)
-      ? await checkZipFile(temp, ctx.abort, ctx.config.check)
-      : null;
-  return bad ? { reason: bad, content: !atomic } : null;
-}
-
-function markWaiting(
-  ctx: RouteContext,
-  entry: RemoteEntry,
-  got: { size: number; sha256: string },
-  existing: PackageRow | undefined,
-): void {
-  const { route, ledger, log } = ctx;
-  if (existing) {
-    ledger.update(existing.id, { remoteRef: entry.ref });
-  } else {
-    insertInbound(
-      ctx,
-      entry,
-      { size: got.size, sha256: got.sha256, state: 'waiting' },
-      'waiting',
-      'a not yet imported file of that name is in the inbox; left on the remote',
-    );
-  }
-  log.info({ route: route.name, file: entry.name }, 'waiting: the previous file of that name is not imported yet');
 }

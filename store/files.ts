@@ -155,3 +155,65 @@ export async function exists(path: string): Promise<boolean> {
     throw err;
   }
 }
+
+/**
+ * writeDurably, with `observe` given every chunk in order as it goes to the file (a content check
+ * fed from the one pass over the bytes: nothing is read back from disk). `observe` must not keep
+ * the chunk. Same guarantees: the file is fsynced before this returns, removed on failure.
+ */
+export async function writeDurablyObserved(
+  source: Readable,
+  path: string,
+  observe: (chunk: Buffer) => void,
+  opts: { maxBytes?: number; signal?: AbortSignal; mode?: number } = {},
+): Promise<WrittenFile> {
+  const counter = new ObservingCounter(observe, opts.maxBytes);
+  const fh = await fsp.open(path, 'w', opts.mode ?? 0o666);
+  try {
+    const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 });
+    await pipeline(source, counter, out, opts.signal ? { signal: opts.signal } : {});
+    await fh.sync();
+    await fh.close();
+    return { size: counter.size, sha256: counter.digest() };
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await fsp.rm(path, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+class ObservingCounter extends HashCounter {
+  constructor(
+    private readonly observe: (chunk: Buffer) => void,
+    limit?: number,
+  ) {
+    super(limit);
+  }
+  override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
+    super._transform(chunk, enc, (err, data) => {
+      if (!err) this.observe(chunk);
+      cb(err, data);
+    });
+  }
+}
+
+/**
+ * renameNoReplace without its directory fsync: for a group of renames into one folder, followed by
+ * ONE fsyncDir(folder) before anything relies on them being durable (group commit). Same
+ * semantics otherwise (false, both left as they were, when `to` exists).
+ */
+export async function renameNoReplaceUnsynced(from: string, to: string, afterLink?: () => void): Promise<boolean> {
+  try {
+    await fsp.link(from, to);
+    afterLink?.();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EINVAL') throw err;
+    if (await exists(to)) return false;
+    await renameRetrying(from, to);
+    return true;
+  }
+  await unlinkRetrying(from);
+  return true;
+}

@@ -59,6 +59,58 @@ export async function acknowledgeRemote(ctx: RouteContext, source: Source, entry
   }
 }
 
+/** An entry to acknowledge on the remote and the row that records it. */
+export interface AckItem {
+  entry: RemoteEntry;
+  row: PackageRow;
+}
+
+/**
+ * `acknowledge` for several entries, at most `width` at once on the remote, the rows of those done
+ * recorded in ONE transaction. After a stop request each ends at once (acknowledgeRemote says so);
+ * after a failure that ends the route no new one is started, and what was done by then is recorded
+ * before the RouteStop is thrown.
+ */
+export async function acknowledgeAll(
+  ctx: RouteContext,
+  source: Source,
+  items: readonly AckItem[],
+  width: number,
+): Promise<void> {
+  const done: AckItem[] = [];
+  let stop: RouteStop | null = null;
+  let next = 0;
+  const worker = async () => {
+    while (stop === null && next < items.length) {
+      const item = items[next++]!;
+      try {
+        if (!(await acknowledgeRemote(ctx, source, item.entry))) continue;
+      } catch (err) {
+        if (err instanceof TransportError && err.scope === 'package') {
+          ctx.log.warn(
+            { route: ctx.route.name, id: item.row.id, file: item.entry.name },
+            `could not acknowledge on the remote: ${ctx.scrub(err.message)}`,
+          );
+          continue;
+        }
+        stop ??= new RouteStop(`acknowledging ${JSON.stringify(item.entry.name)} failed: ${errorText(err)}`);
+        continue;
+      }
+      crashPoint('in:after-ack');
+      done.push(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(width, items.length)) }, worker));
+  if (done.length > 0) {
+    const detail = describeAck(ctx);
+    const at = ctx.now();
+    ctx.ledger.transaction(() => {
+      for (const { row } of done) ctx.ledger.update(row.id, { ackedAt: at }, 'acknowledged', detail);
+    });
+  }
+  if (stop) throw stop;
+}
+
 export async function acknowledge(
   ctx: RouteContext,
   source: Source,

@@ -68,6 +68,8 @@ export interface CrashSizes {
   finishRounds: number;
   /** node:test timeout of the whole scenario. */
   timeoutMs: number;
+  /** The import route's `concurrency` (absent: the default); entries fetched at once, committed as a group. */
+  importConcurrency?: number;
 }
 
 // ---- seeded PRNG --------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ interface Station {
   deliveredTwice: string[];
 }
 
-function makeStation(dir: string, office: Office): Station {
+function makeStation(dir: string, office: Office, importConcurrency?: number): Station {
   const s: Station = {
     dir,
     configFile: join(dir, 'sprelay.yaml'),
@@ -232,7 +234,7 @@ routes:
     remote: ${office.remote}
     local: ./inbox
     schedule: "* * * * * *"
-`,
+${importConcurrency === undefined ? '' : `    concurrency: ${importConcurrency}\n`}`,
   );
   return s;
 }
@@ -323,7 +325,7 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
   try {
     office = await fixture.start(dir);
     t.diagnostic(`office: ${office.describe}`);
-    const st = makeStation(dir, office);
+    const st = makeStation(dir, office, sizes.importConcurrency);
     const agent = (args: string[], crashAt?: string) => ({
       cwd: st.dir,
       configFile: st.configFile,

@@ -14,6 +14,7 @@ import { isRemotePackage } from '../include.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
 import { kindOf, refusalOf, unchanged } from './files.js';
 import { openRegular, reader } from './read.js';
+import { CALLS_PER_SHARE } from './gate.js';
 import { endpointDirs, type Share } from './share.js';
 
 /**
@@ -75,6 +76,12 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
   const opened = new Map<string, Stats>();
 
   const source = {
+    // Entries worked on at once (opens, reads and acknowledgements of different files): the share's
+    // gate still lets at most CALLS_PER_SHARE calls reach the share at once, so a share that hangs
+    // holds no more threads; twice that keeps the gate busy while the other entries' bytes are
+    // written, hashed and checked on the station's own disk.
+    parallel: CALLS_PER_SHARE * 2,
+
     async list(sig: AbortSignal): Promise<RemoteEntry[]> {
       try {
         return await listDir(share, await share.folder(segments, ms, sig, true), label, ep.include, ms, sig);
