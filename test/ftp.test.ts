@@ -1,7 +1,7 @@
 // ftp-only rules, against ftp-srv on 127.0.0.1: what each kind of failure looks like (untrusted
 // certificate, bad password, refused port, silent server, PASV to another host, stalled download),
-// windows-1251 names, overwrite, the steps of a probe, implicit TLS, and one serialized connection
-// per sink.
+// windows-1251 names, overwrite, the steps of a probe, implicit TLS, and the lanes of a sink or
+// source (more in ftp-lanes.test.ts).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
@@ -463,13 +463,14 @@ describe('ftp transport', () => {
     });
   });
 
-  describe('one connection, serialized', () => {
-    it('parallel puts on one sink share one connection and all arrive', T, async () => {
+  describe('lanes: one connection per transfer under way, each serialized', () => {
+    it('puts one after the other share one connection and all arrive', T, async () => {
       const s = await serve();
       const sink = await sinkOn(profileFor(s));
       const files = Array.from({ length: 6 }, (_, i) => [`pkg ${i}.xml`, randomBytes(20_000 + i)] as const);
-      const results = await Promise.all(files.map(([n, b]) => sink.put(packageOf(n, b, 4096), signal())));
-      assert.ok(results.every((r) => !r.alreadyPresent));
+      const results: boolean[] = [];
+      for (const [n, b] of files) results.push((await sink.put(packageOf(n, b, 4096), signal())).alreadyPresent);
+      assert.deepEqual(results, [false, false, false, false, false, false]);
       assert.equal(s.connections(), 1, 'one control connection for the whole sink');
       const dir = join(s.root, 'in', 'azs017');
       for (const [n, b] of files) assert.deepEqual(await readFile(join(dir, n)), b);

@@ -44,10 +44,18 @@ export interface FtpServerOptions {
    * stop coming until the client closes the data connection.
    */
   listing?: { bytes?: number; nameBytes?: number };
+  /** Listen (control and passive data ports) on this loopback address instead of 127.0.0.1. */
+  host?: string;
+  /**
+   * Called with every command the server receives, before it is handled (PASS's argument masked),
+   * and the number of the control connection it came on (1 for the first accepted).
+   */
+  onCommand?: (directive: string, arg: string | null, connection: number) => void;
 }
 
 export interface TestFtpServer {
-  host: '127.0.0.1';
+  /** 127.0.0.1 unless `host` was given. */
+  host: string;
   port: number;
   /** The folder the user sees as `/`. */
   root: string;
@@ -60,6 +68,12 @@ export interface TestFtpServer {
   start(): Promise<void>;
   /** Stops the server and removes its temp root. Never throws. */
   close(): Promise<void>;
+}
+
+/** A command as ftp-srv parses it. */
+interface Cmd {
+  directive: string;
+  arg: string | null;
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const;
@@ -145,6 +159,90 @@ function mendAuthTls(): void {
 }
 mendAuthTls();
 
+/**
+ * ftp-srv's RETR builds the promise of the transfer's end before it replies 150, and only awaits it
+ * after the 150 went out: a client killed at that instant (the kill -9 suites do it) loses both
+ * sockets, the 150 fails, and the transfer's promise (its data socket already gone: a TypeError)
+ * rejects with nobody listening, an unhandled rejection that fails whatever test runs. The same
+ * handler, with the data socket checked when the transfer starts and that promise always observed.
+ */
+function mendRetr(): void {
+  const fromFtpSrv = createRequire(createRequire(import.meta.url).resolve('ftp-srv'));
+  const Bluebird = fromFtpSrv('bluebird') as BluebirdLike & { try<T>(fn: () => T): Promise<Awaited<T>> };
+  const registry = fromFtpSrv('./src/commands/registry') as Record<string, { handler: (this: RetrThis) => unknown }>;
+  interface RetrThis {
+    fs?: { read?: (path: string, opts: { start: number }) => unknown };
+    restByteCount: number;
+    commandSocket: Socket;
+    connector: { waitForConnection(): PromiseLike<unknown>; socket: Socket | null; end(): void };
+    reply(code: number, message?: string): PromiseLike<unknown>;
+    emit(event: string, ...args: unknown[]): void;
+  }
+  registry.RETR!.handler = function (this: RetrThis, ...args: unknown[]) {
+    const { command } = (args[0] ?? {}) as { command: { arg: string } };
+    if (!this.fs) return this.reply(550, 'File system not instantiated');
+    if (!this.fs.read) return this.reply(402, 'Not supported by file system');
+    const read = this.fs.read.bind(this.fs);
+    const filePath = command.arg;
+    const start = this.restByteCount;
+    this.restByteCount = 0;
+    return Promise.resolve(this.connector.waitForConnection())
+      .then(() => this.commandSocket.pause())
+      .then(() => Bluebird.try(() => read(filePath, { start })))
+      .then((fsResponse) => {
+        const r = fsResponse as { stream?: Readable; clientPath?: string } & Readable;
+        const stream: Readable = r.stream ?? r;
+        const clientPath = r.clientPath ?? filePath;
+        const socket = this.connector.socket;
+        if (!socket) {
+          stream.destroy();
+          throw new Error('the data connection is gone');
+        }
+        const ended = new Promise<void>((resolve, reject) => {
+          stream.on('data', (data: Buffer) => {
+            stream.pause();
+            socket.write(data, () => stream.resume());
+          });
+          stream.once('end', () => resolve());
+          stream.once('error', (err) => {
+            socket.destroy(err);
+            reject(err);
+          });
+          socket.once('error', (err) => {
+            stream.destroy(err);
+            reject(err);
+          });
+          socket.once('close', () => reject(new Error('the data connection closed')));
+        });
+        ended.catch(() => undefined); // observed below when the 150 went out; else dropped
+        return this.reply(150)
+          .then(() => {
+            stream.resume();
+            socket.resume();
+          })
+          .then(() => ended)
+          .then(() => this.emit('RETR', null, filePath))
+          .then(() => this.reply(226, clientPath))
+          .then(() => stream.destroy());
+      })
+      .catch((err: unknown) => {
+        const e = err as Error;
+        this.emit('RETR', e);
+        return (
+          e.name === 'TimeoutError' ? this.reply(425, 'No connection established') : this.reply(551, e.message)
+        ).then(
+          () => undefined,
+          () => undefined,
+        );
+      })
+      .then(() => {
+        this.connector.end();
+        this.commandSocket.resume();
+      });
+  };
+}
+mendRetr();
+
 // ---- a hostile LIST ------------------------------------------------------------------------------
 
 /** The `listing` knob of each running server (ftp-srv's command registry is one for the process). */
@@ -229,6 +327,7 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
   const base = 20000 + Math.floor(Math.random() * 9800);
   const [pasvMin, pasvMax] = opts.pasvRange ?? [base, base + 199];
   const cp1251 = opts.encoding === 'cp1251';
+  const host = opts.host ?? '127.0.0.1';
 
   let srv: FtpSrv | null = null;
   let port = opts.port ?? 0;
@@ -246,7 +345,7 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
     if (srv) return;
     const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
     const server = new FtpSrv({
-      url: `${security === 'implicit' ? 'ftps' : 'ftp'}://127.0.0.1:${port}`,
+      url: `${security === 'implicit' ? 'ftps' : 'ftp'}://${host}:${port}`,
       pasv_min: pasvMin,
       pasv_max: pasvMax,
       // A function, because ftp-srv replaces a fixed pasv_url by the client's own address when
@@ -262,7 +361,18 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
     if (opts.listing) listingKnobs.set(server, opts.listing);
     // ftp-srv answers slowly without this (Nagle + delayed ACK on every small reply).
     (server as unknown as EventEmitter).on('connect', ({ connection }: { connection: FtpConnection }) => {
-      connections++;
+      const number = ++connections;
+      const onCommand = opts.onCommand;
+      if (onCommand) {
+        const commands = (connection as unknown as { commands: { handle(c: unknown): unknown; parse(m: string): Cmd } })
+          .commands;
+        const handle = commands.handle.bind(commands);
+        commands.handle = (command: unknown) => {
+          const c = typeof command === 'string' ? commands.parse(command) : (command as Cmd);
+          onCommand(c.directive, c.directive === 'PASS' ? '********' : c.arg, number);
+          return handle(c);
+        };
+      }
       const socket = (connection as unknown as { commandSocket: import('node:net').Socket }).commandSocket;
       socket.setNoDelay(true);
       if (cp1251) connection.encoding = 'latin1';
@@ -288,7 +398,7 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
 
   await start();
   return {
-    host: '127.0.0.1',
+    host,
     get port() {
       return port;
     },

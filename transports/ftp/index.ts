@@ -1,29 +1,21 @@
 // The `ftp` transport: FTP and FTPS (explicit AUTH TLS or implicit TLS) through basic-ftp. Owns
-// what FTP makes hard to get right: one connection per route per cycle with every command on it
-// serialized; an outer deadline on every call (basic-ftp's own timeout only runs while a command
+// what FTP makes hard to get right: per route and cycle, one control connection per transfer under
+// way (lanes, lane.ts), every command on one serialized, none the server does not need; an outer deadline on every call (basic-ftp's own timeout only runs while a command
 // is active and its promises can stay unsettled, #123/#167/#209); passive data connections only to
 // the host the control connection goes to; names in windows-1251 for old servers; and `.part`,
 // SIZE, rename for every upload so that no reader sees a partial file under its final name.
 import { Readable } from 'node:stream';
 import { FTPError } from 'basic-ftp';
-import { plainName, probeFileName, PART, refuseMoveIntoSelf } from '../common/names.js';
+import { probeFileName, refuseMoveIntoSelf } from '../common/names.js';
 import { probeRun } from '../common/probe.js';
 import { sha256 } from '../common/streams.js';
-import { ackBudgetMs, withBudget } from '../deadline.js';
-import { TransportError, missingInFolder } from '../errors.js';
-import type {
-  Endpoint,
-  FtpProfile,
-  OutgoingPackage,
-  ProbeStep,
-  PutResult,
-  RemoteEntry,
-  Sink,
-  Source,
-  Transport,
-} from '../types.js';
-import { FtpSession, inDir, tlsOptionsFor } from './session.js';
-import { download, hashOf, upload } from './transfer.js';
+import { missingInFolder } from '../errors.js';
+import type { Endpoint, FtpProfile, ProbeStep, Sink, Source, Transport } from '../types.js';
+import { Lanes, MAX_LANES } from './lane.js';
+import { FtpSession, inDir, tlsOptionsFor, type ServerFacts } from './session.js';
+import { ftpSink } from './sink.js';
+import { ftpSource } from './source.js';
+import { upload } from './transfer.js';
 import { wireFor } from './wire.js';
 
 export { ftpWireName } from './wire.js';
@@ -31,187 +23,57 @@ export { ftpWireName } from './wire.js';
 export function createFtpTransport(profile: FtpProfile): Transport {
   const wire = wireFor(profile.encoding);
   const tls = tlsOptionsFor(profile);
-  const newSession = (ep: Endpoint) => new FtpSession(profile, wire, ep.timeoutMs, tls, ep.minRate);
+  const newSession = (ep: Endpoint, facts?: ServerFacts) =>
+    new FtpSession(profile, wire, ep.timeoutMs, tls, ep.minRate, facts);
 
-  /** Opens a session for an endpoint: connected, logged in, its directory there (created if missing). */
-  async function openSession(ep: Endpoint, signal: AbortSignal): Promise<{ session: FtpSession; dir: string }> {
-    const session = newSession(ep);
-    try {
-      const release = await session.lane.acquire(signal, `open ${ep.remote || '.'}`);
+  /**
+   * The lanes of a sink or source: the first connected, logged in and in its directory (created if
+   * missing) here, so that an unreachable server fails the open; more as the caller asks for them.
+   */
+  async function openLanes(
+    ep: Endpoint,
+    signal: AbortSignal,
+  ): Promise<{ lanes: Lanes; dir: string; resolve: (remote: string) => string }> {
+    const facts: ServerFacts = {};
+    const what = `open ${ep.remote || '.'}`;
+    const enter = async (session: FtpSession, dir: string | null, sig: AbortSignal) => {
       try {
-        await session.ready(signal);
-        const dir = session.resolve(ep.remote);
-        await session.enterDir(dir, true, signal);
-        return { session, dir };
-      } finally {
-        release();
+        await session.ready(sig);
+        const at = dir ?? session.resolve(ep.remote);
+        await session.enterDir(at, true, sig);
+        return at;
+      } catch (err) {
+        session.close();
+        throw session.classify(err, what, { missing: 'unavailable' });
       }
-    } catch (err) {
-      session.close();
-      throw session.classify(err, `open ${ep.remote || '.'}`, { missing: 'unavailable' });
-    }
+    };
+    const first = newSession(ep, facts);
+    const dir = await enter(first, null, signal);
+    const more = async (sig: AbortSignal) => {
+      const session = newSession(ep, facts);
+      await enter(session, dir, sig);
+      return session;
+    };
+    return { lanes: new Lanes(first, MAX_LANES, more), dir, resolve: (remote) => first.resolve(remote) };
   }
 
   async function openSink(ep: Endpoint, signal: AbortSignal): Promise<Sink> {
-    const { session, dir } = await openSession(ep, signal);
-    const sink = {
-      put: (pkg: OutgoingPackage, sig: AbortSignal) => put(session, ep, dir, pkg, sig),
-      close: () => {
-        session.close();
-        return Promise.resolve();
-      },
-    } satisfies Sink;
-    return sink;
-  }
-
-  async function put(
-    session: FtpSession,
-    ep: Endpoint,
-    dir: string,
-    pkg: OutgoingPackage,
-    signal: AbortSignal,
-  ): Promise<PutResult> {
-    const name = plainName(pkg.name, 'package name', true);
-    const what = `put ${name}`;
-    const final = inDir(dir, name);
-    const part = final + PART;
-    const remoteRef = final;
-    if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
-    // a name the server's charset cannot write is refused before anything is sent
-    wire.out(name, what);
-    const release = await session.lane.acquire(signal, what);
-    let partStarted = false;
-    let renamed = false;
-    try {
-      await session.ready(signal);
-      await session.enterDir(dir, true, signal);
-      let existing = await session.sizeOf(final, `${what}: look for ${final}`, signal);
-      if (existing !== null) {
-        // FTP has no portable remote hash (HASH / XSHA256 are rare extensions), and size alone
-        // would take a different file of the same size for ours: a same-size file is read back
-        // and hashed. That costs a download only when a package is sent again (after a crash).
-        if (existing === pkg.size) {
-          const sha = await hashOf(session, final, existing, `${what}: compare with ${final}`, signal).catch(
-            (err: unknown) => {
-              // taken away by its reader while we looked (the office imported it): write ours
-              if (err instanceof TransportError && err.code === 'not-found') return null;
-              throw err;
-            },
-          );
-          if (sha === pkg.sha256.toLowerCase()) return { remoteRef, alreadyPresent: true };
-          if (sha === null) existing = null;
-        }
-      }
-      if (existing !== null) {
-        if (!ep.overwrite) {
-          throw new TransportError('exists', `${what}: a different ${final} (${existing} bytes) is already there`);
-        }
-      }
-
-      partStarted = true;
-      await upload(session, pkg, part, what, signal);
-      const stored = await session.sizeOf(part, `${what}: size of ${name}${PART}`, signal);
-      if (stored !== pkg.size) {
-        throw new TransportError(
-          'corrupt',
-          `${what}: the server holds ${stored ?? 'no'} bytes of ${name}${PART}, ${pkg.size} were sent`,
-        );
-      }
-      await session.renameOnto(part, final, existing !== null, `${what}: rename ${name}${PART}`, signal);
-      renamed = true;
-      return { remoteRef, alreadyPresent: false };
-    } catch (err) {
-      // Best effort, and only while the connection is still good: after a timeout or an abort
-      // the `.part` stays; readers skip it and the next put of this name overwrites it.
-      if (partStarted && !renamed) await session.removeQuietly(part);
-      throw session.classify(err, what, { missing: 'unavailable' });
-    } finally {
-      release();
-    }
+    const { lanes, dir } = await openLanes(ep, signal);
+    return ftpSink(lanes, ep, dir, wire);
   }
 
   async function openSource(ep: Endpoint, signal: AbortSignal): Promise<Source> {
-    const { session, dir } = await openSession(ep, signal);
-    const moveTo = ep.afterReceive.kind === 'move' ? session.resolve(ep.afterReceive.to) : null;
+    const { lanes, dir, resolve } = await openLanes(ep, signal);
+    let moveTo: string | null = null;
     try {
+      // resolved against the login directory, which every lane shares
+      if (ep.afterReceive.kind === 'move') moveTo = resolve(ep.afterReceive.to);
       refuseMoveIntoSelf(dir, moveTo, ep.afterReceive.kind === 'move' ? ep.afterReceive.to : '');
     } catch (err) {
-      session.close();
+      lanes.close();
       throw err;
     }
-
-    const source = {
-      async list(sig: AbortSignal): Promise<RemoteEntry[]> {
-        const what = `list ${dir}`;
-        const release = await session.lane.acquire(sig, what);
-        try {
-          await session.ready(sig);
-          await session.enterDir(dir, true, sig);
-          return await session.listHere(dir, what, sig);
-        } catch (err) {
-          throw session.classify(err, what, { missing: 'unavailable' });
-        } finally {
-          release();
-        }
-      },
-
-      async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
-        const name = plainName(entry.ref, 'entry');
-        const file = inDir(dir, name);
-        const what = `read ${file}`;
-        const release = await session.lane.acquire(sig, what);
-        let handedOver = false;
-        try {
-          await session.ready(sig);
-          const size = await session.sizeOf(file, what, sig);
-          if (size === null) throw new TransportError('not-found', `${what}: no such file on the server`);
-          if (size !== entry.size) {
-            throw new TransportError('busy', `${what}: ${size} bytes now, ${entry.size} when listed (still changing)`);
-          }
-          const stream = download(session, file, entry.size, what, sig, release);
-          handedOver = true;
-          // The reader gets errors through its pipeline / for-await; this only keeps a reader that
-          // has not attached its handler yet from turning a broken transfer into a crash.
-          stream.on('error', () => undefined);
-          return stream;
-        } catch (err) {
-          throw session.classify(err, what, { missing: 'not-found' });
-        } finally {
-          if (!handedOver) release();
-        }
-      },
-
-      async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
-        const name = plainName(entry.ref, 'entry');
-        const file = inDir(dir, name);
-        const what = `acknowledge ${file}`;
-        const release = await session.lane.acquire(sig, what);
-        try {
-          // the whole acknowledgement within one budget: a server that keeps a move's free-name
-          // search going is cut there (and by the free-name cap), never left to hold the route
-          await withBudget(what, ackBudgetMs(ep.timeoutMs), sig, async (s) => {
-            await session.ready(s);
-            if (moveTo) {
-              await session.enterDir(moveTo, true, s);
-              const free = await session.freeName(moveTo, name, s);
-              await session.moveOrGone(file, inDir(moveTo, free), `${what}: move to ${moveTo}`, s);
-            } else {
-              await session.deleteOrGone(file, what, s);
-            }
-          });
-        } catch (err) {
-          throw session.classify(err, what, { missing: 'unavailable' });
-        } finally {
-          release();
-        }
-      },
-
-      close: () => {
-        session.close();
-        return Promise.resolve();
-      },
-    } satisfies Source;
-    return source;
+    return ftpSource(lanes, ep, dir, moveTo);
   }
 
   async function probe(ep: Endpoint, direction: 'in' | 'out', signal: AbortSignal): Promise<ProbeStep[]> {

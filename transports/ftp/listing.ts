@@ -18,6 +18,12 @@ import { TransportError } from '../errors.js';
 export class BoundedClient extends Client {
   /** Whose listing of which folder, for the refusal; set before each list(). */
   listingOf = 'FTP listing';
+  /**
+   * Whether every line of the last listing became an entry (or was `.`/`..`, a `total` line, or a
+   * blank): basic-ftp skips a line its parser cannot read without a word, so a listing it read only
+   * in part is no proof that a name is not there.
+   */
+  lastListingWhole = false;
 
   protected override async _requestListWithCommand(command: string): Promise<FileInfo[]> {
     const text = new ListingText(new ListingBudget(this.listingOf));
@@ -28,7 +34,12 @@ export class BoundedClient extends Client {
       if (text.refusal) throw new TransportError('protocol', text.refusal);
       throw err;
     }
-    return this.parseList(text.text(this.ftp.encoding));
+    const raw = text.text(this.ftp.encoding);
+    const entries = this.parseList(raw);
+    const lines = raw.split(/\r?\n/).filter((l) => l.trim() !== '' && !l.startsWith('total'));
+    const dots = lines.filter((l) => /(^|[\s;])\.\.?$/.test(l.trimEnd()) || /type=[cp]dir;/i.test(l)).length;
+    this.lastListingWhole = entries.length + dots >= lines.length;
+    return entries;
   }
 }
 

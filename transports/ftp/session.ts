@@ -4,11 +4,7 @@
 import path from 'node:path';
 import { isIP } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
-import { Client, FTPError, enterPassiveModeIPv6, type FTPContext, type FTPResponse, type FileInfo } from 'basic-ftp';
-// Not re-exported by basic-ftp's index (the package has no exports map): the function basic-ftp
-// itself uses to open every passive data connection, TLS session reuse included. We only replace
-// the decision where it connects to (see `passive`).
-import { connectForPassiveTransfer } from 'basic-ftp/dist/transfer.js';
+import { Client, FTPError, type FileInfo } from 'basic-ftp';
 import { freeName, isVisible } from '../common/names.js';
 import { redactor } from '../common/redact.js';
 import { clientSecureContext } from '../common/tls.js';
@@ -16,25 +12,36 @@ import { withDeadline, type MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { FtpProfile, ProbeStep, RemoteEntry } from '../types.js';
 import { classifyFtp, MISSING_TEXT, type ErrorContext } from './errors.js';
-import { Lane } from './lane.js';
 import { BoundedClient } from './listing.js';
+import { passive, type PassiveState } from './passive.js';
 import type { Wire } from './wire.js';
 
 /**
+ * What one server told one session and holds for every other session of the same route and user
+ * (a pool's lanes, a reconnect): FEAT's MLST, the login directory. Learned once, asked once.
+ */
+export interface ServerFacts {
+  mlsd?: boolean;
+  home?: string;
+}
+
+/**
  * One FTP control connection and everything done on it. basic-ftp runs one command at a time:
- * every operation holds the lane for its whole length (a download until its stream is done).
+ * every operation holds the session (its lane, lane.ts) for its whole length (a download until
+ * its stream is done).
  * A command that times out or is aborted costs the connection (there is no way to cancel a
  * command or a transfer in basic-ftp); the next operation then connects again with a fresh
  * Client, never the old one (a task left hanging in it would poison the next command).
  */
 export class FtpSession {
-  readonly lane = new Lane();
   private readonly redact: (e: TransportError) => TransportError;
   private client: BoundedClient | null = null;
   private home = '/';
+  /** The directory the current connection is in (CWD done), null when not known. */
+  private cwd: string | null = null;
   private closed = false;
   /** Whether the server does EPSV; learned on the first transfer. */
-  private epsv: boolean | undefined;
+  private readonly passiveState: PassiveState = {};
 
   constructor(
     private readonly profile: FtpProfile,
@@ -44,11 +51,13 @@ export class FtpSession {
     private readonly tls: () => ConnectionOptions,
     /** The slowest average a transfer may keep (the route's minRate); none if absent. */
     readonly minRate?: MinRate,
+    /** Shared by the sessions of one sink or source: what one learned, the others need not ask. */
+    private readonly facts: ServerFacts = {},
   ) {
     this.redact = redactor([profile.password]);
   }
 
-  /** The connection now in use, if any (the caller holds the lane). */
+  /** The connection now in use, if any (the caller holds the session). */
   get current(): Client | null {
     return this.client;
   }
@@ -71,8 +80,9 @@ export class FtpSession {
     // basic-ftp decodes and encodes the control connection with a Node Buffer encoding, which has
     // no windows-1251: latin1 keeps every byte as one char, and `wire` does the rest.
     c.ftp.encoding = this.wire.encoding;
-    c.prepareTransfer = (ftp) => this.passive(ftp);
+    c.prepareTransfer = (ftp) => passive(ftp, this.passiveState);
     this.client = c;
+    this.cwd = null;
 
     const whats: Record<string, string> = {
       connect: `connect ${this.where}`,
@@ -138,28 +148,38 @@ export class FtpSession {
 
     await step('login', async () => {
       const login = `login as ${user}`;
-      if (this.wire.encoding === 'utf8') await this.on(c, login, signal, () => c.sendIgnoringError('OPTS UTF8 ON'));
+      // before USER only for a user name or password that is not ASCII (some servers take UTF-8
+      // there only then; others, vsftpd among them, refuse OPTS before login); else once after it
+      let utf8Done = this.wire.encoding !== 'utf8';
+      if (!utf8Done && !/^[\x20-\x7e]*$/.test(user + password)) {
+        const res = await this.on(c, login, signal, () => c.sendIgnoringError('OPTS UTF8 ON'));
+        utf8Done = res.code >= 200 && res.code < 300;
+      }
       await this.on(c, login, signal, () =>
         c.login(this.wire.secret(user, 'user'), this.wire.secret(password, 'password')),
       );
-      await this.settings(c, signal);
-      this.home = await this.on(c, `${login}: PWD`, signal, () => c.pwd())
+      await this.settings(c, signal, utf8Done);
+      this.facts.home ??= await this.on(c, `${login}: PWD`, signal, () => c.pwd())
         .then((p) => this.wire.in(p).replace(/""/g, '"') || '/')
         .catch(() => '/');
+      this.home = this.facts.home;
       return `as ${user}`;
     });
     return c;
   }
 
-  /** What basic-ftp's useDefaultSettings does, minus `OPTS UTF8 ON` on a windows-1251 server, plus a refused PROT P being an error. */
-  private async settings(c: Client, signal: AbortSignal): Promise<void> {
-    const features = await this.on(c, 'FEAT', signal, () => c.features());
-    const mlsd = features.has('MLST');
+  /**
+   * What basic-ftp's useDefaultSettings does, minus what costs a round trip for nothing: `STRU F`
+   * (file structure is FTP's default, RFC 959 3.1.2), a second `OPTS UTF8 ON` (`utf8Done`: the
+   * server took the one before login, or the names are windows-1251), FEAT once per pool (the
+   * facts); plus a refused PROT P being an error.
+   */
+  private async settings(c: Client, signal: AbortSignal, utf8Done: boolean): Promise<void> {
+    this.facts.mlsd ??= (await this.on(c, 'FEAT', signal, () => c.features())).has('MLST');
+    const mlsd = this.facts.mlsd;
     c.availableListCommands = mlsd ? ['MLSD', 'LIST -a', 'LIST'] : ['LIST -a', 'LIST'];
     await this.on(c, 'TYPE I', signal, () => c.send('TYPE I'));
-    await this.on(c, 'STRU F', signal, () => c.sendIgnoringError('STRU F'));
-    if (this.wire.encoding === 'utf8')
-      await this.on(c, 'OPTS UTF8 ON', signal, () => c.sendIgnoringError('OPTS UTF8 ON'));
+    if (!utf8Done) await this.on(c, 'OPTS UTF8 ON', signal, () => c.sendIgnoringError('OPTS UTF8 ON'));
     if (mlsd) await this.on(c, 'OPTS MLST', signal, () => c.sendIgnoringError('OPTS MLST type;size;modify;'));
     if (c.ftp.hasTLS) {
       await this.on(c, 'PBSZ 0', signal, () => c.sendIgnoringError('PBSZ 0'));
@@ -177,50 +197,6 @@ export class FtpSession {
     }
   }
 
-  /**
-   * Passive mode, data connections only ever to the host of the control connection: EPSV (which
-   * names a port only) while the server does it, else PASV, whose address must be that host.
-   * A PASV reply naming another host is refused: following it is the FTP bounce attack, and it is
-   * also what a server behind NAT with a wrong passive address sends; either way someone has to
-   * fix the server. (basic-ftp's own check would let any loopback address stand for another and
-   * hides its error inside a generic "no transfer strategy works".)
-   */
-  private async passive(ftp: FTPContext): Promise<FTPResponse> {
-    if (this.epsv !== false) {
-      try {
-        const res = await enterPassiveModeIPv6(ftp);
-        this.epsv = true;
-        return res;
-      } catch (err) {
-        if (this.epsv === true || !(err instanceof FTPError) || ftp.closed) throw err;
-        this.epsv = false;
-      }
-    }
-    const res = await ftp.request('PASV');
-    const m = /(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})/.exec(res.message);
-    if (!m) throw new TransportError('protocol', `PASV: cannot read the reply ${JSON.stringify(res.message.trim())}`);
-    const [a, b, c, d, hi, lo] = m.slice(1).map((n) => Number.parseInt(n, 10)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    const target = `${a}.${b}.${c}.${d}`;
-    const port = hi * 256 + lo;
-    const control = (ftp.socket.remoteAddress ?? '').replace(/^::ffff:/i, '');
-    if (target !== control) {
-      throw new TransportError(
-        'protocol',
-        `the server's PASV reply sends the data connection to ${target}:${port}, not to ${control}, the server we ` +
-          `are connected to; refused (a server behind NAT needs its passive address set, or EPSV enabled)`,
-      );
-    }
-    await connectForPassiveTransfer(control, port, ftp);
-    return res;
-  }
-
   /** Runs one call on `c` under the deadline; a timeout or an abort closes the connection. */
   private async on<T>(c: Client, what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     try {
@@ -232,7 +208,7 @@ export class FtpSession {
     }
   }
 
-  /** One command on the current connection (the caller holds the lane and called `ready`). */
+  /** One command on the current connection (the caller holds the session and called `ready`). */
   async command<T>(what: string, signal: AbortSignal, fn: (c: Client) => Promise<T>): Promise<T> {
     const c = this.client;
     if (!c || c.closed) throw new TransportError('network', `${what}: the connection to ${this.where} was lost`);
@@ -244,6 +220,7 @@ export class FtpSession {
     const c = this.client;
     if (!c || (only && c !== only)) return;
     this.client = null;
+    this.cwd = null;
     try {
       c.close();
     } catch {
@@ -263,10 +240,18 @@ export class FtpSession {
     return abs.length > 1 ? abs.replace(/\/+$/, '') : abs;
   }
 
-  /** CWD into `dir`, creating it (level by level, as not every server creates parents) when missing. */
+  /**
+   * CWD into `dir`, creating it (level by level, as not every server creates parents) when missing.
+   * Nothing is sent when the current connection is there already.
+   */
   async enterDir(dir: string, create: boolean, signal: AbortSignal): Promise<void> {
     const what = `open ${dir}`;
-    const cd = () => this.command(what, signal, (c) => c.send(`CWD ${this.wire.out(dir, what)}`));
+    if (this.cwd === dir && this.client && !this.client.closed) return;
+    const cd = async () => {
+      this.cwd = null;
+      await this.command(what, signal, (c) => c.send(`CWD ${this.wire.out(dir, what)}`));
+      this.cwd = dir;
+    };
     try {
       await cd();
       return;
@@ -297,6 +282,37 @@ export class FtpSession {
    * refused with 'protocol', and the connection goes with the transfer that was cut.
    */
   async listHere(dir: string, what: string, signal: AbortSignal, all = false): Promise<RemoteEntry[]> {
+    const infos = await this.infosHere(dir, what, signal);
+    const entries: RemoteEntry[] = [];
+    for (const info of infos) {
+      if (!info.isFile) continue;
+      const name = this.wire.in(info.name);
+      if (!all && !isVisible(name)) continue;
+      const entry: RemoteEntry = { name, size: info.size, ref: name };
+      // only MLSD gives a real timestamp; LIST's `May 11 08:01` has no year, zone or seconds
+      if (info.modifiedAt && !Number.isNaN(info.modifiedAt.getTime())) entry.modifiedAt = info.modifiedAt;
+      entries.push(entry);
+    }
+    return entries;
+  }
+
+  /**
+   * Every name in `dir` (CWD there first unless the connection is there): size for a plain file,
+   * else null. Null for all of it when the listing was not read whole (a line basic-ftp could not
+   * parse): it cannot say that a name is not there.
+   */
+  async listNames(
+    dir: string,
+    what: string,
+    signal: AbortSignal,
+  ): Promise<{ name: string; size: number | null }[] | null> {
+    await this.enterDir(dir, false, signal);
+    const infos = await this.infosHere(dir, what, signal);
+    if (!this.client?.lastListingWhole) return null;
+    return infos.map((info) => ({ name: this.wire.in(info.name), size: info.isFile ? info.size : null }));
+  }
+
+  private async infosHere(dir: string, what: string, signal: AbortSignal): Promise<FileInfo[]> {
     let infos: FileInfo[];
     try {
       infos = await this.command(what, signal, (c) => {
@@ -309,17 +325,7 @@ export class FtpSession {
       if (err instanceof TransportError && err.code === 'protocol') this.drop();
       throw err;
     }
-    const entries: RemoteEntry[] = [];
-    for (const info of infos) {
-      if (!info.isFile) continue;
-      const name = this.wire.in(info.name);
-      if (!all && !isVisible(name)) continue;
-      const entry: RemoteEntry = { name, size: info.size, ref: name };
-      // only MLSD gives a real timestamp; LIST's `May 11 08:01` has no year, zone or seconds
-      if (info.modifiedAt && !Number.isNaN(info.modifiedAt.getTime())) entry.modifiedAt = info.modifiedAt;
-      entries.push(entry);
-    }
-    return entries;
+    return infos;
   }
 
   /**

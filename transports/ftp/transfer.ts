@@ -13,7 +13,7 @@ import type { FtpSession } from './session.js';
 
 /** SHA-256 of a remote file, by reading it back (exactly `size` bytes or an error). */
 export function hashOf(session: FtpSession, file: string, size: number, what: string, signal: AbortSignal) {
-  return sha256Of(download(session, file, size, what, signal, () => undefined));
+  return sha256Of(download(session, file, size, what, signal, () => undefined).stream);
 }
 
 /**
@@ -21,7 +21,9 @@ export function hashOf(session: FtpSession, file: string, size: number, what: st
  * bytes came, and errors otherwise (basic-ftp ends the destination it was given even after a
  * failed transfer, so the reader never gets that one). `onFree` runs once when the connection is
  * free again: the transfer settled, or it was cut (reader gone, stall, abort) and the connection
- * closed with it.
+ * closed with it. `started` resolves once the first byte was taken (or the transfer of an empty
+ * file succeeded) and rejects with the stream's error when it fails before: a refused RETR (the
+ * file is gone) or a file grown past its listed size fails `started`, at no round trip of its own.
  */
 export function download(
   session: FtpSession,
@@ -30,9 +32,18 @@ export function download(
   what: string,
   signal: AbortSignal,
   onFree: () => void,
-): Readable {
+): { stream: Readable; started: Promise<void> } {
   const c = session.current;
   const out = new IdleWatch(what, session.ms, signal, session.minRate);
+  let begin!: () => void;
+  let fail!: (err: unknown) => void;
+  const started = new Promise<void>((resolve, reject) => {
+    begin = resolve;
+    fail = reject;
+  });
+  started.catch(() => undefined);
+  out.once('error', fail);
+  out.once('close', () => fail(new TransportError('aborted', `${what}: the reader is gone`)));
   let freed = false;
   const free = () => {
     if (freed) return;
@@ -42,7 +53,7 @@ export function download(
   if (!c || c.closed) {
     queueMicrotask(() => out.destroy(new TransportError('network', `${what}: the connection was lost`)));
     free();
-    return out;
+    return { stream: out, started };
   }
   let received = 0;
   let settled = false;
@@ -51,6 +62,7 @@ export function download(
       received += chunk.length;
       if (received > size) return cb(new TransportError('busy', `${what}: more than the ${size} bytes listed`));
       if (out.destroyed) return cb(new TransportError('aborted', `${what}: the reader is gone`));
+      begin();
       if (out.write(chunk)) return cb();
       const onDrain = () => {
         out.off('close', onClose);
@@ -77,25 +89,41 @@ export function download(
     settled = true;
     queueMicrotask(() => out.destroy(err as Error));
     free();
-    return out;
+    return { stream: out, started };
   }
   c.downloadTo(destination, wireName).then(
     () => {
       settled = true;
       free();
+      if (received === size) begin();
       if (received === size) out.end();
       else out.destroy(new TransportError('busy', `${what}: ${received} bytes came, ${size} listed`));
     },
-    (err: unknown) => {
+    async (err: unknown) => {
       settled = true;
       // A refusal of RETR leaves the connection in order; anything else may leave the server's
       // late reply to the broken transfer waiting to be taken for the answer to our next command.
       if (!(err instanceof FTPError) || c.closed) session.drop(c);
+      let failure = session.classify(err, what, { missing: 'not-found' });
+      if (
+        err instanceof FTPError &&
+        !c.closed &&
+        failure.code !== 'not-found' &&
+        (err.code === 550 || err.code === 450)
+      ) {
+        // vsftpd says "550 Failed to open file." for a file that is not there as for one it may
+        // not read: SIZE tells them apart (asked only when RETR is refused, never before it)
+        const gone = await session.sizeOf(file, `${what}: check`, signal).then(
+          (n) => n === null,
+          () => false,
+        );
+        if (gone) failure = new TransportError('not-found', `${what}: no such file on the server`, { cause: err });
+      }
       free();
-      out.destroy(session.classify(err, what, { missing: 'not-found' }));
+      out.destroy(failure);
     },
   );
-  return out;
+  return { stream: out, started };
 }
 
 /**

@@ -1,0 +1,96 @@
+// The FTP source: one listing per cycle, and up to `parallel` downloads and acknowledgements at
+// once, each on its own lane (control connection), opened as the pipeline asks for them.
+import type { Readable } from 'node:stream';
+import { plainName } from '../common/names.js';
+import { ackBudgetMs, withBudget } from '../deadline.js';
+import type { Endpoint, RemoteEntry, Source } from '../types.js';
+import { KeyedQueue, MAX_LANES, type Lanes } from './lane.js';
+import { inDir } from './session.js';
+import { download } from './transfer.js';
+
+/**
+ * A source over `lanes`, whose first session is in `dir`. `open` sends RETR straight away: the
+ * listing said the size, and the download fails ('busy') unless exactly that many bytes come, so
+ * a SIZE before it would only repeat the listing. Moves into `moveTo` go one at a time (two
+ * free-name searches at once could pick the same name); deletes and downloads do not wait.
+ */
+export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: string | null): Source {
+  const moves = new KeyedQueue();
+  let moveDirReady = false;
+
+  return {
+    parallel: MAX_LANES,
+
+    async list(sig: AbortSignal): Promise<RemoteEntry[]> {
+      const what = `list ${dir}`;
+      const { session, release } = await lanes.acquire(sig, what);
+      try {
+        await session.ready(sig);
+        await session.enterDir(dir, true, sig);
+        return await session.listHere(dir, what, sig);
+      } catch (err) {
+        throw session.classify(err, what, { missing: 'unavailable' });
+      } finally {
+        release();
+      }
+    },
+
+    async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
+      const name = plainName(entry.ref, 'entry');
+      const file = inDir(dir, name);
+      const what = `read ${file}`;
+      const { session, release } = await lanes.acquire(sig, what);
+      let handedOver = false;
+      try {
+        await session.ready(sig);
+        const { stream, started } = download(session, file, entry.size, what, sig, release);
+        handedOver = true;
+        // The reader gets errors through its pipeline / for-await; this only keeps a reader that
+        // has not attached its handler yet from turning a broken transfer into a crash.
+        stream.on('error', () => undefined);
+        // a file that is gone, or grew since the listing, fails here, not in the reader's hands
+        await started;
+        return stream;
+      } catch (err) {
+        throw session.classify(err, what, { missing: 'not-found' });
+      } finally {
+        if (!handedOver) release();
+      }
+    },
+
+    async acknowledge(entry: RemoteEntry, sig: AbortSignal): Promise<void> {
+      const name = plainName(entry.ref, 'entry');
+      const file = inDir(dir, name);
+      const what = `acknowledge ${file}`;
+      const ack = async () => {
+        const { session, release } = await lanes.acquire(sig, what);
+        try {
+          // the whole acknowledgement within one budget: a server that keeps a move's free-name
+          // search going is cut there (and by the free-name cap), never left to hold the route
+          await withBudget(what, ackBudgetMs(ep.timeoutMs), sig, async (s) => {
+            await session.ready(s);
+            if (moveTo) {
+              // created (if missing) once per cycle, not once per file
+              if (!moveDirReady) await session.enterDir(moveTo, true, s);
+              moveDirReady = true;
+              const free = await session.freeName(moveTo, name, s);
+              await session.moveOrGone(file, inDir(moveTo, free), `${what}: move to ${moveTo}`, s);
+            } else {
+              await session.deleteOrGone(file, what, s);
+            }
+          });
+        } catch (err) {
+          throw session.classify(err, what, { missing: 'unavailable' });
+        } finally {
+          release();
+        }
+      };
+      await (moveTo ? moves.run(moveTo, ack) : ack());
+    },
+
+    close: () => {
+      lanes.close();
+      return Promise.resolve();
+    },
+  } satisfies Source;
+}
