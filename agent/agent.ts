@@ -1,6 +1,7 @@
 // The running agent for one config: opens the ledger and spool, runs one cycle of a route under
 // its cross-process lock, and records how the run went. The scheduler and `sprelay once` both
 // come through runRoute, so a route behaves the same whichever started it.
+import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import type { Config, RouteConfig } from './config.js';
 import { profileWithSecrets } from './credentials.js';
@@ -42,6 +43,10 @@ export class Agent {
       cycleLog?: 'all' | 'file';
     } = {},
   ) {
+    // Every request in flight of every route listens to the cycle's abort signal: 16 transfers at
+    // once (concurrency's cap) over several routes are more than Node's default of 10 listeners,
+    // which is not a leak (each removes its listener when done) but prints a warning.
+    setMaxListeners(0, this.abortCtl.signal, this.stopCtl.signal);
     const env = opts.env ?? process.env;
     this.transportFor =
       opts.transportFor ??

@@ -25,7 +25,7 @@ log:
 # maxSize: 50MB              # larger packages are refused (out) or quarantined (in)
 # timeout: 60s               # a network operation making no progress for this long is aborted
 # minRate: 1KB/s             # a transfer slower than this on average over 60s (or timeout, if longer) is cut and retried; 0 = off
-# concurrency: 1             # parallel transfers per route (1..16)
+# concurrency: 4             # parallel transfers per route (1..16); default lan 4, ftp 4, sftp 8; e-mail: out 1, in 16
 # overwrite: false           # true: replace a remote file of the same name instead of failing
 # retry: { maxAttempts: 10, baseDelay: 1m, maxDelay: 1h }   # attempts per package, first and longest wait between them
 # maxPerCycle: 500           # in-routes: remote files or messages taken per cycle at most (a flood waits its turn)

@@ -123,7 +123,7 @@ describe('valid configs', () => {
       assert.equal(r.settleMs, 2000);
       assert.equal(r.maxSize, 50 * 1024 * 1024);
       assert.equal(r.timeoutMs, 60_000);
-      assert.equal(r.concurrency, 1);
+      assert.equal(r.concurrency, 4); // lan's default (DEFAULTS.concurrency, per transport)
       assert.equal(r.overwrite, false);
       assert.deepEqual(r.retry, { maxAttempts: 10, baseDelayMs: 60_000, maxDelayMs: 3_600_000 });
     }

@@ -405,7 +405,8 @@ describe('retry, dead and resend', () => {
   });
 
   it('a refused login keeps the package queued without using up attempts and reports the route error', async () => {
-    st = makeStation();
+    // one put at a time: with more, the puts already started when the login is refused fail too
+    st = makeStation({ top: 'concurrency: 1' });
     const flaky = flakySink(2, 'auth');
     const agent = st.agent({ transportFor: flaky.transportFor });
     try {
@@ -486,7 +487,8 @@ describe('bundling (sinks that carry several packages per transfer)', () => {
   }
 
   it('sends due packages in bundles within the count and size limits, oldest first', async () => {
-    st = makeStation();
+    // one transfer at a time, so that the order the sink sees is the order they were sent in
+    st = makeStation({ top: 'concurrency: 1' });
     const { transportFor, batches } = bundlingTransport(0);
     const agent = st.agent({ transportFor });
     try {

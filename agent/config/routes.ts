@@ -192,7 +192,7 @@ export function buildRoute(
     maxSize: r.maxSize ?? top.maxSize ?? DEFAULTS.maxSize,
     timeoutMs: r.timeout ?? top.timeout ?? DEFAULTS.timeoutMs,
     minRate: r.minRate ?? top.minRate ?? DEFAULTS.minRate,
-    concurrency: r.concurrency ?? top.concurrency ?? DEFAULTS.concurrency,
+    concurrency: r.concurrency ?? top.concurrency ?? DEFAULTS.concurrency[profile.type][r.direction],
     overwrite: r.overwrite ?? top.overwrite ?? DEFAULTS.overwrite,
     retry: {
       maxAttempts: r.retry?.maxAttempts ?? top.retry?.maxAttempts ?? DEFAULTS.retry.maxAttempts,

@@ -22,7 +22,20 @@ export const DEFAULTS = {
    * dead) trips it.
    */
   minRate: KB,
-  concurrency: 1,
+  /**
+   * Transfers (out) and entries (in) a route works on at once, per transport, chosen from the
+   * bench (issue 11, BENCH.md): on a link with 100 ms of round trip, several in flight hide the
+   * latency (sftp: requests on one channel; ftp: one control connection each, so fewer). lan
+   * calls into one share are gated to 2 at once whatever this says (transports/lan/gate.ts);
+   * e-mail sends one message at a time over its one SMTP connection (so out-routes keep 1: the
+   * oldest goes first), and fetches and files up to 16 IMAP messages together.
+   */
+  concurrency: {
+    lan: { out: 4, in: 4 },
+    ftp: { out: 4, in: 4 },
+    sftp: { out: 8, in: 8 },
+    email: { out: 1, in: 16 },
+  },
   overwrite: false,
   retry: { maxAttempts: 10, baseDelayMs: MINUTE, maxDelayMs: HOUR } satisfies RetryPolicy,
   alertAfterMs: HOUR,
