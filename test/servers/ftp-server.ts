@@ -124,8 +124,13 @@ mendPassiveWait();
  * TLS: a client that starts its handshake at once (ours does) can have its ClientHello read in that
  * window by the plain command parser, which answers in plain text, and the client's handshake fails
  * with "wrong version number" (seen under load in the kill -9 FTP suite). Here the plain socket
- * stops reading before the 234 goes out and the TLS socket takes over the same handle; nothing is
- * read in between. The rest of the handler is ftp-srv's.
+ * stops reading before the 234 goes out and the TLS socket takes over the same handle. pause()
+ * alone does not stop the handle reading: a ClientHello that arrives before the TLS socket starts
+ * sits in the plain socket's buffer, and Node's TLS socket takes it from there with read(), which
+ * emits it as a plain 'data' event too: the command parser answered "502 Command not allowed:
+ * \x16\x03..." to the client's login (seen in the FTP kill -9 suite). So the parser's listeners
+ * are taken off the plain socket and fed only what the TLS socket decrypts. The rest of the
+ * handler is ftp-srv's.
  */
 function mendAuthTls(): void {
   const fromFtpSrv = createRequire(createRequire(import.meta.url).resolve('ftp-srv'));
@@ -149,7 +154,12 @@ function mendAuthTls(): void {
         isServer: true,
         secureContext: createSecureContext(this.server.options.tls),
       });
-      for (const event of ['data', 'timeout', 'end', 'close', 'drain', 'error']) {
+      const parsers = plain.listeners('data') as ((chunk: Buffer) => void)[];
+      plain.removeAllListeners('data');
+      secureSocket.on('data', (chunk: Buffer) => {
+        for (const parse of parsers) parse.call(plain, chunk);
+      });
+      for (const event of ['timeout', 'end', 'close', 'drain', 'error']) {
         secureSocket.on(event, (...a: unknown[]) => plain.emit(event, ...a));
       }
       this.commandSocket = secureSocket;
