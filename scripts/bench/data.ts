@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chown, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chown, copyFile, mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cp1251 } from '../samples.mjs';
 
@@ -128,10 +128,20 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /** Copies a workload's packages into `dest` (made if missing), optionally owned by uid:gid. */
+/**
+ * The files as a station's exporter leaves them before the cycle runs: written a minute earlier
+ * (AGE_MS). A cron tick comes minutes after SERVIO wrote its package, so sprelay's outbox settle
+ * by age takes them at once, as it does at a station; a remote's files are still listed twice,
+ * `settle` apart, whatever their age (a remote clock is not trusted), so the in times include it.
+ */
+export const AGE_MS = 60_000;
+
 export async function placeCopy(w: Workload, dest: string, owner?: { uid: number; gid: number }): Promise<void> {
   await mkdirOwned(dest, owner);
+  const written = new Date(Date.now() - AGE_MS);
   for (const name of w.files.keys()) {
     await copyFile(join(w.dir, name), join(dest, name));
+    await utimes(join(dest, name), written, written);
     if (owner) await chown(join(dest, name), owner.uid, owner.gid);
   }
 }

@@ -153,7 +153,10 @@ export function writeBenchMd(file: string, info: RunInfo, results: Results): voi
     `- Versions: ${versions(info.revision).join(', ')}`,
     `- sprelay: ${info.build}, run as the CLI (\`bin/sprelay.js --config F once\`), one config per run, a fresh dataDir,`,
     `  outbox/inbox and remote folder each run; default settings, settle ${info.settleMs / 1000} s (sprelay's default, included in its`,
-    '  times as a person gets them)' + (info.notes.length ? '; set beyond the defaults:' : ''),
+    '  times as a person gets them: the package files are written a minute before each run, as a station exporter leaves them',
+    '  before a cron tick, so the outbox takes them at once (settle by age); remote files are listed twice, settle apart,',
+    '  whatever their age, so the in rows include the settle)' +
+      (info.notes.length ? '; set beyond the defaults:' : ''),
     ...info.notes.map((n) => `  - ${n}`),
     `- Times: wall time from spawn to exit of each command (Node's start included), median of ${info.runs} run${info.runs === 1 ? '' : 's'};`,
     "  sprelay's peak RSS: ru_maxrss of the node process from GNU time (`/usr/bin/time -f %M`), i.e. its VmHWM at exit,",
