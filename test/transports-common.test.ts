@@ -1,9 +1,12 @@
 // The helpers every transport shares (transports/common/) and the library messages a transport
 // still has to recognise by their text, fed through the matcher as the library writes them.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { freeName, isVisible, plainName } from '../transports/common/names.js';
@@ -11,6 +14,8 @@ import { redactor } from '../transports/common/redact.js';
 import { exactLength, PackageCheck } from '../transports/common/streams.js';
 import { isTlsErrorCode } from '../transports/common/tls.js';
 import { TransportError } from '../transports/errors.js';
+import { createTransport, loadTransport } from '../transports/index.js';
+import type { ProfileOptions } from '../transports/types.js';
 import { classify, NO_RESPONSE } from '../transports/sftp/errors.js';
 
 describe('transports/common', () => {
@@ -86,5 +91,69 @@ describe('library messages matched by their text', () => {
     assert.equal(written, NO_RESPONSE);
     const e = classify(new Error(written), 'list /in', 'meta');
     assert.equal(e.code, 'network');
+  });
+});
+
+describe('transports are loaded when first used', () => {
+  const tls = { rejectUnauthorized: true };
+  const profiles: ProfileOptions[] = [
+    { type: 'lan', root: '/nowhere' },
+    { type: 'ftp', host: '127.0.0.1', port: 21, security: 'none', user: 'u', password: 'p', tls, encoding: 'utf8' },
+    { type: 'sftp', host: '127.0.0.1', port: 22, user: 'u', password: 'p', hostKey: 'any' },
+    { type: 'email', tls, maxPerMessage: 1 },
+    { type: 'email', tls, maxPerMessage: 5 },
+  ];
+
+  it('the features declared before loading are what each transport module declares', async () => {
+    for (const p of profiles) {
+      const real = await loadTransport(p, 'AZS-017');
+      assert.deepEqual(createTransport(p, 'AZS-017').features, real.features, `${p.type} features`);
+      assert.equal(createTransport(p, 'AZS-017').kind, real.kind);
+    }
+  });
+
+  it('an idle once (nothing to do) and status load no client library', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sprelay-lazy-'));
+    try {
+      const yaml = join(dir, 'sprelay.yaml');
+      mkdirSync(join(dir, 'out'));
+      writeFileSync(
+        yaml,
+        [
+          'station: AZS-017',
+          `dataDir: ${JSON.stringify(join(dir, 'data'))}`,
+          'profiles:',
+          "  office: { type: sftp, host: 127.0.0.1, port: 1, user: u, password: p, hostKey: 'any' }",
+          '  mail: { type: email, smtp: { host: 127.0.0.1, port: 1 }, from: a@b.c }',
+          '  ftpo: { type: ftp, host: 127.0.0.1, port: 1, user: u, password: p }',
+          'routes:',
+          `  - { name: export, direction: out, profile: office, local: ${JSON.stringify(join(dir, 'out'))}, remote: in, schedule: '* * * * *' }`,
+        ].join('\n'),
+      );
+      // which of the client libraries the process has loaded when it ends
+      const probe = join(dir, 'loaded.mjs');
+      writeFileSync(
+        probe,
+        `import { createRequire } from 'node:module';
+         const { main } = await import(${JSON.stringify(pathToFileURL(join(process.cwd(), 'agent', 'cli.ts')).href)});
+         const out = [];
+         const code = await main(process.argv.slice(2), { out: (t) => out.push(t), err: (t) => out.push(t), stdout: process.stdout, env: process.env, cwd: process.cwd() });
+         const req = createRequire(import.meta.url);
+         const loaded = Object.keys(req.cache).filter((f) => /node_modules[\\\\/](ssh2|ssh2-sftp-client|basic-ftp|imapflow|nodemailer|mailauth)[\\\\/]/.test(f));
+         console.log(JSON.stringify({ code, libs: [...new Set(loaded.map((f) => f.split(/node_modules[\\\\/]/).pop().split(/[\\\\/]/)[0]))] }));`,
+      );
+      for (const args of [['once'], ['status']]) {
+        const res = spawnSync(process.execPath, ['--import', 'tsx', probe, '--config', yaml, ...args], {
+          encoding: 'utf8',
+          cwd: process.cwd(),
+        });
+        const last = res.stdout.trim().split('\n').pop() ?? '';
+        const got = JSON.parse(last) as { code: number; libs: string[] };
+        assert.equal(got.code, 0, `${args.join(' ')}: ${res.stdout}${res.stderr}`);
+        assert.deepEqual(got.libs, [], `${args.join(' ')} loaded ${got.libs.join(', ')}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
