@@ -40,30 +40,6 @@ export class HashCounter extends Transform {
   }
 }
 
-/**
- * Streams `source` into `path` (created or truncated), hashing as it goes, and fsyncs the file
- * before returning. On failure the partial file is removed. The caller renames it into place.
- */
-export async function writeDurably(
-  source: Readable,
-  path: string,
-  opts: { maxBytes?: number; signal?: AbortSignal; mode?: number } = {},
-): Promise<WrittenFile> {
-  const counter = new HashCounter(opts.maxBytes);
-  const fh = await fsp.open(path, 'w', opts.mode ?? 0o666);
-  try {
-    const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 });
-    await pipeline(source, counter, out, opts.signal ? { signal: opts.signal } : {});
-    await fh.sync();
-    await fh.close();
-    return { size: counter.size, sha256: counter.digest() };
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await fsp.rm(path, { force: true }).catch(() => undefined);
-    throw err;
-  }
-}
-
 export async function hashFile(path: string, signal?: AbortSignal): Promise<WrittenFile> {
   const counter = new HashCounter();
   await pipeline(createReadStream(path), counter, nullSink(), signal ? { signal } : {});
@@ -157,17 +133,17 @@ export async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * writeDurably, with `observe` given every chunk in order as it goes to the file (a content check
- * fed from the one pass over the bytes: nothing is read back from disk). `observe` must not keep
- * the chunk. Same guarantees: the file is fsynced before this returns, removed on failure.
+ * Streams `source` into `path` (created or truncated), hashing as it goes, and fsyncs the file
+ * before returning. `observe`, when given, sees every chunk in order as it goes to the file (a
+ * content check fed from the one pass over the bytes: nothing is read back from disk); it must not
+ * keep the chunk. On failure the partial file is removed. The caller renames it into place.
  */
-export async function writeDurablyObserved(
+export async function writeDurably(
   source: Readable,
   path: string,
-  observe: (chunk: Buffer) => void,
-  opts: { maxBytes?: number; signal?: AbortSignal; mode?: number } = {},
+  opts: { maxBytes?: number; signal?: AbortSignal; mode?: number; observe?: (chunk: Buffer) => void } = {},
 ): Promise<WrittenFile> {
-  const counter = new ObservingCounter(observe, opts.maxBytes);
+  const counter = opts.observe ? new ObservingCounter(opts.observe, opts.maxBytes) : new HashCounter(opts.maxBytes);
   const fh = await fsp.open(path, 'w', opts.mode ?? 0o666);
   try {
     const out = createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 256 * 1024 });

@@ -10,7 +10,7 @@ import { crashPoint } from '../crash-points.js';
 import { errorText } from '../secrets.js';
 import type { RouteContext } from '../route-context.js';
 import { isLocalDiskError } from '../../store/durable.js';
-import { TooLargeError, writeDurablyObserved } from '../../store/files.js';
+import { TooLargeError, writeDurably } from '../../store/files.js';
 import { TransportError } from '../../transports/errors.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
 import { RouteStop } from './record.js';
@@ -55,16 +55,15 @@ export async function fetchEntry(
   let got: { size: number; sha256: string };
   try {
     const stream = await source.open(entry, ctx.abort);
-    got = await writeDurablyObserved(
-      stream,
-      temp,
-      (chunk) => {
-        // the check stops at the first offending byte and keeps its verdict; the bytes are still
-        // all taken (a quarantined package is kept whole)
+    got = await writeDurably(stream, temp, {
+      maxBytes: route.maxSize,
+      signal: ctx.abort,
+      // the check stops at the first offending byte and keeps its verdict; the bytes are still
+      // all taken (a quarantined package is kept whole)
+      observe: (chunk) => {
         if (check && verdict === null) verdict = check.write(chunk);
       },
-      { maxBytes: route.maxSize, signal: ctx.abort },
-    );
+    });
   } catch (err) {
     await fsp.rm(temp, { force: true });
     if (err instanceof TooLargeError) {
