@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Agent } from './agent.js';
 import { checkRoute, checkText } from './check.js';
-import { ConfigError, loadConfig, parseDuration, resolveConfigPath, type Config } from './config.js';
+import { ConfigError, loadConfig, notCarriedOutYet, parseDuration, resolveConfigPath, type Config } from './config.js';
 import { configTemplate } from './config-template.js';
 import { purge, resend } from './maintenance.js';
 import { cycleSummary } from './route-context.js';
@@ -62,6 +62,18 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   let exitCode: number = EXIT.ok;
 
   const config = (): Config => loadConfig(resolveConfigPath(program.opts().config, io.env, io.cwd), io.env);
+  /** The config, for a command that moves packages: not with settings this version cannot carry out. */
+  const runnable = (): Config => {
+    const cfg = config();
+    const unbuilt = notCarriedOutYet(cfg);
+    if (unbuilt.length > 0) {
+      throw new Exit(
+        EXIT.fatal,
+        `config ${cfg.file}: ${unbuilt.join('; ')}: not carried out by sprelay ${appVersion()} yet; remove it from the config`,
+      );
+    }
+    return cfg;
+  };
   const withAgent = async <T>(
     fn: (agent: Agent) => Promise<T> | T,
     quiet = false,
@@ -117,7 +129,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     )
     .option('-r, --route <name>', 'only this route')
     .action(async (opts: { route?: string }) => {
-      const cfg = config();
+      const cfg = runnable();
       const routes = opts.route ? cfg.routes.filter((r) => r.name === opts.route) : cfg.routes;
       if (opts.route && routes.length === 0) throw new Exit(EXIT.fatal, `no route named ${JSON.stringify(opts.route)}`);
       io.out(`config ${cfg.file}: ok (${cfg.routes.length} routes)`);
@@ -136,8 +148,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     .description(
       'run as a daemon: every route on its schedule (one cycle of each at start); Ctrl+C / SIGTERM finish the current file, then exit',
     )
-    .action(async () =>
-      withAgent(async (agent) => {
+    .action(async () => {
+      runnable();
+      await withAgent(async (agent) => {
         const scheduler = new Scheduler(agent);
         let heartbeat: NodeJS.Timeout | undefined;
         await new Promise<void>((done) => {
@@ -166,8 +179,8 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
         });
         clearInterval(heartbeat);
         agent.log.info(`sprelay stopped (pid ${process.pid})`);
-      }),
-    );
+      });
+    });
 
   program
     .command('once')
@@ -175,8 +188,9 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       'one cycle of the routes, then exit (for Windows Task Scheduler): exit 0 all ok, 2 some route has a problem, 1 fatal, 130/143 interrupted',
     )
     .addOption(new Option('-r, --route <name...>', 'only these routes (repeatable)'))
-    .action(async (opts: { route?: string[] }) =>
-      withAgent(
+    .action(async (opts: { route?: string[] }) => {
+      runnable();
+      await withAgent(
         async (agent) => {
           let stoppedBy: 'SIGINT' | 'SIGTERM' | null = null;
           const onInt = () => ((stoppedBy ??= 'SIGINT'), agent.requestStop());
@@ -208,8 +222,8 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
         false,
         // the console gets this command's own summary lines; the log file gets the agent's
         { cycleLog: 'file' },
-      ),
-    );
+      );
+    });
 
   program
     .command('status')

@@ -33,6 +33,10 @@ log:
 # What dataDir/quarantine may hold (all routes); over it a refused package is recorded but its file not kept:
 # quarantine: { maxSize: 1GB, maxCount: 1000 }
 
+# Heartbeat: with a sprelay at head office too, send it a small status snapshot (version, counts per
+# route, oldest unsent, last errors, free disk) over this out-route this often (at least 1m); uncomment to use:
+# heartbeat: { route: export, every: 1h }
+
 # Limits of the XML and zip package checks (the defaults suit SERVIO and 1C packages), uncomment to change:
 # check:
 #   xml: { maxDepth: 64, maxAttributes: 1000, maxNameLength: 256, maxAttributeLength: 16MB, maxTextLength: 32MB, maxNodesPerMB: 250000 }
@@ -103,6 +107,7 @@ routes:                      # each route: one direction, one profile, one local
   #   include: ["*.xml", "*.zip"]   # which files are packages
   #   schedule: "*/5 * * * *"       # node-cron syntax: every 5 minutes
   #   afterSend: archive            # archive | delete  (the outbox copy is always removed once spooled)
+  #   confirmWithin: 1d             # with a sprelay at head office: a package sent and not confirmed by its receipt within this is a problem (off when absent)
 
   # Example e-mail in-route, uncomment to use:
   # - name: import-mail

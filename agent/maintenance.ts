@@ -4,7 +4,7 @@ import type { Ledger, PackageRow, PackageState } from '../store/ledger.js';
 import type { Spool } from '../store/spool.js';
 
 /** Outbound states a person may send again (a refused or duplicate record never holds bytes). */
-const RESENDABLE: PackageState[] = ['queued', 'failed', 'dead', 'sent'];
+const RESENDABLE: PackageState[] = ['queued', 'failed', 'dead', 'sent', 'confirmed'];
 
 export interface ResendOutcome {
   requeued: PackageRow[];

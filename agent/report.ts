@@ -103,6 +103,9 @@ export function status(config: Config, ledger: Ledger, now = Date.now()): Status
   const problems: PackageRow[] = [];
   for (const r of config.routes) {
     problems.push(...ledger.problems(r.name, now - r.alertAfterMs, MAX_PROBLEMS - problems.length));
+    // sent and not confirmed by the office's receipt within confirmWithin (out-routes that set it)
+    if (r.direction === 'out' && r.confirmWithinMs !== undefined && problems.length < MAX_PROBLEMS)
+      problems.push(...ledger.unconfirmed(r.name, now - r.confirmWithinMs, MAX_PROBLEMS - problems.length));
     if (problems.length >= MAX_PROBLEMS) break;
   }
   return {

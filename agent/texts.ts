@@ -54,6 +54,8 @@ interface Words {
   quarantined: (n: string) => string;
   refused: (n: string) => string;
   stuck: (n: string, over: string) => string;
+  /** Sent, no receipt from the office within confirmWithin (n: "3 packages", over: "2 h"). */
+  unconfirmed: (n: string, over: string) => string;
   attention: string;
   ok: string;
   lastSuccess: string;
@@ -88,6 +90,7 @@ const WORDS: Record<Lang, Words> = {
     quarantined: (n) => `${n} received but refused (quarantined)`,
     refused: (n) => `${n} refused in the outbox (left there)`,
     stuck: (n, over) => `${n} waiting for more than ${over}`,
+    unconfirmed: (n, over) => `${n} sent but not confirmed by the office for more than ${over}`,
     attention: 'needs attention',
     ok: 'ok',
     lastSuccess: 'last success',
@@ -118,6 +121,7 @@ const WORDS: Record<Lang, Words> = {
     quarantined: (n) => `${n} получено, но отклонено (карантин)`,
     refused: (n) => `${n} не принято из папки выгрузки (остались там)`,
     stuck: (n, over) => `${n} ждут дольше ${over}`,
+    unconfirmed: (n, over) => `${n} отправлено, но офис не подтвердил получение дольше ${over}`,
     attention: 'требует внимания',
     ok: 'в порядке',
     lastSuccess: 'последний успех',
@@ -148,6 +152,7 @@ const WORDS: Record<Lang, Words> = {
     quarantined: (n) => `${n} отримано, але відхилено (карантин)`,
     refused: (n) => `${n} не прийнято з папки вивантаження (залишилися там)`,
     stuck: (n, over) => `${n} чекають довше ${over}`,
+    unconfirmed: (n, over) => `${n} надіслано, але офіс не підтвердив отримання довше ${over}`,
     attention: 'потребує уваги',
     ok: 'гаразд',
     lastSuccess: 'останній успіх',
@@ -215,6 +220,8 @@ function reasonText(lang: Lang, r: Reason, now: number, direction: 'in' | 'out')
       return `${w.refused(count(lang, r.n, w.files))}${ids(r.ids, r.n)}`;
     case 'stuck':
       return w.stuck(count(lang, r.n, w.packages), duration(lang, r.alertAfterMs));
+    case 'unconfirmed':
+      return w.unconfirmed(count(lang, r.n, w.packages), duration(lang, r.confirmWithinMs));
   }
 }
 

@@ -3,7 +3,9 @@
 //   failing    when its last cycle could not do its work (the error is still unresolved), or a
 //              package is dead (given up, waits for a person);
 //   attention  when a package is quarantined or refused in the outbox and nobody acknowledged it
-//              yet, or queued/failed/waiting work is older than the route's alertAfter;
+//              yet, or queued/failed/waiting work is older than the route's alertAfter, or (an
+//              out-route with confirmWithin) a package was sent longer ago than confirmWithin and
+//              the office's receipt has not confirmed it;
 //   ok         otherwise, and only then.
 // `since` is when the oldest reason behind the verdict began. A route skipped because another
 // process works it is none of these: the other process's runs speak for it.
@@ -18,7 +20,9 @@ export type Reason =
   | { kind: 'route-error'; error: string; since: number; pending: number; oldestPending: number | null }
   | { kind: 'dead' | 'quarantined' | 'refused'; n: number; since: number; ids: number[] }
   /** Queued/failed (out) or waiting (in) work older than alertAfter. */
-  | { kind: 'stuck'; n: number; since: number; alertAfterMs: number };
+  | { kind: 'stuck'; n: number; since: number; alertAfterMs: number }
+  /** Out-routes with confirmWithin: packages sent longer ago than it with no receipt from the office. */
+  | { kind: 'unconfirmed'; n: number; since: number; confirmWithinMs: number };
 
 export interface RouteVerdict {
   route: string;
@@ -68,6 +72,11 @@ export function routeVerdict(ledger: Ledger, route: RouteConfig, now: number): R
     }
   }
   if (stuck) reasons.push(stuck);
+  if (route.direction === 'out' && route.confirmWithinMs !== undefined) {
+    const u = ledger.unconfirmedCount(route.name, now - route.confirmWithinMs);
+    if (u.n > 0)
+      reasons.push({ kind: 'unconfirmed', n: u.n, since: u.oldest ?? now, confirmWithinMs: route.confirmWithinMs });
+  }
   const failing = reasons.filter((r) => FAILING.includes(r.kind));
   const verdict: VerdictLevel = failing.length ? 'failing' : reasons.length ? 'attention' : 'ok';
   const deciding = failing.length ? failing : reasons;

@@ -7,6 +7,7 @@
 import { dirname } from 'node:path';
 import { ensurePrivateDir, ensurePrivateFile } from './durable.js';
 import { openSqlite, type LedgerDriverName, type SqlDatabase, type SqlStatement, type SqlValue } from './sqlite.js';
+import { ControlStore } from './ledger/control.js';
 import { MIGRATIONS } from './ledger/migrations.js';
 import { IllegalTransitionError, isLegalMove, type LedgerEvent } from './ledger/moves.js';
 import { listQuery, SQL } from './ledger/queries.js';
@@ -23,13 +24,23 @@ import {
   type PackageRow,
   type PackageState,
   type RawRow,
+  type ConfirmOutcome,
+  type ControlInRow,
+  type StationDelivery,
+  type StationRow,
   type RouteLockRow,
   type RouteRun,
 } from './ledger/rows.js';
 
 export {
+  PACKAGE_KINDS,
   PACKAGE_STATES,
   PENDING_STATES,
+  type ConfirmOutcome,
+  type ControlInRow,
+  type PackageKind,
+  type StationDelivery,
+  type StationRow,
   PERSON_STATES,
   type Direction,
   type ListFilter,
@@ -42,6 +53,7 @@ export {
   type RouteLockRow,
   type RouteRun,
 } from './ledger/rows.js';
+export { HEARTBEAT_JSON_MAX } from './ledger/control.js';
 export { IllegalTransitionError, LEDGER_EVENTS, LEGAL_MOVES, isLegalMove, type LedgerEvent } from './ledger/moves.js';
 
 export class Ledger {
@@ -51,10 +63,18 @@ export class Ledger {
   private depth = 0;
   /** Every statement is prepared once, by its SQL text. */
   private readonly statements = new Map<string, SqlStatement>();
+  /** Receipts, heartbeats and stations (store/ledger/control.ts). */
+  private readonly control: ControlStore;
 
   private constructor(db: SqlDatabase, now: () => number) {
     this.db = db;
     this.now = now;
+    this.control = new ControlStore({
+      sql: (text) => this.sql(text),
+      transaction: (fn) => this.transaction(fn),
+      now: () => this.now(),
+      addEvent: (id, event, detail, at) => this.addEvent(id, event, detail, at),
+    });
   }
 
   static open(path: string, opts: { now?: () => number } = {}): Ledger {
@@ -187,6 +207,8 @@ export class Ledger {
         ackedAt: pkg.ackedAt ?? null,
         duplicateOf: pkg.duplicateOf ?? null,
         origin: pkg.origin ?? null,
+        kind: pkg.kind ?? 'package',
+        station: pkg.station ?? null,
         t,
       });
       const id = Number(info.lastInsertRowid);
@@ -471,5 +493,40 @@ export class Ledger {
       const stmt = this.sql(SQL.deletePackage);
       for (const id of ids) stmt.run(id);
     });
+  }
+
+  // ---- receipts, heartbeats, stations (issue 12): store/ledger/control.ts says what each does ----
+  confirmOut(items: readonly { name: string; sha256: string }[], at: number): ConfirmOutcome[] {
+    return this.control.confirmOut(items, at);
+  }
+  recordControl(row: ControlInRow): number {
+    return this.control.recordControl(row);
+  }
+  controlIn(route: string): ControlInRow[] {
+    return this.control.controlIn(route);
+  }
+  upsertHeartbeat(station: string, at: number, json: string): void {
+    this.control.upsertHeartbeat(station, at, json);
+  }
+  unreceipted(route: string, limit?: number): PackageRow[] {
+    return this.control.unreceipted(route, limit);
+  }
+  markReceipted(ids: readonly number[], receiptId: number): number {
+    return this.control.markReceipted(ids, receiptId);
+  }
+  deliveries(station: string, sinceMs: number): StationDelivery[] {
+    return this.control.deliveries(station, sinceMs);
+  }
+  stations(): StationRow[] {
+    return this.control.stations();
+  }
+  controlCounts(route: string): ReturnType<ControlStore['controlCounts']> {
+    return this.control.controlCounts(route);
+  }
+  unconfirmedCount(route: string, sentBefore: number): { n: number; oldest: number | null } {
+    return this.control.unconfirmedCount(route, sentBefore);
+  }
+  unconfirmed(route: string, sentBefore: number, limit: number): PackageRow[] {
+    return this.control.unconfirmed(route, sentBefore, limit);
   }
 }

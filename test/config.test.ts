@@ -787,6 +787,9 @@ describe('init template', () => {
       ['export', 'import', 'export-sftp', 'import-mail'],
     );
     assert.equal(c.routes[2]?.local, 'C:\\ServioPump\\Export');
+    assert.deepEqual(c.heartbeat, { route: 'export', everyMs: 3_600_000 });
+    assert.equal(c.routes[2]?.confirmWithinMs, 86_400_000);
+    assert.equal(c.routes[0]?.confirmWithinMs, undefined, 'off unless set');
     assert.deepEqual(c.routes[3]?.allowFrom, ['office@example.com']);
     assert.equal(c.routes[3]?.afterRefuse, undefined, 'the example says leave');
     assert.equal(c.profiles['office-lan']?.type === 'lan' && c.profiles['office-lan'].root, '\\\\OFFICE\\exchange');

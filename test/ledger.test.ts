@@ -1,9 +1,9 @@
 // The ledger's durability settings and migrations: what a crash or power cut relies on.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { IllegalTransitionError, isLegalMove, Ledger, LEGAL_MOVES, type PackageState } from '../store/ledger.js';
 import { ledgerDriverInfo, openSqlite, type SqlDatabase } from '../store/sqlite.js';
@@ -337,18 +337,14 @@ describe('ledger', () => {
 
   it('a ledger of schema 3 gets the indexes of migration 4 and keeps its rows', () => {
     const path = tempLedgerPath();
-    const l = Ledger.open(path);
-    l.insert(
-      { route: 'i', direction: 'in', name: 'm.xml', size: 1, state: 'quarantined', remoteRef: 'r' },
-      'quarantined',
-    );
-    l.close();
+    // a ledger written by a sprelay of schema 3: its migrations, then a row
+    mkdirSync(dirname(path), { recursive: true });
     const db = openSqlite(path);
     try {
-      db.exec(
-        'DROP INDEX packages_refused; DROP INDEX packages_quarantine_kept; DROP INDEX packages_quarantine_dropped',
-      );
+      for (const m of MIGRATIONS.slice(0, 3)) db.exec(m);
       db.exec('PRAGMA user_version = 3');
+      db.exec(`INSERT INTO packages (route, direction, name, size, state, remote_ref, created_at, updated_at)
+               VALUES ('i', 'in', 'm.xml', 1, 'quarantined', 'r', 1, 1)`);
     } finally {
       db.close();
     }

@@ -129,6 +129,51 @@ describe('status: one verdict per route', () => {
     assert.match(later.err, /import: needs attention since \d\d:\d\d — 1 package waiting for more than <1 min/);
   });
 
+  it('confirmWithin: a package sent and not confirmed by a receipt within it needs attention until confirmed', async () => {
+    const s = station({ out: '    confirmWithin: 1500ms', top: 'lang: uk' });
+    writeFileSync(join(s.outbox, 'a.xml'), cdsXml('a'));
+    const first = await run(s, 'once', '--route', 'export');
+    assert.equal(first.code, 0, `just sent: not a problem yet: ${first.err}`);
+    await new Promise((r) => setTimeout(r, 1600));
+    const later = await run(s, 'once', '--route', 'export');
+    assert.equal(later.code, 2, 'an unconfirmed package counts for once');
+    assert.match(later.err, /export: потребує уваги з \d\d:\d\d — 1 пакет надіслано, але офіс не підтвердив/);
+    const json = await statusJson(s);
+    assert.equal(json.routes[0].verdict, 'attention');
+    assert.match(json.routes[0].summary, /1 package sent but not confirmed by the office for more than <1 min/);
+    assert.deepEqual(
+      json.problems.map((p: { name: string; state: string }) => [p.name, p.state]),
+      [['a.xml', 'sent']],
+    );
+    // the office's receipt arrives (what the station's in-route will do with it), and a heartbeat
+    // row of the station's own is queued: neither is a package in the counts
+    const l = Ledger.open(join(s.data, 'ledger.sqlite'));
+    try {
+      const [row] = l.list({ route: 'export' });
+      assert.deepEqual(l.confirmOut([{ name: 'a.xml', sha256: row!.sha256! }], Date.now()), ['confirmed']);
+      l.insert(
+        {
+          route: 'export',
+          direction: 'out',
+          name: 'hb.json',
+          size: 2,
+          sha256: 'f'.repeat(64),
+          state: 'sent',
+          kind: 'heartbeat',
+        },
+        'sent',
+      );
+    } finally {
+      l.close();
+    }
+    const done = await run(s, 'once', '--route', 'export');
+    assert.equal(done.code, 0, done.err);
+    const after = await statusJson(s);
+    assert.equal(after.routes[0].verdict, 'ok');
+    assert.deepEqual(after.routes[0].counts, { confirmed: 1 }, 'the heartbeat row is not a package');
+    assert.deepEqual(after.problems, []);
+  });
+
   it('speaks Russian and Ukrainian to the station when the config says lang', async () => {
     for (const [lang, dead, hint] of [
       ['ru', /1 пакет НЕ ОТПРАВЛЕНО \(попытки исчерпаны\)/, /отправьте заново/],

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeType, formatPath, Issues, type Seg } from './messages.js';
 import { describeFsError, folderKey, isRecord, resolveLocalPath } from './paths.js';
-import { checkProfile, type Ctx } from './profiles.js';
-import { buildRoute, checkRetry, checkRoute, type RouteCheck } from './routes.js';
+import { checkProfile, profileTypeOf, type Ctx } from './profiles.js';
+import { buildRoute, checkRetry, checkRoute, STATION_MARK, type RouteCheck } from './routes.js';
 import { NAME_RE, topSchema } from './schemas.js';
 import { ConfigError, type Config, type ConfigIssue, type DeferredSecret } from './types.js';
 import type { ProfileOptions } from '../../transports/types.js';
@@ -114,6 +114,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     }
   });
 
+  if (top) controlRules(top, rawRoutes, rawProfiles, issues);
+
   const shadowed = (p: string) => st.missing.some((m) => p === m || p.startsWith(`${m}.`) || p.startsWith(`${m}[`));
   const all = [...envIssues.list, ...issues.list.filter((i) => !shadowed(i.path))];
   if (all.length > 0 || !top) {
@@ -144,9 +146,53 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       maxSize: top.quarantine?.maxSize ?? DEFAULTS.quarantine.maxSize,
       maxCount: top.quarantine?.maxCount ?? DEFAULTS.quarantine.maxCount,
     },
+    ...(top.receipts !== undefined ? { receipts: top.receipts } : {}),
+    ...(top.heartbeat ? { heartbeat: { route: top.heartbeat.route, everyMs: top.heartbeat.every } } : {}),
     secrets: [...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length),
     deferredSecrets: deferredOf(st.deferred, ctx.files),
   };
+}
+
+/**
+ * `receipts` and `heartbeat.route` name out-routes; the receipts route's remote has {station}
+ * (lan/ftp/sftp: `to-stations/{station}`; e-mail is addressed per station instead), and no other
+ * out-route's remote has it.
+ */
+function controlRules(
+  top: { receipts?: string | undefined; heartbeat?: { route: string } | undefined },
+  rawRoutes: unknown[],
+  rawProfiles: Record<string, unknown>,
+  issues: Issues,
+): void {
+  const byName = new Map<string, Record<string, unknown>>();
+  for (const r of rawRoutes) if (isRecord(r) && typeof r.name === 'string') byName.set(r.name, r);
+  const outNames = [...byName.values()].filter((r) => r.direction === 'out').map((r) => String(r.name));
+  const outRoute = (segs: Seg[], name: string): Record<string, unknown> | undefined => {
+    const r = byName.get(name);
+    if (r?.direction === 'out') return r;
+    const known = outNames.length ? `out-routes: ${outNames.join(', ')}` : 'there is no out-route';
+    issues.add(
+      segs,
+      r ? `route "${name}" is an in-route: expected an out-route (${known})` : `no route named "${name}" (${known})`,
+    );
+    return undefined;
+  };
+  const receipts = top.receipts !== undefined ? outRoute(['receipts'], top.receipts) : undefined;
+  if (receipts) {
+    const profile = typeof receipts.profile === 'string' ? rawProfiles[receipts.profile] : undefined;
+    const email = profileTypeOf(profile) === 'email';
+    if (!email && !(typeof receipts.remote === 'string' && receipts.remote.includes(STATION_MARK)))
+      issues.add(
+        ['receipts'],
+        `route "${top.receipts}": its remote must contain ${STATION_MARK} (like "to-stations/${STATION_MARK}"): each station takes its receipts from its own folder`,
+      );
+  }
+  rawRoutes.forEach((r, i) => {
+    if (!isRecord(r) || r.direction !== 'out' || r === receipts || r.name === top.receipts) return;
+    if (typeof r.remote === 'string' && r.remote.includes(STATION_MARK))
+      issues.add(['routes', i, 'remote'], `${STATION_MARK} is only for the route named by the top-level "receipts"`);
+  });
+  if (top.heartbeat) outRoute(['heartbeat', 'route'], top.heartbeat.route);
 }
 
 /** The keys of `o` that are set: a default is kept where the YAML left a key out. */
@@ -182,4 +228,18 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     throw new ConfigError(abs, [{ path: '', message }]);
   }
   return parseConfig(text, abs, env);
+}
+
+/**
+ * Settings this version reads and checks but does not carry out yet (issue 12 is being built:
+ * receipts, heartbeats, one in-route for many stations). `run`, `once` and `check` refuse a config
+ * that uses them, rather than quietly doing something else (a `*` taken as a folder name).
+ */
+export function notCarriedOutYet(cfg: Config): string[] {
+  const what: string[] = [];
+  if (cfg.receipts !== undefined) what.push('receipts');
+  if (cfg.heartbeat !== undefined) what.push('heartbeat');
+  for (const r of cfg.routes)
+    if (r.perStation) what.push(`routes: ${r.name}: remote with "*" (one folder per station)`);
+  return what;
 }

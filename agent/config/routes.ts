@@ -96,6 +96,9 @@ function routeRules(route: Partly<RouteData>, i: number, rc: RouteCheck, z: z.Re
     add('requireAuth', 'only for e-mail in-routes (direction: in, an email profile)');
   if (r.maxPerCycle !== undefined && direction === 'out')
     add('maxPerCycle', 'only for in-routes (direction: in): an out-route sends everything due');
+  if (r.confirmWithin !== undefined && direction === 'in')
+    add('confirmWithin', "only for out-routes (direction: out): how long the office's receipt may take");
+  stationRules(r, direction, type, add);
   let ack: AckAction | undefined;
   if (direction !== 'out' && isAction<AckAction | typeof UNKNOWN_ACTION>(r.afterReceive)) {
     if (r.afterReceive.kind === 'unknown')
@@ -148,6 +151,54 @@ function routeRules(route: Partly<RouteData>, i: number, rc: RouteCheck, z: z.Re
       if (problem) add('afterReceive', `the move target ${problem}`);
     }
   }
+}
+
+export const STATION_MARK = '{station}';
+const STAR_HINT = 'one "*" as a whole folder name, like "from-stations/*" (each station\'s own folder)';
+
+/** A remote with one `*` folder split at it (separators `/` or `\\`), or undefined. */
+export function splitStar(remote: string): { parent: string; rest: string } | undefined {
+  const segs = remote.split(/[\\/]/);
+  const at = segs.indexOf('*');
+  if (at < 0 || segs.filter((x) => x.includes('*')).length !== 1) return undefined;
+  const parent = segs.slice(0, at).join('/');
+  return {
+    parent: parent === '' && at > 0 ? '/' : parent,
+    rest: segs
+      .slice(at + 1)
+      .filter((x) => x !== '')
+      .join('/'),
+  };
+}
+
+/**
+ * Per-station folders: an in-route's remote may have one `*` folder (lan, ftp, sftp), and then its
+ * local must have `{station}`; `{station}` in local only then. An out-route's `{station}` in remote
+ * is checked against the top-level `receipts` (index.ts).
+ */
+function stationRules(
+  r: Partly<RouteData>,
+  direction: 'in' | 'out' | undefined,
+  type: ProfileType | undefined,
+  add: (key: string, message: string) => void,
+): void {
+  const remote = typeof r.remote === 'string' ? r.remote : '';
+  const star = remote.includes('*');
+  if (star && direction === 'out') add('remote', 'a "*" folder (one per station) is only for in-routes');
+  else if (star && type === 'email')
+    add('remote', 'a "*" folder per station is for lan, ftp and sftp in-routes, not a mailbox');
+  else if (star && !splitStar(remote)) add('remote', `expected ${STAR_HINT}`);
+  if (direction === 'in' && remote.includes(STATION_MARK))
+    add('remote', `in an in-route write ${STAR_HINT}, not ${STATION_MARK}`);
+  const local = typeof r.local === 'string' ? r.local : '';
+  const perStation = direction === 'in' && type !== 'email' && splitStar(remote) !== undefined;
+  if (perStation && !local.includes(STATION_MARK))
+    add(
+      'local',
+      `must contain ${STATION_MARK} when remote has a "*" folder (each station's packages go to its own folder), like C:\\Exchange\\{station}\\in`,
+    );
+  else if (!perStation && local.includes(STATION_MARK))
+    add('local', `${STATION_MARK} only in the local folder of an in-route whose remote has a "*" folder per station`);
 }
 
 export function checkRetry(
@@ -206,5 +257,8 @@ export function buildRoute(
   if (r.allowFrom) route.allowFrom = r.allowFrom.map((s) => s.trim());
   if (r.afterRefuse && profile.type === 'email') route.afterRefuse = r.afterRefuse;
   if (r.requireAuth && profile.type === 'email' && r.direction === 'in') route.requireAuth = r.requireAuth;
+  if (r.confirmWithin !== undefined && r.direction === 'out') route.confirmWithinMs = r.confirmWithin;
+  const star = r.direction === 'in' && profile.type !== 'email' ? splitStar(remote) : undefined;
+  if (star) route.perStation = star;
   return route;
 }

@@ -139,6 +139,11 @@ const checkSchema = obj({
   }).optional(),
 });
 
+/** The name of a route (`receipts:`, `heartbeat.route`): the same rule as a route's own name. */
+const routeNameField = z.string({ error: 'expected the name of an out-route' }).regex(NAME_RE, {
+  error: 'expected the name of an out-route (letters, digits, ".", "_" or "-")',
+});
+
 export const topSchema = obj({
   station: z.string().regex(STATION_RE, {
     error: (iss) =>
@@ -167,6 +172,13 @@ export const topSchema = obj({
       .min(0, { error: 'must be 0 (keep no rejected files) or more' })
       .max(1_000_000, { error: 'must be at most 1000000' })
       .optional(),
+  }).optional(),
+  /** Office: the out-route that carries receipts back to the stations (its remote has {station}). */
+  receipts: routeNameField.optional(),
+  /** Station: a status snapshot every `every` over the out-route `route`. */
+  heartbeat: obj({
+    route: routeNameField,
+    every: durationField.refine((ms) => ms >= 60_000, { error: 'must be at least 1m' }),
   }).optional(),
   ...routeDefaultsShape,
 });
@@ -206,6 +218,8 @@ export const routeSchema = obj({
   afterSend: z.enum(['archive', 'delete']).optional(),
   afterReceive: z.string().transform(parseAck).optional(),
   afterRefuse: z.string().transform(parseRefuse).optional(),
+  /** Out-routes: a package sent but not confirmed by the office's receipt within this is a problem. */
+  confirmWithin: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
   requireAuth: z
     .enum(['dkim'], {
       error: 'expected "dkim" (a valid DKIM signature of the sender\'s domain), or leave the key out',

@@ -48,6 +48,18 @@ export interface RouteConfig {
    * domain aligns with its From domain. Absent: allowFrom alone (which anyone can write).
    */
   requireAuth?: 'dkim';
+  /**
+   * Out-routes only (config `confirmWithin`, off when absent): a package `sent` and not confirmed
+   * by the office's receipt within this many ms is a problem (status, once's exit code).
+   */
+  confirmWithinMs?: number;
+  /**
+   * Office in-routes whose remote has one `*` folder (lan/ftp/sftp, `from-stations/*`): the remote
+   * split at it. Each folder of `parent` is a station (its name); its packages are in
+   * `parent/<station>/rest` ('' = the station folder itself) and go to `local` with `{station}`
+   * replaced by the station's name.
+   */
+  perStation?: { parent: string; rest: string };
 }
 
 /** What dataDir/quarantine may hold (all routes); over it a rejected package's bytes are dropped. */
@@ -85,6 +97,13 @@ export interface Config {
   /** Limits of the XML and zip package checks (config `check:`, defaults filled in). */
   check: CheckLimits;
   quarantine: QuarantineBudget;
+  /**
+   * Office: the name of the out-route that carries receipts to the stations (config `receipts`);
+   * its remote (lan/ftp/sftp) has `{station}`, replaced by each receipt's destination station.
+   */
+  receipts?: string;
+  /** Station: a heartbeat every `everyMs` over the out-route `route` (config `heartbeat`). */
+  heartbeat?: { route: string; everyMs: number };
   /** Every secret value (>= 4 chars), so other modules can scrub them from any text. */
   secrets: string[];
   /**

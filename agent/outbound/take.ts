@@ -280,7 +280,13 @@ async function commitBatch(ctx: RouteContext, copied: Copied[], result: CycleRes
   const inBatch = new Set<string>();
   const plan = copied.map((c) => {
     const rel = spool.spoolPath(route.name, c.f.name, c.sha256);
-    const original = ledger.findOriginal(route.name, c.f.name, c.sha256, ['queued', 'failed', 'dead', 'sent']);
+    const original = ledger.findOriginal(route.name, c.f.name, c.sha256, [
+      'queued',
+      'failed',
+      'dead',
+      'sent',
+      'confirmed',
+    ]);
     const dupInBatch = !original && inBatch.has(rel);
     inBatch.add(rel);
     return { c, rel, original, dupInBatch };

@@ -63,4 +63,36 @@ export const MIGRATIONS: string[] = [
      WHERE state = 'quarantined' AND stored_path IS NOT NULL;
    CREATE INDEX packages_quarantine_dropped ON packages(route, seen_at)
      WHERE state = 'quarantined' AND sha256 IS NOT NULL AND stored_path IS NULL;`,
+  // 5: receipts and heartbeats (issue 12). A control file (receipt, heartbeat) is an ordinary
+  // out-row of its kind; an office in-row knows its station and the receipt that answered it; a
+  // station out-row knows when the office confirmed it. control_in records every control file
+  // taken in (applied, ignored or refused); stations holds what the office last heard from each.
+  `ALTER TABLE packages ADD COLUMN kind TEXT NOT NULL DEFAULT 'package'
+     CHECK (kind IN ('package', 'receipt', 'heartbeat'));
+   ALTER TABLE packages ADD COLUMN station TEXT;
+   ALTER TABLE packages ADD COLUMN receipt_id INTEGER;
+   ALTER TABLE packages ADD COLUMN confirmed_at INTEGER;
+   CREATE INDEX packages_out_key ON packages(name, sha256) WHERE direction = 'out';
+   CREATE INDEX packages_unreceipted ON packages(route, id)
+     WHERE direction = 'in' AND state = 'delivered' AND station IS NOT NULL AND receipt_id IS NULL;
+   CREATE INDEX packages_station ON packages(station, created_at) WHERE direction = 'in' AND station IS NOT NULL;
+   CREATE TABLE control_in (
+     id INTEGER PRIMARY KEY,
+     route TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('receipt', 'heartbeat')),
+     name TEXT NOT NULL,
+     sha256 TEXT,
+     from_station TEXT,
+     v INTEGER,
+     received_at INTEGER NOT NULL,
+     outcome TEXT NOT NULL CHECK (outcome IN ('applied', 'ignored', 'refused')),
+     reason TEXT
+   );
+   CREATE INDEX control_in_received ON control_in(received_at);
+   CREATE TABLE stations (
+     name TEXT PRIMARY KEY,
+     last_heartbeat_at INTEGER,
+     heartbeat_json TEXT,
+     last_package_at INTEGER
+   );`,
 ];

@@ -19,6 +19,8 @@ export type LedgerEvent =
   | 'error'
   /** Queued again by a person (`sprelay resend`). */
   | 'resend'
+  /** The office's receipt names this package (name and SHA-256): it got there. */
+  | 'confirmed'
   // both
   /** Same name and bytes as a package already known (or already in the inbox): not moved again. */
   | 'duplicate'
@@ -47,6 +49,7 @@ export const LEDGER_EVENTS: readonly LedgerEvent[] = [
   'dead',
   'error',
   'resend',
+  'confirmed',
   'duplicate',
   'receiving',
   'delivered',
@@ -72,7 +75,9 @@ export const LEGAL_MOVES: Record<Direction, Moves> = {
     failed: ['sent', 'failed', 'dead', 'queued'],
     // resend (maintenance.ts): a person sends it again
     dead: ['queued'],
-    sent: ['queued'],
+    // a receipt from the office (Ledger.confirmOut), or a person sends it again
+    sent: ['queued', 'confirmed'],
+    confirmed: ['queued'],
   },
   in: {
     // a waiting package fetched again once the inbox name is free (write-ahead `receiving`)

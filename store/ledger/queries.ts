@@ -9,9 +9,9 @@ const pending = marks(PENDING_STATES.length);
 
 export const SQL = {
   insertPackage: `INSERT INTO packages (route, direction, name, size, sha256, state, last_error, remote_ref, stored_path,
-       pending_path, acked_at, duplicate_of, origin, created_at, updated_at)
+       pending_path, acked_at, duplicate_of, origin, kind, station, created_at, updated_at)
      VALUES (@route, @direction, @name, @size, @sha256, @state, @lastError, @remoteRef, @storedPath,
-       @pendingPath, @ackedAt, @duplicateOf, @origin, @t, @t)`,
+       @pendingPath, @ackedAt, @duplicateOf, @origin, @kind, @station, @t, @t)`,
   insertEvent: 'INSERT INTO events (package_id, at, event, detail) VALUES (?, ?, ?, ?)',
   getPackage: 'SELECT * FROM packages WHERE id = ?',
   events: 'SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id',
@@ -35,7 +35,10 @@ export const SQL = {
        AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))
      ORDER BY id`,
   pendingInbound: 'SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL ORDER BY id',
-  countsByState: 'SELECT state, COUNT(*) AS n FROM packages WHERE route = ? GROUP BY state',
+  /** Packages only: receipts and heartbeats are counted apart (controlCounts). */
+  countsByState: `SELECT state, COUNT(*) AS n FROM packages WHERE route = ? AND kind = 'package' GROUP BY state`,
+  controlCounts: `SELECT kind, state, COUNT(*) AS n FROM packages WHERE route = ? AND kind <> 'package'
+     GROUP BY kind, state`,
   recordInterruptedRun: `INSERT INTO route_runs (route, last_run_at) VALUES (?, ?)
      ON CONFLICT(route) DO UPDATE SET last_run_at = excluded.last_run_at`,
   recordRun: `INSERT INTO route_runs (route, last_run_at, last_success_at, last_error, failing_since)
@@ -61,9 +64,48 @@ export const SQL = {
      GROUP BY state`,
   oldestIn: (states: number) =>
     `SELECT MIN(created_at) AS t FROM packages WHERE route = ? AND state IN (${marks(states)})`,
+  /** Final rows; an office delivery still owed its receipt is kept until the receipt is made. */
   purgeable: `SELECT * FROM packages WHERE updated_at < ? AND pending_path IS NULL
-       AND state IN ('sent', 'duplicate', 'delivered', 'quarantined') ORDER BY id`,
+       AND state IN ('sent', 'confirmed', 'duplicate', 'delivered', 'quarantined')
+       AND NOT (direction = 'in' AND state = 'delivered' AND station IS NOT NULL AND receipt_id IS NULL)
+     ORDER BY id`,
   deletePackage: 'DELETE FROM packages WHERE id = ?',
+  // ---- receipts and heartbeats (issue 12) ----
+  /** The sent or confirmed out-packages a receipt item names (over packages_out_key). */
+  outByKey: `SELECT id, state FROM packages WHERE name = ? AND sha256 = ? AND direction = 'out'
+       AND kind = 'package' AND state IN ('sent', 'confirmed') ORDER BY id`,
+  confirmOut: `UPDATE packages SET state = 'confirmed', confirmed_at = ?, updated_at = ?
+     WHERE id = ? AND state = 'sent'`,
+  recordControl: `INSERT INTO control_in (route, kind, name, sha256, from_station, v, received_at, outcome, reason)
+     VALUES (@route, @kind, @name, @sha256, @fromStation, @v, @receivedAt, @outcome, @reason)`,
+  controlIn: 'SELECT * FROM control_in WHERE route = ? ORDER BY id',
+  upsertHeartbeat: `INSERT INTO stations (name, last_heartbeat_at, heartbeat_json) VALUES (?, ?, ?)
+     ON CONFLICT(name) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at,
+       heartbeat_json = excluded.heartbeat_json
+     WHERE stations.last_heartbeat_at IS NULL OR excluded.last_heartbeat_at >= stations.last_heartbeat_at`,
+  /** Office deliveries owed a receipt (over the partial index packages_unreceipted, terms word for word). */
+  unreceipted: `SELECT * FROM packages WHERE route = ? AND direction = 'in' AND state = 'delivered'
+       AND station IS NOT NULL AND receipt_id IS NULL AND pending_path IS NULL AND kind = 'package'
+     ORDER BY id LIMIT ?`,
+  markReceipted: `UPDATE packages SET receipt_id = ?, updated_at = ? WHERE id = ? AND direction = 'in'
+       AND state = 'delivered' AND station IS NOT NULL AND receipt_id IS NULL`,
+  notePackage: `INSERT INTO stations (name, last_package_at) VALUES (?, ?)
+     ON CONFLICT(name) DO UPDATE SET last_package_at = MAX(COALESCE(last_package_at, 0), excluded.last_package_at)`,
+  deliveries: `SELECT route, name, created_at AS deliveredAt FROM packages
+     WHERE station = ? AND created_at >= ? AND direction = 'in' AND station IS NOT NULL
+       AND kind = 'package' AND state = 'delivered' AND pending_path IS NULL
+     ORDER BY created_at, id`,
+  stations: `SELECT s.name AS station, st.last_heartbeat_at, st.heartbeat_json, st.last_package_at
+     FROM (SELECT name FROM stations
+           UNION SELECT DISTINCT station FROM packages WHERE direction = 'in' AND station IS NOT NULL) s
+     LEFT JOIN stations st ON st.name = s.name ORDER BY s.name`,
+  lastDelivery: `SELECT MAX(created_at) AS t FROM packages WHERE station = ? AND direction = 'in'
+       AND station IS NOT NULL AND kind = 'package' AND state = 'delivered' AND pending_path IS NULL`,
+  /** Out-packages sent before ? that no receipt confirmed yet (confirmWithin). */
+  unconfirmedCount: `SELECT COUNT(*) AS n, MIN(updated_at) AS oldest FROM packages WHERE route = ?
+       AND direction = 'out' AND kind = 'package' AND state = 'sent' AND updated_at < ?`,
+  unconfirmed: `SELECT * FROM packages WHERE route = ? AND direction = 'out' AND kind = 'package'
+       AND state = 'sent' AND updated_at < ? ORDER BY id LIMIT ?`,
 } as const;
 
 /** `list`'s query for a filter, with its parameters. */

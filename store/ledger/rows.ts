@@ -8,6 +8,8 @@ export type PackageState =
   | 'sent'
   | 'failed'
   | 'dead'
+  /** Sent, and the office's receipt says it got there (name and SHA-256). */
+  | 'confirmed'
   /** A stable outbox file that is not taken (bad name, not well-formed, too large): kept while it is there. */
   | 'refused'
   // both
@@ -22,6 +24,7 @@ export const PACKAGE_STATES: readonly PackageState[] = [
   'sent',
   'failed',
   'dead',
+  'confirmed',
   'refused',
   'duplicate',
   'delivered',
@@ -29,8 +32,13 @@ export const PACKAGE_STATES: readonly PackageState[] = [
   'quarantined',
 ];
 
+/** What a row carries: a package, or a control file the agent writes (agent/control/). */
+export type PackageKind = 'package' | 'receipt' | 'heartbeat';
+export const PACKAGE_KINDS: readonly PackageKind[] = ['package', 'receipt', 'heartbeat'];
+
 export interface PackageRow {
   id: number;
+  kind: PackageKind;
   route: string;
   direction: Direction;
   name: string;
@@ -51,6 +59,12 @@ export interface PackageRow {
   origin: string | null;
   /** When a person acknowledged this dead/quarantined/refused package (`sprelay ack`), or null. */
   seenAt: number | null;
+  /** Office in-rows: the station it came from; control out-rows: the station it goes to. */
+  station: string | null;
+  /** Office in-rows: the receipt out-row that answers it (null: no receipt made yet). */
+  receiptId: number | null;
+  /** Station out-rows: when the office's receipt confirmed it. */
+  confirmedAt: number | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -98,7 +112,16 @@ export type NewPackage = Pick<PackageRow, 'route' | 'direction' | 'name' | 'size
   Partial<
     Pick<
       PackageRow,
-      'sha256' | 'lastError' | 'remoteRef' | 'storedPath' | 'pendingPath' | 'duplicateOf' | 'origin' | 'ackedAt'
+      | 'sha256'
+      | 'lastError'
+      | 'remoteRef'
+      | 'storedPath'
+      | 'pendingPath'
+      | 'duplicateOf'
+      | 'origin'
+      | 'ackedAt'
+      | 'kind'
+      | 'station'
     >
   >;
 
@@ -157,6 +180,10 @@ export interface RawRow {
   duplicate_of: number | null;
   origin: string | null;
   seen_at: number | null;
+  kind: PackageKind | null;
+  station: string | null;
+  receipt_id: number | null;
+  confirmed_at: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -164,6 +191,7 @@ export interface RawRow {
 export function toRow(r: RawRow): PackageRow {
   return {
     id: r.id,
+    kind: r.kind ?? 'package',
     route: r.route,
     direction: r.direction,
     name: r.name,
@@ -180,7 +208,44 @@ export function toRow(r: RawRow): PackageRow {
     duplicateOf: r.duplicate_of,
     origin: r.origin,
     seenAt: r.seen_at ?? null,
+    station: r.station ?? null,
+    receiptId: r.receipt_id ?? null,
+    confirmedAt: r.confirmed_at ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
 }
+
+/** A control file taken in by an in-route, and what became of it (table control_in). */
+export interface ControlInRow {
+  route: string;
+  kind: 'receipt' | 'heartbeat';
+  name: string;
+  sha256: string | null;
+  fromStation: string | null;
+  /** The control format's version the file said (null: unreadable). */
+  v: number | null;
+  receivedAt: number;
+  outcome: 'applied' | 'ignored' | 'refused';
+  reason: string | null;
+}
+
+/** What the office knows of one station (table stations, plus its delivered in-rows). */
+export interface StationRow {
+  station: string;
+  lastHeartbeatAt: number | null;
+  /** The last heartbeat, decoded and stored as JSON by the caller (at most HEARTBEAT_JSON_MAX chars). */
+  heartbeatJson: string | null;
+  /** The newest delivery from it the office recorded (kept after its rows are purged). */
+  lastPackageAt: number | null;
+}
+
+/** A package delivered at the office from a station (the fleet view's per-day chart). */
+export interface StationDelivery {
+  route: string;
+  name: string;
+  deliveredAt: number;
+}
+
+/** A receipt item's match against the out-rows: confirmed now, confirmed before, or nothing sent. */
+export type ConfirmOutcome = 'confirmed' | 'already' | 'unknown';

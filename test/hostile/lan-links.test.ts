@@ -388,4 +388,79 @@ describe('lan transport: an entry that becomes a link between list, open and ack
     assert.equal(readFileSync(target, 'utf8'), '<station/>');
     assert.deepEqual(readdirSync(join(root, 'in')), ['target.xml'], 'no .part left');
   });
+
+  // The sink checks the folder chain when it opens and each put checks it again right before its
+  // rename (and before it reads a file found there or removes a stale `.part`), not at its start
+  // (issue 11): a folder swapped for a link after the sink opened must still change nothing there.
+  describe('put: the folder swapped for a link after the sink opened', () => {
+    const swapped = (name: string) => {
+      const dir = join(base, name);
+      mkdirSync(join(dir, 'share', 'drop'), { recursive: true });
+      mkdirSync(join(dir, 'station'));
+      return { shareRoot: join(dir, 'share'), station: join(dir, 'station') };
+    };
+    const swap = (shareRoot: string, station: string) => {
+      rmSync(join(shareRoot, 'drop'), { recursive: true });
+      symlinkSync(station, join(shareRoot, 'drop'));
+    };
+
+    it('refused as a link; nothing is left in the station folder, nothing delivered', async () => {
+      const { shareRoot, station } = swapped('swap-plain');
+      writeFileSync(join(station, 'keep.xml'), '<station/>');
+      const before = snapshot(station);
+      const sink = await createLanTransport({ type: 'lan', root: shareRoot }).openSink(
+        testEndpoint('t', 'drop'),
+        signal(),
+      );
+      swap(shareRoot, station);
+      const err = await rejectsWith(sink.put(packageOf('p.xml', Buffer.from('<office/>')), signal()), 'permission');
+      assert.match(err.message, /"drop" on the share .* is a symbolic link/);
+      assert.deepEqual(snapshot(station), before, 'no package, no .part in the station folder');
+      await sink.close();
+    });
+
+    it('a file of the same name and bytes behind the link is not taken for the delivery (refused, not read as present)', async () => {
+      const { shareRoot, station } = swapped('swap-same');
+      const bytes = Buffer.from('<same/>');
+      writeFileSync(join(station, 'p.xml'), bytes);
+      const before = snapshot(station);
+      const sink = await createLanTransport({ type: 'lan', root: shareRoot }).openSink(
+        testEndpoint('t', 'drop', { overwrite: true }),
+        signal(),
+      );
+      swap(shareRoot, station);
+      await rejectsWith(sink.put(packageOf('p.xml', bytes), signal()), 'permission');
+      assert.deepEqual(snapshot(station), before);
+      await sink.close();
+    });
+
+    it('a NAME.part behind the link is not removed', async () => {
+      const { shareRoot, station } = swapped('swap-part');
+      writeFileSync(join(station, 'p.xml.part'), '<station-part/>');
+      const before = snapshot(station);
+      const sink = await createLanTransport({ type: 'lan', root: shareRoot }).openSink(
+        testEndpoint('t', 'drop'),
+        signal(),
+      );
+      swap(shareRoot, station);
+      await rejectsWith(sink.put(packageOf('p.xml', Buffer.from('<office/>')), signal()), 'permission');
+      assert.deepEqual(snapshot(station), before);
+      await sink.close();
+    });
+
+    it('a folder removed (not swapped) after the sink opened is made again and the package arrives', async () => {
+      const { shareRoot } = swapped('swap-gone');
+      const sink = await createLanTransport({ type: 'lan', root: shareRoot }).openSink(
+        testEndpoint('t', 'drop'),
+        signal(),
+      );
+      rmSync(join(shareRoot, 'drop'), { recursive: true });
+      const put = await sink.put(packageOf('p.xml', Buffer.from('<office/>')), signal());
+      assert.equal(put.alreadyPresent, false);
+      await sink.flush!(signal());
+      assert.equal(readFileSync(join(shareRoot, 'drop', 'p.xml'), 'utf8'), '<office/>');
+      assert.ok(lstatSync(join(shareRoot, 'drop')).isDirectory());
+      await sink.close();
+    });
+  });
 });
