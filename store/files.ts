@@ -73,21 +73,9 @@ export async function renameNoReplace(
   /** Runs between the link and the removal of `from` (the kill -9 tests stop the process there). */
   afterLink?: () => void,
 ): Promise<boolean> {
-  try {
-    await fsp.link(from, to);
-    afterLink?.();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV' && code !== 'EINVAL') throw err;
-    if (await exists(to)) return false;
-    await renameRetrying(from, to);
-    await fsyncDir(dirname(to));
-    return true;
-  }
-  await unlinkRetrying(from);
-  await fsyncDir(dirname(to));
-  return true;
+  const renamed = await renameNoReplaceUnsynced(from, to, afterLink);
+  if (renamed) await fsyncDir(dirname(to));
+  return renamed;
 }
 
 /**
