@@ -49,12 +49,6 @@ export class Spool {
     return `spool/${route}/${key}`;
   }
 
-  /** Renames a temp file from copyIn to its spool path and makes the rename durable. */
-  async commit(temp: string, rel: string): Promise<void> {
-    await this.place(temp, rel);
-    await this.syncDirsOf([rel]);
-  }
-
   /** Renames a temp file from copyIn to its spool path; durable once `syncDirsOf` has run. */
   async place(temp: string, rel: string): Promise<void> {
     await renameRetrying(temp, this.abs(rel));
@@ -70,14 +64,6 @@ export class Spool {
   archivePath(route: string, id: number, name: string, createdAt: number): string {
     const day = new Date(createdAt).toISOString().slice(0, 10);
     return `archive/${route}/${day}/${id}_${name}`;
-  }
-
-  /** Moves a spooled file to the archive (same volume: a rename). */
-  async archive(rel: string, archiveRel: string): Promise<void> {
-    const dest = this.abs(archiveRel);
-    await fsp.mkdir(dirname(dest), { recursive: true, mode: PRIVATE_DIR_MODE });
-    await renameRetrying(this.abs(rel), dest);
-    await fsyncDir(dirname(dest));
   }
 
   /**
