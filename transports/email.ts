@@ -17,7 +17,7 @@ export { bundleMessageIdFor, messageIdFor, subjectFor } from './smtp.js';
 export function createEmailTransport(profile: EmailProfile, station: string, opts: ImapSourceOptions = {}): Transport {
   return {
     kind: 'email',
-    features: { move: true, bundle: profile.maxPerMessage > 1 },
+    features: { move: true, bundle: profile.maxPerMessage > 1, folders: false },
     openSink: (ep, signal) => openSmtpSink(profile, station, ep, signal),
     openSource: (ep, signal) => openImapSource(profile, ep, signal, opts),
     probe: (ep, direction, signal) =>

@@ -14,7 +14,11 @@ export const AVAILABLE_TRANSPORTS = ['lan', 'ftp', 'sftp', 'email'] as const;
  * compares them), known before the module is loaded.
  */
 export function featuresOf(profile: ProfileOptions): TransportFeatures {
-  return { move: true, bundle: profile.type === 'email' && profile.maxPerMessage > 1 };
+  return {
+    move: true,
+    bundle: profile.type === 'email' && profile.maxPerMessage > 1,
+    folders: profile.type !== 'email',
+  };
 }
 
 /** The transport itself, its module loaded now. `station` goes into e-mail subjects and headers. */

@@ -58,6 +58,13 @@ export interface Source {
    * (afterReceive: move:<dir>). Safe to repeat: acknowledging an entry that is already gone is a no-op.
    */
   acknowledge(entry: RemoteEntry, signal: AbortSignal): Promise<void>;
+  /**
+   * The names of the folders directly inside the route's remote location (sub-folders only: no
+   * files, no symlinks to files, no names starting with '.', none ending `.part`), sorted by name
+   * (code-unit order). A missing remote location: []. Untrusted names: the caller checks them.
+   * Present on lan, ftp and sftp; absent on e-mail.
+   */
+  folders?(signal: AbortSignal): Promise<string[]>;
   /** Releases the connection. Never throws; safe to call twice. */
   close(): Promise<void>;
 }
@@ -192,6 +199,8 @@ export interface TransportFeatures {
   readonly move: boolean;
   /** Its sinks offer `bundle` (several packages in one transfer). */
   readonly bundle: boolean;
+  /** Its sources offer `folders` (the station folders of an office in-route `remote: from-stations/*`). */
+  readonly folders: boolean;
 }
 
 export interface Transport {

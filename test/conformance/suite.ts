@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { TRANSPORT_ERROR_CODES, TransportError, type TransportErrorCode } from '../../transports/errors.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry, Sink, Source, Transport } from '../../transports/types.js';
+import { folderCases } from './folders.js';
 
 export interface ConformanceFixture {
   transport: Transport;
@@ -408,6 +409,8 @@ export function runConformance(name: string, setup: () => Promise<ConformanceFix
         for (const st of again) assert.equal(st.ok, true, `${st.step}: ${st.detail ?? ''}`);
       },
     );
+
+    folderCases({ fx: () => fx, source, sink, caseTimeout: CASE_TIMEOUT });
 
     it('close never throws and is safe to call twice', { timeout: CASE_TIMEOUT }, async () => {
       const s = await fx.transport.openSink(fx.endpoint(), signal());

@@ -144,5 +144,11 @@ export function createFtpTransport(profile: FtpProfile): Transport {
     }
   }
 
-  return { kind: 'ftp', features: { move: true, bundle: false }, openSink, openSource, probe } satisfies Transport;
+  return {
+    kind: 'ftp',
+    features: { move: true, bundle: false, folders: true },
+    openSink,
+    openSource,
+    probe,
+  } satisfies Transport;
 }

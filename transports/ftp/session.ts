@@ -312,7 +312,8 @@ export class FtpSession {
     return infos.map((info) => ({ name: this.wire.in(info.name), size: info.isFile ? info.size : null }));
   }
 
-  private async infosHere(dir: string, what: string, signal: AbortSignal): Promise<FileInfo[]> {
+  /** Every entry of the current directory `dir` as basic-ftp parsed it (bounded, as listHere). */
+  async infosHere(dir: string, what: string, signal: AbortSignal): Promise<FileInfo[]> {
     let infos: FileInfo[];
     try {
       infos = await this.command(what, signal, (c) => {

@@ -1,11 +1,14 @@
 // The FTP source: one listing per cycle, and up to `parallel` downloads and acknowledgements at
 // once, each on its own lane (control connection), opened as the pipeline asks for them.
 import type { Readable } from 'node:stream';
+import { FTPError, type FileInfo } from 'basic-ftp';
+import { isFolderName, sortedNames } from '../common/folders.js';
 import { plainName } from '../common/names.js';
 import { ackBudgetMs, withBudget } from '../deadline.js';
+import { TransportError } from '../errors.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
 import { KeyedQueue, MAX_LANES, type Lanes } from './lane.js';
-import { inDir } from './session.js';
+import { inDir, type FtpSession } from './session.js';
 import { download } from './transfer.js';
 
 /**
@@ -28,6 +31,19 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
         await session.ready(sig);
         await session.enterDir(dir, true, sig);
         return await session.listHere(dir, what, sig);
+      } catch (err) {
+        throw session.classify(err, what, { missing: 'unavailable' });
+      } finally {
+        release();
+      }
+    },
+
+    async folders(sig: AbortSignal): Promise<string[]> {
+      const what = `list the folders of ${dir}`;
+      const { session, release } = await lanes.acquire(sig, what);
+      try {
+        await session.ready(sig);
+        return await foldersIn(session, dir, what, sig);
       } catch (err) {
         throw session.classify(err, what, { missing: 'unavailable' });
       } finally {
@@ -93,4 +109,47 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
       return Promise.resolve();
     },
   } satisfies Source;
+}
+
+/**
+ * The folders of `dir` (Source.folders) on a session that is ready: CWD unless the lane is there,
+ * one listing. A folder that is not there is []: a CWD refused as missing, also after a listing
+ * that failed because the folder went while the lane was in it (ftp-srv: `451 ENOENT`).
+ */
+async function foldersIn(session: FtpSession, dir: string, what: string, sig: AbortSignal): Promise<string[]> {
+  try {
+    await session.enterDir(dir, false, sig);
+  } catch (err) {
+    if (folderMissing(session, err, what)) return [];
+    throw err;
+  }
+  let infos: FileInfo[];
+  try {
+    infos = await session.infosHere(dir, what, sig);
+  } catch (err) {
+    if (!(err instanceof FTPError)) throw err;
+    try {
+      await session.command(what, sig, (c) => c.send(`CWD ${session.wire.out(dir, what)}`));
+    } catch (cwdErr) {
+      if (folderMissing(session, cwdErr, what)) return [];
+      if (cwdErr instanceof TransportError) throw cwdErr; // a timeout, an abort, a lost connection
+    }
+    throw err;
+  }
+  // folders only: a link's target would take a CWD each to know (and `list` skips links too)
+  return sortedNames(
+    infos
+      .filter((i) => i.isDirectory)
+      .map((i) => session.wire.in(i.name))
+      .filter(isFolderName),
+  );
+}
+
+/**
+ * Whether a failed CWD says the folder is not there: a 550 whose text does not speak of rights
+ * (vsftpd says only "550 Failed to change directory." for a missing folder, as the probe knows).
+ */
+function folderMissing(session: FtpSession, err: unknown, what: string): boolean {
+  if (!(err instanceof FTPError) || err.code !== 550) return false;
+  return session.classify(err, what, { missing: 'not-found', refused: 'not-found' }).code === 'not-found';
 }

@@ -75,7 +75,7 @@ export function createLanTransport(profile: LanProfile): Transport {
 
   return {
     kind: 'lan',
-    features: { move: true, bundle: false },
+    features: { move: true, bundle: false, folders: true },
     openSink,
     openSource: (ep: Endpoint, signal: AbortSignal) => openSource(share, ep, signal),
     probe: (ep: Endpoint, direction: 'in' | 'out', signal: AbortSignal) => probe(share, ep, direction, signal),

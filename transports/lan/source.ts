@@ -1,10 +1,12 @@
 // Source on the share: the listing (regular files; links, pipes, devices and folders named like a
 // package listed as refused; held to the listing caps), open (exactly the listed bytes of the file
 // that was looked at, under the idle deadline and the route's minimum rate) and acknowledge (delete
-// or move, only the file that was read, safe to repeat, under one budget).
-import { promises as fsp, type Stats } from 'node:fs';
+// or move, only the file that was read, safe to repeat, under one budget), and the folders (the
+// station folders of an office in-route: folders, and links whose target is one).
+import { promises as fsp, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { isFolderName, sortedNames } from '../common/folders.js';
 import { ListingBudget } from '../common/listing.js';
 import { freeName, isVisible, plainName } from '../common/names.js';
 import { exactLength, watched } from '../common/streams.js';
@@ -32,21 +34,8 @@ export async function listDir(
   ms: number,
   signal: AbortSignal,
 ) {
-  const budget = new ListingBudget(`listing of ${label} on the share ${share.root}`);
-  const names: string[] = [];
-  const handle = await share.fsCall(`list ${dir}`, ms, signal, () => fsp.opendir(dir));
-  try {
-    for (;;) {
-      const d = await share.fsCall(`list ${dir}`, ms, signal, () => handle.read());
-      if (d === null) break;
-      budget.take(1, Buffer.byteLength(d.name));
-      names.push(d.name);
-    }
-  } finally {
-    share.closeLater(handle);
-  }
   const entries: RemoteEntry[] = [];
-  for (const name of names) {
+  for (const { name } of await readDir(share, dir, label, ms, signal)) {
     if (!isVisible(name)) continue;
     const st = await share.lstatOrNull(path.join(dir, name), ms, signal);
     if (!st) continue;
@@ -59,6 +48,59 @@ export async function listDir(
     }
   }
   return entries;
+}
+
+/** Every entry of a directory with its type as the directory says it, held to the listing caps. */
+async function readDir(share: Share, dir: string, label: string, ms: number, signal: AbortSignal) {
+  const budget = new ListingBudget(`listing of ${label} on the share ${share.root}`);
+  const entries: Dirent[] = [];
+  const handle = await share.fsCall(`list ${dir}`, ms, signal, () => fsp.opendir(dir));
+  try {
+    for (;;) {
+      const d = await share.fsCall(`list ${dir}`, ms, signal, () => handle.read());
+      if (d === null) break;
+      budget.take(1, Buffer.byteLength(d.name));
+      entries.push(d);
+    }
+  } finally {
+    share.closeLater(handle);
+  }
+  return entries;
+}
+
+/** What a link's target cannot be looked at for: it is then not a folder (a dangling link, a loop). */
+const UNREADABLE_TARGET = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EACCES', 'EPERM']);
+
+/**
+ * The folders directly inside `segments` (Source.folders): real folders, and links (or junctions)
+ * whose target stat says is a folder; names by the common folder rule, sorted. A missing folder
+ * is []; a missing share root is 'unavailable' and a link on the way there 'permission', as for
+ * `list`. A link listed here is still refused when a route opens it as its folder (share.folder).
+ */
+export async function listFolders(
+  share: Share,
+  segments: string[],
+  ms: number,
+  signal: AbortSignal,
+): Promise<string[]> {
+  const dir = await share.folderOrNull(segments, ms, signal);
+  if (dir === null) return [];
+  const label = segments.join('/') || '.';
+  const names: string[] = [];
+  for (const d of await readDir(share, dir, label, ms, signal)) {
+    if (!isFolderName(d.name)) continue;
+    if (d.isDirectory()) {
+      names.push(d.name);
+    } else if (d.isSymbolicLink()) {
+      const at = path.join(dir, d.name);
+      try {
+        if ((await share.fsCall(`look at ${at}`, ms, signal, () => fsp.stat(at))).isDirectory()) names.push(d.name);
+      } catch (err) {
+        if (!UNREADABLE_TARGET.has(errnoCode(err) ?? '')) throw err;
+      }
+    }
+  }
+  return sortedNames(names);
 }
 
 export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal): Promise<Source> {
@@ -87,6 +129,14 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
         return await listDir(share, await share.folder(segments, ms, sig, true), label, ep.include, ms, sig);
       } catch (err) {
         throw await share.classify(err, `list ${label}`, ms, 'unavailable');
+      }
+    },
+
+    async folders(sig: AbortSignal): Promise<string[]> {
+      try {
+        return await listFolders(share, segments, ms, sig);
+      } catch (err) {
+        throw await share.classify(err, `list the folders of ${label}`, ms, 'unavailable');
       }
     },
 

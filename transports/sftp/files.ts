@@ -3,6 +3,7 @@
 // read-back hashes.
 import path from 'node:path';
 import type { FileEntry, Stats as SftpStats } from 'ssh2';
+import { isFolderName, sortedNames } from '../common/folders.js';
 import { ListingBudget } from '../common/listing.js';
 import { freeName as firstFree, isVisible } from '../common/names.js';
 import { sha256Of } from '../common/streams.js';
@@ -138,6 +139,37 @@ async function listWithin(
     entries.push(entry);
   }
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * The folders directly inside `dir` (Source.folders): OPENDIR, READDIR until EOF, CLOSE, and a STAT
+ * only for a symbolic link (a link whose target is a folder counts; to a file, or dangling, not).
+ * Names by the common folder rule, sorted. A missing `dir` is [] and is not created. All of it
+ * within `ms`, bounded by the listing caps, as `listDir`.
+ */
+export async function listFolders(conn: Connection, dir: string, ms: number, signal: AbortSignal): Promise<string[]> {
+  const what = `list the folders of ${dir}`;
+  return withDeadline(what, ms, signal, async (sig) => {
+    let items: FileEntry[];
+    try {
+      items = await readDir(conn, dir, what, ms, sig);
+    } catch (err) {
+      if (sftpStatus(err) === SSH_FX.NO_SUCH_FILE) return [];
+      throw err;
+    }
+    const names: string[] = [];
+    for (const item of items) {
+      if (!isFolderName(item.filename)) continue;
+      let attrs: { mode?: number } = item.attrs;
+      if (isLink(attrs)) {
+        const target = await statOrNull(conn, path.posix.join(dir, item.filename), what, ms, sig);
+        if (!target) continue;
+        attrs = target;
+      }
+      if (attrs.mode === undefined ? item.longname.startsWith('d') : isDir(attrs)) names.push(item.filename);
+    }
+    return sortedNames(names);
+  });
 }
 
 /**

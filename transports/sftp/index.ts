@@ -19,7 +19,7 @@ import { TransportError } from '../errors.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry, SftpProfile, Sink, Source, Transport } from '../types.js';
 import { Connection, newProgress } from './connection.js';
 import { classify, SSH_FX, sftpStatus } from './errors.js';
-import { ensureDir, freeName, listDir, notAFile, remoteDir, statOrNull } from './files.js';
+import { ensureDir, freeName, listDir, listFolders, notAFile, remoteDir, statOrNull } from './files.js';
 import { probeSftp } from './probe.js';
 import { put } from './upload.js';
 
@@ -126,6 +126,14 @@ export function createSftpTransport(profile: SftpProfile): Transport {
         }
       },
 
+      async folders(sig: AbortSignal): Promise<string[]> {
+        try {
+          return await listFolders(conn, dir, ms, sig);
+        } catch (err) {
+          throw scrub(err, `list the folders of ${dir}`);
+        }
+      },
+
       async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
         const name = plainName(entry.ref, 'entry');
         const file = path.posix.join(dir, name);
@@ -175,7 +183,7 @@ export function createSftpTransport(profile: SftpProfile): Transport {
 
   return {
     kind: 'sftp',
-    features: { move: true, bundle: false },
+    features: { move: true, bundle: false, folders: true },
     openSink,
     openSource,
     probe: (ep, direction, signal) => probeSftp(profile, connect, scrub, ep, direction, signal),
