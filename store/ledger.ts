@@ -30,6 +30,7 @@ import {
   type StationRow,
   type RouteLockRow,
   type RouteRun,
+  type PackageKind,
 } from './ledger/rows.js';
 
 export {
@@ -283,8 +284,15 @@ export class Ledger {
    * The package this name+bytes already is on this route, if any: the first row that is not
    * itself a duplicate record, so dedup always points at the original.
    */
-  findOriginal(route: string, name: string, sha256: string, states: PackageState[]): PackageRow | undefined {
-    const r = this.sql(SQL.findOriginal(states.length)).get<RawRow>(route, name, sha256, ...states);
+  findOriginal(
+    route: string,
+    name: string,
+    sha256: string,
+    states: PackageState[],
+    /** Office in-routes with a folder per station: that station's rows only (null: rows without one). */
+    station: string | null = null,
+  ): PackageRow | undefined {
+    const r = this.sql(SQL.findOriginal(states.length)).get<RawRow>(route, name, sha256, ...states, station);
     return r && toRow(r);
   }
 
@@ -292,8 +300,12 @@ export class Ledger {
    * The record of a remote entry refused without taking its bytes (sha256 NULL, `quarantined`):
    * same name, remote ref and size. The first such row.
    */
-  findRefusedInPlace(route: string, entry: { name: string; ref: string; size: number }): PackageRow | undefined {
-    const r = this.sql(SQL.findRefusedInPlace).get<RawRow>(route, entry.ref, entry.name, entry.size);
+  findRefusedInPlace(
+    route: string,
+    entry: { name: string; ref: string; size: number },
+    station: string | null = null,
+  ): PackageRow | undefined {
+    const r = this.sql(SQL.findRefusedInPlace).get<RawRow>(route, entry.ref, entry.name, entry.size, station);
     return r && toRow(r);
   }
 
@@ -324,8 +336,13 @@ export class Ledger {
   }
 
   /** Inbound rows whose inbox rename may not have happened (crash between ledger and rename). */
-  pendingInbound(route: string): PackageRow[] {
-    return this.sql(SQL.pendingInbound).all<RawRow>(route).map(toRow);
+  pendingInbound(route: string, station: string | null = null): PackageRow[] {
+    return this.sql(SQL.pendingInbound).all<RawRow>(route, station).map(toRow);
+  }
+
+  /** When the newest receipt/heartbeat row of a route was made (ms), or null when there is none. */
+  lastControlAt(route: string, kind: Exclude<PackageKind, 'package'>): number | null {
+    return this.sql(SQL.lastControlAt).get<{ t: number | null }>(route, kind)?.t ?? null;
   }
 
   list(filter: ListFilter = {}): PackageRow[] {
@@ -501,6 +518,9 @@ export class Ledger {
   }
   recordControl(row: ControlInRow): number {
     return this.control.recordControl(row);
+  }
+  controlSeen(route: string, name: string, sha256: string | null): ReturnType<ControlStore['controlSeen']> {
+    return this.control.controlSeen(route, name, sha256);
   }
   controlIn(route: string): ControlInRow[] {
     return this.control.controlIn(route);

@@ -333,7 +333,7 @@ describe('migration 5', () => {
     const l = Ledger.open(path);
     opened.push(l);
     assert.equal(l.schemaVersion, MIGRATIONS.length);
-    assert.equal(MIGRATIONS.length, 5);
+    assert.equal(MIGRATIONS.length, 6);
     const [row] = l.list();
     assert.equal(row!.kind, 'package');
     assert.equal(row!.station, null);

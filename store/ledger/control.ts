@@ -58,6 +58,17 @@ export class ControlStore {
     return Number(info.lastInsertRowid);
   }
 
+  /** What became of a control file of this name and bytes (null: taken in without its bytes) met before, or undefined. */
+  controlSeen(
+    route: string,
+    name: string,
+    sha256: string | null,
+  ): { outcome: ControlInRow['outcome']; reason: string | null } | undefined {
+    return this.core
+      .sql(SQL.controlSeen)
+      .get<{ outcome: ControlInRow['outcome']; reason: string | null }>(route, name, sha256);
+  }
+
   /** The control files a route took in, oldest first (tests, `show`). */
   controlIn(route: string): ControlInRow[] {
     return this.core

@@ -95,4 +95,11 @@ export const MIGRATIONS: string[] = [
      heartbeat_json TEXT,
      last_package_at INTEGER
    );`,
+  // 6: a duplicate at the office (a station sent again what the office already has, e.g. after a
+  // crash before it recorded `sent`) is answered by a receipt too: the station's package would
+  // otherwise stay unconfirmed. control_in is looked up by route and name (a control file met again).
+  `DROP INDEX packages_unreceipted;
+   CREATE INDEX packages_unreceipted ON packages(route, id)
+     WHERE direction = 'in' AND state IN ('delivered', 'duplicate') AND station IS NOT NULL AND receipt_id IS NULL;
+   CREATE INDEX control_in_key ON control_in(route, name);`,
 ];

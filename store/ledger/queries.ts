@@ -16,14 +16,15 @@ export const SQL = {
   getPackage: 'SELECT * FROM packages WHERE id = ?',
   events: 'SELECT at, event, detail FROM events WHERE package_id = ? ORDER BY id',
   findOriginal: (states: number) =>
-    `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 = ? AND state IN (${marks(states)}) ORDER BY id LIMIT 1`,
+    `SELECT * FROM packages WHERE route = ? AND name = ? AND sha256 = ? AND state IN (${marks(states)})
+       AND station IS ? ORDER BY id LIMIT 1`,
   /**
    * A package refused without its bytes (sha256 NULL), known by its remote entry: one step in the
    * partial index packages_refused (its WHERE terms are repeated here word for word, which is
    * what lets SQLite use it).
    */
   findRefusedInPlace: `SELECT * FROM packages WHERE route = ? AND remote_ref = ? AND name = ? AND size = ?
-       AND sha256 IS NULL AND state = 'quarantined' ORDER BY id LIMIT 1`,
+       AND sha256 IS NULL AND state = 'quarantined' AND station IS ? ORDER BY id LIMIT 1`,
   /** Files kept in dataDir/quarantine, over the partial index packages_quarantine_kept. */
   quarantineKept: `SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM packages
        WHERE state = 'quarantined' AND stored_path IS NOT NULL`,
@@ -34,7 +35,9 @@ export const SQL = {
   due: `SELECT * FROM packages WHERE route = ? AND direction = 'out'
        AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))
      ORDER BY id`,
-  pendingInbound: 'SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL ORDER BY id',
+  pendingInbound: 'SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL AND station IS ? ORDER BY id',
+  /** The newest control row of a kind on a route (heartbeats: is the next one due). */
+  lastControlAt: 'SELECT MAX(created_at) AS t FROM packages WHERE route = ? AND kind = ?',
   /** Packages only: receipts and heartbeats are counted apart (controlCounts). */
   countsByState: `SELECT state, COUNT(*) AS n FROM packages WHERE route = ? AND kind = 'package' GROUP BY state`,
   controlCounts: `SELECT kind, state, COUNT(*) AS n FROM packages WHERE route = ? AND kind <> 'package'
@@ -67,7 +70,7 @@ export const SQL = {
   /** Final rows; an office delivery still owed its receipt is kept until the receipt is made. */
   purgeable: `SELECT * FROM packages WHERE updated_at < ? AND pending_path IS NULL
        AND state IN ('sent', 'confirmed', 'duplicate', 'delivered', 'quarantined')
-       AND NOT (direction = 'in' AND state = 'delivered' AND station IS NOT NULL AND receipt_id IS NULL)
+       AND NOT (direction = 'in' AND state IN ('delivered', 'duplicate') AND station IS NOT NULL AND receipt_id IS NULL)
      ORDER BY id`,
   deletePackage: 'DELETE FROM packages WHERE id = ?',
   // ---- receipts and heartbeats (issue 12) ----
@@ -84,11 +87,13 @@ export const SQL = {
        heartbeat_json = excluded.heartbeat_json
      WHERE stations.last_heartbeat_at IS NULL OR excluded.last_heartbeat_at >= stations.last_heartbeat_at`,
   /** Office deliveries owed a receipt (over the partial index packages_unreceipted, terms word for word). */
-  unreceipted: `SELECT * FROM packages WHERE route = ? AND direction = 'in' AND state = 'delivered'
+  unreceipted: `SELECT * FROM packages WHERE route = ? AND direction = 'in' AND state IN ('delivered', 'duplicate')
        AND station IS NOT NULL AND receipt_id IS NULL AND pending_path IS NULL AND kind = 'package'
      ORDER BY id LIMIT ?`,
   markReceipted: `UPDATE packages SET receipt_id = ?, updated_at = ? WHERE id = ? AND direction = 'in'
-       AND state = 'delivered' AND station IS NOT NULL AND receipt_id IS NULL`,
+       AND state IN ('delivered', 'duplicate') AND station IS NOT NULL AND receipt_id IS NULL`,
+  /** A control file of this name and bytes (NULL: refused without its bytes) already taken in on the route. */
+  controlSeen: `SELECT outcome, reason FROM control_in WHERE route = ? AND name = ? AND sha256 IS ? ORDER BY id DESC LIMIT 1`,
   notePackage: `INSERT INTO stations (name, last_package_at) VALUES (?, ?)
      ON CONFLICT(name) DO UPDATE SET last_package_at = MAX(COALESCE(last_package_at, 0), excluded.last_package_at)`,
   deliveries: `SELECT route, name, created_at AS deliveredAt FROM packages
