@@ -216,10 +216,16 @@ export class Agent {
     }
   }
 
-  /** One cycle of the named routes (all when none named), in parallel. */
+  /**
+   * One cycle of the named routes (all when none named), in parallel; the office's receipts route
+   * last, so that it carries the receipts of what this very run delivered.
+   */
   async runOnce(names: string[] = []): Promise<CycleResult[]> {
     const routes = names.length ? names.map((n) => this.route(n)) : this.config.routes;
-    return Promise.all(routes.map((r) => this.runRoute(r)));
+    const last = routes.filter((r) => r.name === this.config.receipts);
+    const first = await Promise.all(routes.filter((r) => !last.includes(r)).map((r) => this.runRoute(r)));
+    const then = await Promise.all(last.map((r) => this.runRoute(r)));
+    return routes.map((r) => first.find((x) => x.route === r.name) ?? then.find((x) => x.route === r.name)!);
   }
 
   close(): void {

@@ -15,6 +15,7 @@ export const CRASH_POINTS = [
   'in:after-rename', // file is in the inbox, ledger still has the pending rename
   'in:before-ack', // everything local is done, remote not yet acknowledged
   'in:after-ack', // remote acknowledged, ledger does not know yet
+  'office:before-receipt', // office: deliveries committed, their receipt not made yet
 ] as const;
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];

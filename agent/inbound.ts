@@ -22,8 +22,12 @@ import { commitGroup } from './inbound/commit.js';
 import { fetchEntry, inPool, overSize, tempPrefix, type Fetched } from './inbound/fetch.js';
 import { refuseInPlace } from './inbound/refusals.js';
 import { rememberListing, settledBefore } from './inbound/settled.js';
+import { splitControl, takeControlFiles } from './inbound/control.js';
+import { runStations } from './inbound/stations.js';
+import { controlKind } from './control/names.js';
 
 export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
+  if (ctx.route.perStation) return runStations(ctx, runInbound);
   const result = emptyResult(ctx.route);
   try {
     await fsp.access(ctx.route.local);
@@ -43,7 +47,10 @@ export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
     return result;
   }
   try {
-    const entries = oldestFirst(await stableEntries(ctx, source));
+    // receipts and heartbeats first, and never as packages (inbound/control.ts)
+    const { control, packages } = splitControl(await stableEntries(ctx, source));
+    await takeControlFiles(ctx, source, control, result);
+    const entries = oldestFirst(packages);
     // A flood (of mail, of files) costs a bounded cycle: at most maxPerCycle entries are worked
     // on; a refusal already recorded costs one index lookup and does not count.
     const max = ctx.route.maxPerCycle;
@@ -124,7 +131,7 @@ async function fetchGroup(
 /** Finishes what a crash interrupted between the ledger's `delivered` and the inbox rename. */
 async function recoverPending(ctx: RouteContext): Promise<void> {
   const { ledger, route, log } = ctx;
-  for (const row of ledger.pendingInbound(route.name)) {
+  for (const row of ledger.pendingInbound(route.name, ctx.station ?? null)) {
     const temp = join(route.local, row.pendingPath!);
     const final = join(route.local, row.name);
     const outcome = await resumeRenameNoReplace(temp, final);
@@ -167,7 +174,9 @@ async function removeStaleTemps(ctx: RouteContext): Promise<void> {
 
 async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteEntry[]> {
   const pick = (list: RemoteEntry[]) =>
-    list.filter((e) => e.refusal !== undefined || isRemotePackage(e.name, ctx.route.include));
+    list.filter(
+      (e) => e.refusal !== undefined || controlKind(e.name) !== null || isRemotePackage(e.name, ctx.route.include),
+    );
   const first = pick(await source.list(ctx.abort));
   if (first.length === 0 || source.atomicEntries) return first;
   // Guarantee 1 for remote files: skip entries still growing between two listings, unless the

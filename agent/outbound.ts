@@ -14,13 +14,20 @@ import { errorText } from './secrets.js';
 import { emptyResult, type CycleResult, type RouteContext } from './route-context.js';
 import { sendDue } from './outbound/send.js';
 import { takeFromOutbox } from './outbound/take.js';
+import { buildHeartbeat, heartbeatDue } from './control/heartbeat.js';
+import { controlRand, insertControlRow, spoolControl } from './control/enqueue.js';
+import { encodeHeartbeat } from './control/format.js';
+import { heartbeatName } from './control/names.js';
 
 export async function runOutbound(ctx: RouteContext): Promise<CycleResult> {
   const result = emptyResult(ctx.route);
   try {
     // the route's spool folders, once per cycle (never per package)
     await ctx.spool.prepare(ctx.route.name);
-    await takeFromOutbox(ctx, result);
+    // the office's receipts route carries receipts only: its outbox is not read (a file put there
+    // stays there, and `{station}` in its remote would have no station to name)
+    if (ctx.config.receipts !== ctx.route.name) await takeFromOutbox(ctx, result);
+    if (ctx.config.heartbeat?.route === ctx.route.name && !ctx.stop.requested) await queueHeartbeat(ctx);
     if (!ctx.stop.requested) await sendDue(ctx, result);
   } catch (err) {
     // keep what this cycle did (counts) and say what stopped it
@@ -29,4 +36,26 @@ export async function runOutbound(ctx: RouteContext): Promise<CycleResult> {
     ctx.log.error({ route: ctx.route.name }, `cycle stopped: ${message}`);
   }
   return result;
+}
+
+/** The station's heartbeat, when one is due, as a queued package of this route (agent/control/). */
+async function queueHeartbeat(ctx: RouteContext): Promise<void> {
+  const { config, ledger, route, log } = ctx;
+  const now = ctx.now();
+  if (!heartbeatDue(ledger, route.name, config.heartbeat!.everyMs, now)) return;
+  try {
+    const data = await buildHeartbeat(config, ledger, { now, scrub: ctx.scrub });
+    const file = {
+      kind: 'heartbeat' as const,
+      name: heartbeatName(config.station, now, controlRand()),
+      bytes: encodeHeartbeat(data),
+      station: null,
+    };
+    const stored = await spoolControl(ctx.spool, route, file);
+    const row = insertControlRow(ledger, route, file, stored);
+    log.info({ route: route.name, id: row.id, file: row.name }, 'heartbeat queued');
+  } catch (err) {
+    // the packages matter more than the heartbeat: said, tried again next cycle
+    log.warn({ route: route.name }, `could not make the heartbeat: ${ctx.scrub(errorText(err))}`);
+  }
 }

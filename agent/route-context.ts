@@ -6,6 +6,7 @@ import type { Scrub } from './secrets.js';
 import type { Ledger } from '../store/ledger.js';
 import type { Spool } from '../store/spool.js';
 import { minRateRule } from '../transports/deadline.js';
+import { CONTROL_PATTERNS } from './control/names.js';
 import type { Endpoint, MailEndpoint, Transport } from '../transports/types.js';
 
 /**
@@ -29,6 +30,12 @@ export interface RouteContext {
   /** Aborts transfers in flight (second Ctrl+C, or tests). */
   abort: AbortSignal;
   now: () => number;
+  /**
+   * Office in-routes with one folder per station (route.perStation): the station whose folder this
+   * part of the cycle works on (`route` then has that folder as remote and its local folder). Its
+   * rows carry it, and its deliveries are answered by receipts.
+   */
+  station?: string;
 }
 
 export interface CycleResult {
@@ -45,6 +52,8 @@ export interface CycleResult {
   quarantined: number;
   /** Files left in the outbox because they are wrong (not well-formed XML, too large, bad name). */
   refused: number;
+  /** Receipts and heartbeats taken in (agent/inbound/control.ts), whatever became of them. */
+  control: number;
   /** The route could not do its work (connection, disk, lock): the reason, scrubbed. */
   error: string | null;
   /** Not run: another process works this route right now (not a problem of the route). */
@@ -66,6 +75,7 @@ export function emptyResult(route: RouteConfig): CycleResult {
     dead: 0,
     quarantined: 0,
     refused: 0,
+    control: 0,
     error: null,
     skipped: null,
     interrupted: false,
@@ -85,6 +95,7 @@ export function cycleSummary(r: CycleResult): string {
     dead: r.dead,
     quarantined: r.quarantined,
     'refused in outbox': r.refused,
+    'receipts/heartbeats taken in': r.control,
   })
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `${k} ${n}`);
@@ -101,7 +112,9 @@ export function endpointOf(route: RouteConfig): Endpoint {
     timeoutMs: route.timeoutMs,
     ...(minRate ? { minRate } : {}),
     afterReceive: route.afterReceive,
-    include: route.include,
+    // an in-route also lists sprelay's control files (receipts, heartbeats), whatever its include:
+    // the pipeline takes them out before any package is looked at (agent/inbound/control.ts)
+    include: route.direction === 'in' ? [...route.include, ...CONTROL_PATTERNS] : route.include,
     maxSize: route.maxSize,
     ...(route.direction === 'in' ? { maxPerCycle: route.maxPerCycle } : {}),
     ...(route.to || route.allowFrom || route.afterRefuse || route.requireAuth ? { mail: mailPart(route) } : {}),

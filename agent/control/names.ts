@@ -32,6 +32,9 @@ export const CONTROL_PREFIX: Record<ControlKind, string> = {
   heartbeat: 'sprelay-heartbeat_',
 };
 
+/** Include globs that list every control file (an in-route lists them whatever its own include). */
+export const CONTROL_PATTERNS: readonly string[] = ['sprelay-receipt_*', 'sprelay-heartbeat_*'];
+
 /** Longest control file name we write. */
 export const MAX_CONTROL_NAME = 100;
 /** Longest station segment written as is (after `_` -> `~`). */

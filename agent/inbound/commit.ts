@@ -127,7 +127,13 @@ function decide(ctx: RouteContext, checked: Checked[], result: CycleResult, mine
   const out: Decision[] = [];
   for (const { f, there } of checked) {
     const { entry, got } = f;
-    const original = ledger.findOriginal(route.name, entry.name, got.sha256, ['delivered', 'quarantined']);
+    const original = ledger.findOriginal(
+      route.name,
+      entry.name,
+      got.sha256,
+      ['delivered', 'quarantined'],
+      ctx.station ?? null,
+    );
     if (original) {
       if (original.ackedAt === null && !mine.has(original.id)) {
         // fetched again because a crash came before the acknowledgement: only acknowledge now
@@ -151,7 +157,7 @@ function decide(ctx: RouteContext, checked: Checked[], result: CycleResult, mine
       out.push({ kind: 'duplicate', f, row: dup });
       continue;
     }
-    const waitingRow = ledger.findOriginal(route.name, entry.name, got.sha256, ['waiting']);
+    const waitingRow = ledger.findOriginal(route.name, entry.name, got.sha256, ['waiting'], ctx.station ?? null);
     const inInbox = there ?? claimed.get(entry.name) ?? null;
     if (inInbox !== null) {
       if (inInbox === got.sha256) {

@@ -32,6 +32,7 @@ export function insertInbound(
       name: entry.name,
       remoteRef: entry.ref,
       origin: entry.origin ?? null,
+      station: ctx.station ?? null,
       ...fields,
     },
     event,

@@ -12,7 +12,8 @@ import { errorText } from '../secrets.js';
 import { endpointOf, type CycleResult, type RouteContext } from '../route-context.js';
 import type { PackageRow } from '../../store/ledger.js';
 import { TransportError } from '../../transports/errors.js';
-import type { OutgoingPackage, PutResult, Sink } from '../../transports/types.js';
+import type { Endpoint, OutgoingPackage, PutResult, Sink } from '../../transports/types.js';
+import { STATION_MARK } from '../config/routes.js';
 
 /** Completed puts recorded in one transaction: at most this many packages or bytes per batch. */
 export const SEND_BATCH_PACKAGES = 64;
@@ -34,13 +35,52 @@ export async function sendDue(ctx: RouteContext, result: CycleResult): Promise<v
   const { route, ledger, log } = ctx;
   const due = ledger.due(route.name, ctx.now());
   if (due.length === 0) return;
+  // the office's receipts go to each station's own place (`{station}` in the route's remote or
+  // e-mail addresses): one sink per destination; everything else to the route's remote
+  const byStation = new Map<string | null, PackageRow[]>();
+  for (const row of due) {
+    const key = row.kind === 'package' ? null : row.station;
+    const list = byStation.get(key) ?? [];
+    list.push(row);
+    byStation.set(key, list);
+  }
+  for (const [station, rows] of byStation) {
+    if (ctx.stop.requested) return;
+    const endpoint = endpointFor(route, station);
+    if (typeof endpoint === 'string') {
+      log.warn({ route: route.name }, `${rows.length} package(s) not sent: ${endpoint}`);
+      continue;
+    }
+    if (!(await sendTo(ctx, endpoint, rows, result))) return;
+  }
+}
+
+/** Where a package for `station` (null: none) goes; a string says why it cannot go anywhere. */
+function endpointFor(route: RouteContext['route'], station: string | null): Endpoint | string {
+  const endpoint = endpointOf(route);
+  const marked = endpoint.remote.includes(STATION_MARK) || !!endpoint.mail?.to?.some((a) => a.includes(STATION_MARK));
+  if (!marked) return endpoint;
+  if (station === null) return `the route's remote is per station (${STATION_MARK}) and these have no station`;
+  const put = (s: string) => s.split(STATION_MARK).join(station);
+  return {
+    ...endpoint,
+    remote: put(endpoint.remote),
+    ...(endpoint.mail
+      ? { mail: { ...endpoint.mail, ...(endpoint.mail.to ? { to: endpoint.mail.to.map(put) } : {}) } }
+      : {}),
+  };
+}
+
+/** Sends `due` through one sink; false when the sink could not be opened (the route stops). */
+async function sendTo(ctx: RouteContext, endpoint: Endpoint, due: PackageRow[], result: CycleResult): Promise<boolean> {
+  const { route, log } = ctx;
   let sink: Sink;
   try {
-    sink = await ctx.transport.openSink(endpointOf(route), ctx.abort);
+    sink = await ctx.transport.openSink(endpoint, ctx.abort);
   } catch (err) {
     result.error = ctx.scrub(`cannot reach ${route.profileName}: ${errorText(err)}`);
     log.error({ route: route.name }, `${result.error}; ${due.length} package(s) wait for the next cycle`);
-    return;
+    return false;
   }
   try {
     const queue = groupsFor(sink, due);
@@ -67,6 +107,7 @@ export async function sendDue(ctx: RouteContext, result: CycleResult): Promise<v
       }
       for (const end of ends) if (end.status === 'rejected') throw end.reason;
     }
+    return !stopRoute;
   } finally {
     await sink.close();
   }
