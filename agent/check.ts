@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Config, RouteConfig } from './config.js';
 import { profileWithSecrets } from './credentials.js';
 import { endpointOf } from './route-context.js';
+import { STATION_MARK } from './config/routes.js';
 import { weakenedChecks } from './weakened.js';
 import { errorText, makeScrubber, type Scrub } from './secrets.js';
 import { createTransport } from '../transports/index.js';
@@ -38,12 +39,29 @@ async function localSteps(route: RouteConfig): Promise<ProbeStep[]> {
   }
 }
 
+/**
+ * What `check` probes of a route that works per station (issue 12): an office in-route with a `*`
+ * folder is probed at that folder's parent, its local folder up to `{station}`; a receipts route
+ * with `{station}` in its remote at the folder above the stations' ones. Nothing named `{station}`
+ * or `*` is ever created.
+ */
+export function probeRoute(route: RouteConfig): RouteConfig {
+  const upTo = (s: string) => {
+    const i = s.indexOf(STATION_MARK);
+    return i < 0 ? s : s.slice(0, i).replace(/[\\/]+$/, '');
+  };
+  if (route.perStation) return { ...route, remote: route.perStation.parent, local: upTo(route.local) };
+  if (route.remote.includes(STATION_MARK)) return { ...route, remote: upTo(route.remote) };
+  return route;
+}
+
 export async function checkRoute(
   config: Config,
-  route: RouteConfig,
+  configured: RouteConfig,
   env: NodeJS.ProcessEnv,
   signal: AbortSignal,
 ): Promise<RouteCheck> {
+  const route = probeRoute(configured);
   const steps = await localSteps(route);
   let scrub: Scrub = makeScrubber(config.secrets);
   try {

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Agent } from './agent.js';
 import { checkRoute, checkText } from './check.js';
-import { ConfigError, loadConfig, notCarriedOutYet, parseDuration, resolveConfigPath, type Config } from './config.js';
+import { ConfigError, loadConfig, parseDuration, resolveConfigPath, type Config } from './config.js';
 import { configTemplate } from './config-template.js';
 import { purge, resend } from './maintenance.js';
 import { cycleSummary } from './route-context.js';
@@ -25,6 +25,7 @@ import {
   type CommandIo,
 } from './inspect-commands.js';
 import { maintainLog } from './log.js';
+import { fleetCommand, htmlTarget } from './fleet/command.js';
 import { shareCallsInFlight } from '../transports/lan/index.js';
 import { visibleLines } from '../transports/common/text.js';
 
@@ -62,18 +63,6 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
   let exitCode: number = EXIT.ok;
 
   const config = (): Config => loadConfig(resolveConfigPath(program.opts().config, io.env, io.cwd), io.env);
-  /** The config, for a command that moves packages: not with settings this version cannot carry out. */
-  const runnable = (): Config => {
-    const cfg = config();
-    const unbuilt = notCarriedOutYet(cfg);
-    if (unbuilt.length > 0) {
-      throw new Exit(
-        EXIT.fatal,
-        `config ${cfg.file}: ${unbuilt.join('; ')}: not carried out by sprelay ${appVersion()} yet; remove it from the config`,
-      );
-    }
-    return cfg;
-  };
   const withAgent = async <T>(
     fn: (agent: Agent) => Promise<T> | T,
     quiet = false,
@@ -129,7 +118,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     )
     .option('-r, --route <name>', 'only this route')
     .action(async (opts: { route?: string }) => {
-      const cfg = runnable();
+      const cfg = config();
       const routes = opts.route ? cfg.routes.filter((r) => r.name === opts.route) : cfg.routes;
       if (opts.route && routes.length === 0) throw new Exit(EXIT.fatal, `no route named ${JSON.stringify(opts.route)}`);
       io.out(`config ${cfg.file}: ok (${cfg.routes.length} routes)`);
@@ -149,7 +138,6 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
       'run as a daemon: every route on its schedule (one cycle of each at start); Ctrl+C / SIGTERM finish the current file, then exit',
     )
     .action(async () => {
-      runnable();
       await withAgent(async (agent) => {
         const scheduler = new Scheduler(agent);
         let heartbeat: NodeJS.Timeout | undefined;
@@ -189,7 +177,6 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
     )
     .addOption(new Option('-r, --route <name...>', 'only these routes (repeatable)'))
     .action(async (opts: { route?: string[] }) => {
-      runnable();
       await withAgent(
         async (agent) => {
           let stoppedBy: 'SIGINT' | 'SIGTERM' | null = null;
@@ -247,6 +234,18 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
         io.out(opts.json ? JSON.stringify(data.view, null, 2) : statusText(data, agent.config.lang, now));
       }, true),
     );
+
+  program
+    .command('fleet')
+    .description(
+      'office: one line per station, worst first (failing, silent, needs attention, ok): last status report, last package, not confirmed, not sent yet, last error; exit 0 all ok, 2 any station is not',
+    )
+    .option('--json', 'machine-readable output')
+    .option('--html <file>', 'write the view as one self-contained HTML page to this file (its folder must exist)')
+    .action(async (opts: { json?: boolean; html?: string }) => {
+      const html = opts.html === undefined ? {} : { html: htmlTarget(opts.html, io.cwd) };
+      exitCode = await withAgent((agent) => fleetCommand(agent, { json: opts.json === true, ...html }, io), true);
+    });
 
   program
     .command('list')

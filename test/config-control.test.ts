@@ -188,8 +188,8 @@ describe('station: heartbeat and confirmWithin', () => {
   });
 });
 
-describe('settings read but not carried out yet', () => {
-  test('once, run and check refuse them with a clear line; status and list still work', async () => {
+describe('settings carried out (the guard of the unwired version is gone)', () => {
+  test('once with a heartbeat: exit 0 and the heartbeat is in the remote folder, never twice within its interval', async () => {
     const { main } = await import('../agent/cli.js');
     const { writeFileSync, mkdirSync } = await import('node:fs');
     const dir = mkdtempSync(join(root, 'unbuilt-'));
@@ -212,11 +212,16 @@ describe('settings read but not carried out yet', () => {
       const io = { out: (t: string) => lines.push(t), err: (t: string) => lines.push(t), env: {}, cwd: dir };
       return { code: await main(['--config', file, ...args], io), text: lines.join('\n') };
     };
-    for (const cmd of ['once', 'check', 'run']) {
-      const r = await run(cmd);
-      assert.equal(r.code, 1, `${cmd}: ${r.text}`);
-      assert.match(r.text, /heartbeat: not carried out by sprelay .* yet; remove it from the config/, cmd);
-    }
+    const { readdirSync } = await import('node:fs');
+    const remote = join(dir, 'in');
+    const heartbeats = () =>
+      readdirSync(remote).filter((n) => /^sprelay-heartbeat_AZS-017_\d{8}T\d{6}Z_[0-9a-f]{8}\.json$/.test(n));
+    const first = await run('once');
+    assert.equal(first.code, 0, first.text);
+    assert.equal(heartbeats().length, 1);
+    const second = await run('once');
+    assert.equal(second.code, 0, second.text);
+    assert.equal(heartbeats().length, 1, 'not due again within the hour');
     assert.equal((await run('status')).code, 0);
     assert.equal((await run('list')).code, 0);
   });

@@ -229,17 +229,3 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   }
   return parseConfig(text, abs, env);
 }
-
-/**
- * Settings this version reads and checks but does not carry out yet (issue 12 is being built:
- * receipts, heartbeats, one in-route for many stations). `run`, `once` and `check` refuse a config
- * that uses them, rather than quietly doing something else (a `*` taken as a folder name).
- */
-export function notCarriedOutYet(cfg: Config): string[] {
-  const what: string[] = [];
-  if (cfg.receipts !== undefined) what.push('receipts');
-  if (cfg.heartbeat !== undefined) what.push('heartbeat');
-  for (const r of cfg.routes)
-    if (r.perStation) what.push(`routes: ${r.name}: remote with "*" (one folder per station)`);
-  return what;
-}

@@ -28,6 +28,10 @@ export interface FleetWords {
   none: string;
   chart: (total: number, max: number) => string;
   legend: string;
+  /** `sprelay fleet` on an office that has heard from no station yet. */
+  noStations: string;
+  /** `sprelay fleet --html FILE`: where the page went. */
+  wrote: (file: string) => string;
 }
 
 const en: FleetWords = {
@@ -76,6 +80,8 @@ const en: FleetWords = {
   none: '—',
   chart: (total, max) => `${total} packages in 30 days, at most ${max} a day`,
   legend: 'Worst first. Colours: red failing, grey silent, amber needs attention, green OK.',
+  noStations: 'No station has been heard from yet.',
+  wrote: (file) => `Page written: ${file}`,
 };
 
 const ru: FleetWords = {
@@ -127,6 +133,8 @@ const ru: FleetWords = {
   none: '—',
   chart: (total, max) => `за 30 дней пакетов: ${total}, не больше ${max} в день`,
   legend: 'Сначала худшие. Цвета: красный — сбой, серый — нет связи, жёлтый — требует внимания, зелёный — в порядке.',
+  noStations: 'Ни от одной станции ещё ничего не приходило.',
+  wrote: (file) => `Страница записана: ${file}`,
 };
 
 const uk: FleetWords = {
@@ -179,6 +187,8 @@ const uk: FleetWords = {
   chart: (total, max) => `за 30 днів пакетів: ${total}, не більше ${max} на день`,
   legend:
     'Спершу найгірші. Кольори: червоний — збій, сірий — немає зв’язку, жовтий — потребує уваги, зелений — гаразд.',
+  noStations: 'Від жодної станції ще нічого не надходило.',
+  wrote: (file) => `Сторінку записано: ${file}`,
 };
 
 export const FLEET_WORDS: Record<FleetLang, FleetWords> = { en, ru, uk };

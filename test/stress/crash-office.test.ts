@@ -1,0 +1,85 @@
+// kill -9 of the office agent between delivery and receipt (issue 12): the deliveries are committed,
+// the receipt not made yet. The next run makes the receipt, exactly one per station, and the
+// stations' packages become confirmed: never a second receipt, never a package confirmed twice.
+// The office runs as `sprelay once` in a child process (the compiled CLI: npm run test:stress builds).
+import { strict as assert } from 'node:assert';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Ledger } from '../../store/ledger.js';
+import { killAll, requireBuild, runAgent } from '../helpers/child.js';
+import { filesUnder, makeFleet, onceOf, type Fleet, type FleetMember } from '../helpers/fleet.js';
+import { cdsXml } from '../helpers/station.js';
+
+function withLedger<T>(m: FleetMember, fn: (l: Ledger) => T): T {
+  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
+  try {
+    return fn(l);
+  } finally {
+    l.close();
+  }
+}
+
+for (const kind of ['lan', 'sftp'] as const) {
+  describe(`office killed between delivery and receipt (${kind})`, () => {
+    let fleet: Fleet;
+    before(async () => {
+      requireBuild();
+      fleet = await makeFleet(4, kind);
+    });
+    after(async () => {
+      await killAll();
+      await fleet.close();
+    });
+
+    for (const nth of [1, 3]) {
+      it(`killed at the ${nth === 1 ? 'first' : 'third'} receipt: the next run makes each missing receipt once`, async () => {
+        const tag = `k${nth}`;
+        for (const [i, st] of fleet.stations.entries())
+          writeFileSync(join(st.export, `GSMARCHIVE_${i + 1} ${tag}.XML`), cdsXml(`${st.name}-${tag}`));
+        for (const st of fleet.stations) await onceOf(st);
+        const receiptsBefore = withLedger(fleet.office, (l) => l.list({ route: 'receipts' }).length);
+
+        const office = { cwd: fleet.office.dir, configFile: fleet.office.configFile, env: fleet.office.env };
+        const killed = await runAgent({ ...office, args: ['once'], crashAt: `office:before-receipt@${nth}` });
+        assert.equal(
+          killed.signal ?? (/SPRELAY_CRASH_AT/.test(killed.stderr) ? 'SIGKILL' : null),
+          'SIGKILL',
+          killed.stderr,
+        );
+        withLedger(fleet.office, (l) => {
+          const delivered = l.list({ route: 'from-stations' }).filter((r) => r.name.endsWith(` ${tag}.XML`));
+          assert.equal(delivered.length, fleet.stations.length, 'every delivery committed before the kill');
+          assert.equal(l.unreceipted('from-stations').length, fleet.stations.length - (nth - 1));
+        });
+
+        const again = await runAgent({ ...office, args: ['once'] });
+        assert.equal(again.code, 0, again.stdout + again.stderr);
+        withLedger(fleet.office, (l) => {
+          assert.equal(l.unreceipted('from-stations').length, 0);
+          const receipts = l.list({ route: 'receipts' }).slice(receiptsBefore);
+          assert.equal(receipts.length, fleet.stations.length, 'one receipt per station, never two');
+          assert.ok(receipts.every((r) => r.kind === 'receipt' && r.state === 'sent'));
+          assert.deepEqual(
+            receipts.map((r) => r.station).sort(),
+            fleet.stations.map((s) => s.name),
+          );
+        });
+        for (const st of fleet.stations) await onceOf(st);
+        for (const [i, st] of fleet.stations.entries()) {
+          withLedger(st, (l) => {
+            const row = l.list({ route: 'export' }).find((r) => r.name === `GSMARCHIVE_${i + 1} ${tag}.XML`)!;
+            assert.equal(row.state, 'confirmed', st.name);
+            assert.equal(l.events(row.id).filter((e) => e.event === 'confirmed').length, 1);
+            const control = l.controlIn('receipts-in').filter((c) => c.outcome !== 'refused');
+            assert.ok(
+              control.every((c) => c.outcome === 'applied'),
+              JSON.stringify(control),
+            );
+          });
+          assert.deepEqual(filesUnder(st.import), []);
+        }
+      });
+    }
+  });
+}
