@@ -86,5 +86,6 @@ export async function purge(ledger: Ledger, spool: Spool, before: number): Promi
     }
   }
   ledger.delete(rows.map((r) => r.id));
-  return { rows: rows.length, files };
+  // the records of receipts and heartbeats taken in (control_in) age out with the rows
+  return { rows: rows.length + ledger.purgeControl(before), files };
 }

@@ -96,6 +96,8 @@ export interface StatusData {
   verdicts: RouteVerdict[];
   /** The quarantine budget (text output; `status --json` keeps its pinned keys). */
   quarantine: QuarantineStatus;
+  /** Per route: its receipts and heartbeats by state (text output; the counts above are packages only). */
+  control: Record<string, ReturnType<Ledger['controlCounts']>>;
 }
 
 export function status(config: Config, ledger: Ledger, now = Date.now()): StatusData {
@@ -131,6 +133,7 @@ export function status(config: Config, ledger: Ledger, now = Date.now()): Status
       problems: problems.map(packageView),
     },
     quarantine: quarantineStatus(config, ledger),
+    control: Object.fromEntries(config.routes.map((r) => [r.name, ledger.controlCounts(r.name)])),
   };
 }
 
@@ -182,6 +185,12 @@ export function statusText(data: StatusData, lang: Lang, now = Date.now()): stri
       `route ${r.name} (${r.direction}, ${r.profile}): ${counts || 'no packages yet'}`,
       `  last run ${t(r.lastRunAt)}, last success ${t(r.lastSuccessAt)}`,
     );
+    for (const [kind, byState] of Object.entries(data.control[r.name] ?? {})) {
+      const text = Object.entries(byState)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ');
+      if (text) lines.push(`  ${kind === 'receipt' ? 'receipts' : 'heartbeats'}: ${text}`);
+    }
     if (r.lastError) lines.push(`  last error: ${visible(r.lastError)}`);
   }
   const all = data.verdicts.every((x) => x.verdict === 'ok');

@@ -522,6 +522,9 @@ export class Ledger {
   controlSeen(route: string, name: string, sha256: string | null): ReturnType<ControlStore['controlSeen']> {
     return this.control.controlSeen(route, name, sha256);
   }
+  purgeControl(before: number): number {
+    return this.control.purgeControl(before);
+  }
   controlIn(route: string): ControlInRow[] {
     return this.control.controlIn(route);
   }

@@ -63,7 +63,7 @@ describe('sprelay CLI', () => {
   it('--help names every command, and each command explains itself', async () => {
     const r = await cli(['--help']);
     assert.equal(r.code, 0);
-    for (const c of ['init', 'check', 'run', 'once', 'status', 'list', 'resend', 'purge'])
+    for (const c of ['init', 'check', 'run', 'once', 'status', 'list', 'resend', 'purge', 'fleet'])
       assert.match(r.out, new RegExp(`\\b${c}\\b`));
     const once = await cli(['once', '--help']);
     assert.equal(once.code, 0);

@@ -369,6 +369,20 @@ for (const kind of ['lan', 'sftp'] as const) {
         );
       }
       assert.equal(code, 0);
+
+      // status shows the control files apart from the packages
+      const text: string[] = [];
+      const sio = { ...io, out: (t: string) => text.push(t) };
+      assert.equal(await main(['--config', fleet.office.configFile, 'status'], sio), 0);
+      const receipts = withLedger(fleet.office, (l) => l.list({ route: 'receipts' }).length);
+      assert.match(
+        text.join('\n'),
+        new RegExp(`route receipts \\(out, office\\): no packages yet\n.*\n  receipts: sent ${receipts}\n`),
+      );
+      text.length = 0;
+      const st = fleet.stations[0]!;
+      assert.equal(await main(['--config', st.configFile, 'status'], { ...sio, cwd: st.dir }), 0);
+      assert.match(text.join('\n'), /\n {2}heartbeats: sent 1\n/);
     });
   });
 }

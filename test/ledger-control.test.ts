@@ -279,6 +279,15 @@ describe('control_in, heartbeats, stations', () => {
     l.recordControl(row);
     assert.deepEqual(l.controlIn('in'), [row]);
     assert.throws(() => l.recordControl({ ...row, outcome: 'maybe' as 'applied' }));
+    // met again: by name and bytes (null: refused without its bytes)
+    assert.deepEqual(l.controlSeen('in', row.name, H('7')), { outcome: 'ignored', reason: row.reason });
+    assert.equal(l.controlSeen('in', row.name, null), undefined);
+    assert.equal(l.controlSeen('other', row.name, H('7')), undefined);
+    // purge forgets the records older than its limit, and only those
+    const later = { ...row, name: 'sprelay-receipt-2.json', receivedAt: 100 };
+    l.recordControl(later);
+    assert.equal(l.purgeControl(50), 1);
+    assert.deepEqual(l.controlIn('in'), [later]);
   });
 
   it('keeps the newest heartbeat per station, capped; stations() joins deliveries', () => {

@@ -88,6 +88,7 @@ routes:
         ['ack', '--all'],
         ['resend', '--failed'],
         ['purge', '--older-than', '30d'],
+        ['fleet', '--json'],
       ]) {
         const r = await cli(['--config', file, ...args], cashier);
         assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);

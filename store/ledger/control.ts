@@ -69,6 +69,11 @@ export class ControlStore {
       .get<{ outcome: ControlInRow['outcome']; reason: string | null }>(route, name, sha256);
   }
 
+  /** Forgets the control files taken in before `before` (purge); returns how many records went. */
+  purgeControl(before: number): number {
+    return this.core.sql(SQL.purgeControl).run(before).changes;
+  }
+
   /** The control files a route took in, oldest first (tests, `show`). */
   controlIn(route: string): ControlInRow[] {
     return this.core

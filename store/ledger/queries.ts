@@ -92,6 +92,7 @@ export const SQL = {
      ORDER BY id LIMIT ?`,
   markReceipted: `UPDATE packages SET receipt_id = ?, updated_at = ? WHERE id = ? AND direction = 'in'
        AND state IN ('delivered', 'duplicate') AND station IS NOT NULL AND receipt_id IS NULL`,
+  purgeControl: 'DELETE FROM control_in WHERE received_at < ?',
   /** A control file of this name and bytes (NULL: refused without its bytes) already taken in on the route. */
   controlSeen: `SELECT outcome, reason FROM control_in WHERE route = ? AND name = ? AND sha256 IS ? ORDER BY id DESC LIMIT 1`,
   notePackage: `INSERT INTO stations (name, last_package_at) VALUES (?, ?)
