@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import { parseConfig, type Config } from '../../agent/config.js';
 import { createLogger } from '../../agent/log.js';
-import { startSftpServer, type SftpTestServer } from '../servers/sftp-server.js';
+import type { SftpTestServer } from '../servers/sftp-server.js';
 
 export interface FleetMember {
   name: string;
@@ -53,6 +53,8 @@ export async function makeFleet(n: number, kind: 'lan' | 'sftp'): Promise<Fleet>
     profile = `    type: lan\n    root: ${JSON.stringify(base)}`;
     prefix = '';
   } else {
+    // loaded only here: the Windows tier runs the lan fleet without ssh2's server
+    const { startSftpServer } = await import('../servers/sftp-server.js');
     server = await startSftpServer({ openSshExtensions: true });
     base = server.root;
     profile = `    type: sftp
