@@ -335,7 +335,7 @@ export function buildProgram(io: Io): { program: Command; exitCode: () => number
         } catch (err) {
           throw new Exit(EXIT.fatal, `--older-than: ${(err as Error).message}`);
         }
-        const r = await purge(agent.ledger, agent.spool, Date.now() - ms);
+        const r = await purge(agent.ledger, agent.spool, Date.now() - ms, agent.config.receipts !== undefined);
         io.out(`purged ${r.rows} ledger rows and ${r.files} files older than ${opts.olderThan}`);
       }, true),
     );

@@ -131,7 +131,7 @@ async function fetchGroup(
 /** Finishes what a crash interrupted between the ledger's `delivered` and the inbox rename. */
 async function recoverPending(ctx: RouteContext): Promise<void> {
   const { ledger, route, log } = ctx;
-  for (const row of ledger.pendingInbound(route.name, ctx.station ?? null)) {
+  for (const row of ledger.pendingInbound(route.name, ctx.station)) {
     const temp = join(route.local, row.pendingPath!);
     const final = join(route.local, row.name);
     const outcome = await resumeRenameNoReplace(temp, final);

@@ -68,8 +68,14 @@ export async function resend(
 }
 
 /** Deletes finished ledger rows older than `before`, and the archive/quarantine files they kept. */
-export async function purge(ledger: Ledger, spool: Spool, before: number): Promise<{ rows: number; files: number }> {
-  const rows = ledger.purgeable(before);
+export async function purge(
+  ledger: Ledger,
+  spool: Spool,
+  before: number,
+  /** Config `receipts` is set: deliveries still owed a receipt are kept until it is made. */
+  owesReceipts = true,
+): Promise<{ rows: number; files: number }> {
+  const rows = ledger.purgeable(before, owesReceipts);
   let files = 0;
   for (const r of rows) {
     const rels = new Set<string>();

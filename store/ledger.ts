@@ -336,8 +336,14 @@ export class Ledger {
   }
 
   /** Inbound rows whose inbox rename may not have happened (crash between ledger and rename). */
-  pendingInbound(route: string, station: string | null = null): PackageRow[] {
-    return this.sql(SQL.pendingInbound).all<RawRow>(route, station).map(toRow);
+  pendingInbound(
+    route: string,
+    /** One station's rows only (an office route with a folder per station); absent: every row. */
+    station?: string,
+  ): PackageRow[] {
+    return this.sql(SQL.pendingInbound)
+      .all<RawRow>(route, station ?? null, station ?? null)
+      .map(toRow);
   }
 
   /** When the newest receipt/heartbeat row of a route was made (ms), or null when there is none. */
@@ -501,8 +507,14 @@ export class Ledger {
   }
 
   /** Rows in a final state last touched before `before`; pending work is never purged. */
-  purgeable(before: number): PackageRow[] {
-    return this.sql(SQL.purgeable).all<RawRow>(before).map(toRow);
+  purgeable(
+    before: number,
+    /** This agent answers deliveries with receipts (config `receipts`): one still owed one is kept. */
+    owesReceipts = true,
+  ): PackageRow[] {
+    return this.sql(SQL.purgeable)
+      .all<RawRow>(before, owesReceipts ? 1 : 0)
+      .map(toRow);
   }
 
   delete(ids: number[]): void {

@@ -9,7 +9,7 @@ import { packageOf, rejectsWith, sha256 } from './conformance/suite.js';
 import { startSmtpServer, type TestSmtpServer } from './servers/smtp-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { bundleMessageIdFor, createEmailTransport, messageIdFor } from '../transports/email.js';
-import { declaredHashes } from '../transports/imap/index.js';
+import { declaredHashes, declaredStation } from '../transports/imap/index.js';
 import { smtpError } from '../transports/smtp.js';
 import type { EmailProfile, Endpoint, MailServer, OutgoingPackage, Sink } from '../transports/types.js';
 
@@ -485,6 +485,7 @@ describe('e-mail sink bundling (maxPerMessage > 1)', () => {
     assert.equal(mail.subject, `SPRELAY ${STATION} export ${SERVIO} (+2 more)`);
     assert.equal(mail.messageId, id);
     assert.equal(mail.headers.get('x-sprelay-station'), STATION);
+    assert.equal(declaredStation(headerBlock(got.raw)), STATION, 'the office reads the station back');
     assert.deepEqual(
       declaredHashes(headerBlock(got.raw)),
       files.map(([, b]) => sha256(b)),
@@ -558,5 +559,19 @@ describe('e-mail sink bundling (maxPerMessage > 1)', () => {
     await s.waitForNoConnections(); // the session is over: a completed message would be in by now
     assert.ok(s.stats.mailFrom > 0, 'the client did start sending');
     assert.equal(s.messages.length, 0, 'the server never got a complete message');
+  });
+});
+
+describe('X-SPRelay-Station as the office reads it', () => {
+  it('one header with a station name: that station; none, two, or not a station name: none', () => {
+    const h = (...lines: string[]) => Buffer.from([...lines, '', ''].join('\r\n'), 'latin1');
+    assert.equal(declaredStation(h('From: a@b.test', 'X-SPRelay-Station: AZS-017')), 'AZS-017');
+    assert.equal(declaredStation(h('x-sprelay-station:\r\n  AZS-017')), 'AZS-017', 'folded');
+    assert.equal(declaredStation(h('From: a@b.test')), undefined);
+    assert.equal(declaredStation(h('X-SPRelay-Station: AZS-017', 'X-SPRelay-Station: AZS-018')), undefined);
+    assert.equal(declaredStation(h('X-SPRelay-Station: ../etc')), undefined);
+    assert.equal(declaredStation(h('X-SPRelay-Station: AZS 017')), undefined);
+    assert.equal(declaredStation(h(`X-SPRelay-Station: ${'A'.repeat(65)}`)), undefined);
+    assert.equal(declaredStation(undefined), undefined);
   });
 });

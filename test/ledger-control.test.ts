@@ -153,6 +153,11 @@ describe('unreceipted / markReceipted (office)', () => {
       ['p3.xml'],
       'deliveries owed a receipt are not purged',
     );
+    assert.deepEqual(
+      l.purgeable(clock, false).map((r) => r.name),
+      ['p1.xml', 'p2.xml', 'p3.xml'],
+      'an agent without receipts owes none',
+    );
     const receipt = l.transaction(() => {
       const r = l.insert(
         {

@@ -27,6 +27,11 @@ export interface RemoteEntry {
   refusal?: string;
   /** Who or what it came from (e-mail sender), for the ledger. */
   origin?: string;
+  /**
+   * The sending station, where the transport carries one (e-mail: the X-SPRelay-Station header our
+   * SMTP sink writes), when it is a station name. Untrusted; an office uses it to answer with receipts.
+   */
+  station?: string;
 }
 
 export interface Source {

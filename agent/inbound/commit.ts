@@ -22,7 +22,7 @@ import { exists, fsyncDir, hashFile, renameNoReplaceUnsynced } from '../../store
 import type { PackageRow } from '../../store/ledger.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
 import type { Fetched } from './fetch.js';
-import { acknowledgeAll, insertInbound, type AckItem } from './record.js';
+import { acknowledgeAll, insertInbound, stationOf, type AckItem } from './record.js';
 import { quarantine, type Rejection } from './refusals.js';
 
 /** What a fetched entry comes to, decided in the ledger transaction of step 2. */
@@ -132,7 +132,7 @@ function decide(ctx: RouteContext, checked: Checked[], result: CycleResult, mine
       entry.name,
       got.sha256,
       ['delivered', 'quarantined'],
-      ctx.station ?? null,
+      stationOf(ctx, entry),
     );
     if (original) {
       if (original.ackedAt === null && !mine.has(original.id)) {
@@ -157,7 +157,7 @@ function decide(ctx: RouteContext, checked: Checked[], result: CycleResult, mine
       out.push({ kind: 'duplicate', f, row: dup });
       continue;
     }
-    const waitingRow = ledger.findOriginal(route.name, entry.name, got.sha256, ['waiting'], ctx.station ?? null);
+    const waitingRow = ledger.findOriginal(route.name, entry.name, got.sha256, ['waiting'], stationOf(ctx, entry));
     const inInbox = there ?? claimed.get(entry.name) ?? null;
     if (inInbox !== null) {
       if (inInbox === got.sha256) {

@@ -10,8 +10,9 @@
 //              an unknown name, a wrong hash, a receipt for another station changes nothing
 //              ("ignored"). The same receipt again changes nothing.
 //   heartbeat  kept for the fleet view (ledger.upsertHeartbeat).
-// On an office route with one folder per station, a control file that names another station as its
-// writer than the folder it came from is refused (a station cannot speak for another).
+// A control file whose writer is another station than the one its place says (an office route's
+// station folder, or the X-SPRelay-Station of the message that carried it) is refused: a station
+// cannot speak for another.
 //
 // A crash before the acknowledgement reads the file again next cycle: applying it again changes
 // nothing. A control file over 1 MB is refused from its listed size without being read, recorded
@@ -85,25 +86,37 @@ async function takeOne(
     throw new RouteStop(`download of ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
   }
   const sha256 = createHash('sha256').update(bytes).digest('hex');
-  record({ sha256, ...apply(ctx, kind, bytes) });
+  record({ sha256, ...apply(ctx, kind, bytes, claimedBy(ctx, entry)) });
   await acknowledgeRemote(ctx, source, entry);
 }
 
 type Applied = Pick<ControlInRow, 'fromStation' | 'v' | 'outcome' | 'reason'>;
 
-function apply(ctx: RouteContext, kind: ControlKind, bytes: Buffer): Applied {
+/** Which station the place a control file came from says wrote it: its folder's, or its message's. */
+function claimedBy(ctx: RouteContext, entry: RemoteEntry): { station: string; where: string } | undefined {
+  if (ctx.station !== undefined) return { station: ctx.station, where: `the folder of ${ctx.station}` };
+  if (entry.station !== undefined) return { station: entry.station, where: `a message from station ${entry.station}` };
+  return undefined;
+}
+
+function apply(
+  ctx: RouteContext,
+  kind: ControlKind,
+  bytes: Buffer,
+  claimed: { station: string; where: string } | undefined,
+): Applied {
   const { ledger, config } = ctx;
   const decoded = decodeControl(kind, bytes);
   if (!decoded.ok) return { fromStation: null, v: null, outcome: 'refused', reason: decoded.reason };
   const v = decoded.v;
   if (decoded.kind === 'receipt') {
     const r = decoded.value;
-    if (ctx.station !== undefined && r.from !== ctx.station)
+    if (claimed && r.from !== claimed.station)
       return {
         fromStation: r.from,
         v,
         outcome: 'refused',
-        reason: `station mismatch: the receipt says it is from ${r.from}, it came from the folder of ${ctx.station}`,
+        reason: `station mismatch: the receipt says it is from ${r.from}, it came in ${claimed.where}`,
       };
     if (r.to !== config.station)
       return { fromStation: r.from, v, outcome: 'ignored', reason: `addressed to station ${r.to}, not this one` };
@@ -120,12 +133,12 @@ function apply(ctx: RouteContext, kind: ControlKind, bytes: Buffer): Applied {
     return { fromStation: r.from, v, outcome: n('confirmed') > 0 ? 'applied' : 'ignored', reason: parts.join(', ') };
   }
   const h = decoded.value;
-  if (ctx.station !== undefined && h.station !== ctx.station)
+  if (claimed && h.station !== claimed.station)
     return {
       fromStation: h.station,
       v,
       outcome: 'refused',
-      reason: `station mismatch: the heartbeat says ${h.station}, it came from the folder of ${ctx.station}`,
+      reason: `station mismatch: the heartbeat says ${h.station}, it came in ${claimed.where}`,
     };
   try {
     ledger.upsertHeartbeat(h.station, ctx.now(), JSON.stringify(h));

@@ -17,6 +17,15 @@ export class RouteStop extends Error {}
  */
 export type Outcome = 'handled' | 'known';
 
+/**
+ * The station an inbound row belongs to: the folder's (an office route with a folder per station),
+ * else the one the transport carries (e-mail's X-SPRelay-Station) when this agent answers with
+ * receipts (config `receipts`), else none. The ledger's duplicate lookups use the same value.
+ */
+export function stationOf(ctx: RouteContext, entry: RemoteEntry): string | null {
+  return ctx.station ?? (ctx.config.receipts !== undefined ? entry.station : undefined) ?? null;
+}
+
 /** A new row for a remote entry: its route, direction, name, remote ref and origin come from `entry`. */
 export function insertInbound(
   ctx: RouteContext,
@@ -32,7 +41,7 @@ export function insertInbound(
       name: entry.name,
       remoteRef: entry.ref,
       origin: entry.origin ?? null,
-      station: ctx.station ?? null,
+      station: stationOf(ctx, entry),
       ...fields,
     },
     event,

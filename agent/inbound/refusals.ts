@@ -7,7 +7,7 @@ import { errorText } from '../secrets.js';
 import type { PackageRow } from '../../store/ledger.js';
 import { TransportError } from '../../transports/errors.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
-import { acknowledge, acknowledgeRemote, insertInbound, RouteStop, type Outcome } from './record.js';
+import { acknowledge, acknowledgeRemote, insertInbound, RouteStop, stationOf, type Outcome } from './record.js';
 
 export interface Rejection {
   reason: string;
@@ -38,7 +38,7 @@ export async function refuseInPlace(
   const { route, ledger, log } = ctx;
   const byTransport = entry.refusal !== undefined;
   const file = byTransport && route.afterRefuse !== undefined;
-  const known = ledger.findRefusedInPlace(route.name, entry, ctx.station ?? null);
+  const known = ledger.findRefusedInPlace(route.name, entry, stationOf(ctx, entry));
   if (known) {
     if (file && known.ackedAt === null) {
       await fileRefused(ctx, source, entry, known);
@@ -108,7 +108,7 @@ export async function quarantine(
 ): Promise<void> {
   const { route, ledger, spool, log } = ctx;
   const { reason } = rejection;
-  const known = ledger.findOriginal(route.name, entry.name, got.sha256, ['quarantined'], ctx.station ?? null);
+  const known = ledger.findOriginal(route.name, entry.name, got.sha256, ['quarantined'], stationOf(ctx, entry));
   if (known) {
     // seen before with these very bytes: they are final, the remote copy can go
     await fsp.rm(temp, { force: true });

@@ -35,7 +35,8 @@ export const SQL = {
   due: `SELECT * FROM packages WHERE route = ? AND direction = 'out'
        AND (state = 'queued' OR (state = 'failed' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))
      ORDER BY id`,
-  pendingInbound: 'SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL AND station IS ? ORDER BY id',
+  pendingInbound: `SELECT * FROM packages WHERE route = ? AND pending_path IS NOT NULL AND (? IS NULL OR station = ?)
+     ORDER BY id`,
   /** The newest control row of a kind on a route (heartbeats: is the next one due). */
   lastControlAt: 'SELECT MAX(created_at) AS t FROM packages WHERE route = ? AND kind = ?',
   /** Packages only: receipts and heartbeats are counted apart (controlCounts). */
@@ -70,7 +71,7 @@ export const SQL = {
   /** Final rows; an office delivery still owed its receipt is kept until the receipt is made. */
   purgeable: `SELECT * FROM packages WHERE updated_at < ? AND pending_path IS NULL
        AND state IN ('sent', 'confirmed', 'duplicate', 'delivered', 'quarantined')
-       AND NOT (direction = 'in' AND state IN ('delivered', 'duplicate') AND station IS NOT NULL AND receipt_id IS NULL)
+       AND NOT (? AND direction = 'in' AND state IN ('delivered', 'duplicate') AND station IS NOT NULL AND receipt_id IS NULL)
      ORDER BY id`,
   deletePackage: 'DELETE FROM packages WHERE id = ?',
   // ---- receipts and heartbeats (issue 12) ----

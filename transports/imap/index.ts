@@ -15,7 +15,15 @@ import { parseRef } from './message.js';
 import { sourceRules } from './rules.js';
 import { MailboxSession } from './session.js';
 
-export { decodedLowerBound, declaredHashes, parseRef, formatRef, attachmentParts, NO_ATTACHMENT } from './message.js';
+export {
+  decodedLowerBound,
+  declaredHashes,
+  declaredStation,
+  parseRef,
+  formatRef,
+  attachmentParts,
+  NO_ATTACHMENT,
+} from './message.js';
 export { imapClientOptions } from './connection.js';
 export { imapError } from './errors.js';
 export { probeImap } from './probe.js';

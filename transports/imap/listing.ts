@@ -32,6 +32,7 @@ import {
   type AttachmentPart,
   attachmentParts,
   declaredHashes,
+  declaredStation,
   decodedLowerBound,
   formatRef,
   isAckKeyword,
@@ -131,7 +132,7 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
 
 /** The text an entry holds, in bytes (what the listing cap counts). */
 function entryBytes(e: RemoteEntry): number {
-  const texts = [e.name, e.ref, e.refusal, e.origin, e.expectedSha256];
+  const texts = [e.name, e.ref, e.refusal, e.origin, e.expectedSha256, e.station];
   return texts.reduce((n, t) => n + (t ? Buffer.byteLength(t) : 0), 0);
 }
 
@@ -227,6 +228,7 @@ async function entriesOf(
     return { entries: [], cost: 1 };
   }
   const state: MessageState = { parts: new Set(), acked };
+  const station = declaredStation(msg.headers);
   const entries: RemoteEntry[] = [];
   let gone = false;
   for (const p of ours) {
@@ -239,6 +241,7 @@ async function entriesOf(
       ref: formatRef({ mailbox, uidValidity, uid, part: p.part }),
       origin: from,
       ...(declared ? { expectedSha256: declared } : {}),
+      ...(station ? { station } : {}),
     };
     const atLeast = decodedLowerBound(p.encoding, p.encodedSize);
     if (atLeast > maxSize) {

@@ -31,6 +31,9 @@ export function refusedKeyword(rules: {
   return REFUSED_KEYWORD_PREFIX + createHash('sha256').update(text).digest('hex').slice(0, 8);
 }
 export const SHA256_HEADER = 'x-sprelay-sha256';
+export const STATION_HEADER = 'x-sprelay-station';
+/** The config's station rule (agent/config/schemas.ts): a header value that is not one is ignored. */
+const STATION_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** How much of a subject or an attachment list a refused entry carries into the ledger. */
 const LABEL_MAX = 160;
 
@@ -105,6 +108,22 @@ export function declaredHashes(headers: Buffer | undefined): string[] {
     if (m) out.push(m[1]!.trim().toLowerCase());
   }
   return out;
+}
+
+/**
+ * The sending station as our SMTP sink writes it (X-SPRelay-Station), when there is exactly one
+ * such header and it is a station name; otherwise undefined. Untrusted like everything in a
+ * message: the office checks it against what the package says where it can.
+ */
+export function declaredStation(headers: Buffer | undefined): string | undefined {
+  if (!headers) return undefined;
+  const unfolded = headers.toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+  const values: string[] = [];
+  for (const line of unfolded.split(/\r?\n/)) {
+    const m = /^x-sprelay-station\s*:\s*(.*)$/i.exec(line);
+    if (m) values.push(m[1]!.trim());
+  }
+  return values.length === 1 && STATION_RE.test(values[0]!) ? values[0] : undefined;
 }
 
 /**

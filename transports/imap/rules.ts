@@ -5,7 +5,7 @@
 import type { MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { EmailProfile, Endpoint, MailServer } from '../types.js';
-import { SHA256_HEADER, includeMatcher, refusedKeyword, sameMailbox } from './message.js';
+import { SHA256_HEADER, STATION_HEADER, includeMatcher, refusedKeyword, sameMailbox } from './message.js';
 
 /** Message-size cap, as a multiple of maxSize: one attachment at maxSize is ~1.37x in base64. */
 const MESSAGE_CAP_FACTOR = 2;
@@ -82,6 +82,6 @@ export function sourceRules(profile: EmailProfile, ep: Endpoint): SourceRules {
     requireAuth,
     maxPerCycle: ep.maxPerCycle ?? Infinity,
     refusedMark: refusedKeyword({ allowFrom: [...allowFrom], include: ep.include, maxSize, requireAuth }),
-    wantedHeaders: ['from', SHA256_HEADER, ...(requireAuth === 'dkim' ? ['dkim-signature'] : [])],
+    wantedHeaders: ['from', SHA256_HEADER, STATION_HEADER, ...(requireAuth === 'dkim' ? ['dkim-signature'] : [])],
   };
 }
