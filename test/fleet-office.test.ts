@@ -283,7 +283,7 @@ for (const kind of ['lan', 'sftp'] as const) {
       withLedger(fleet.office, (l) => {
         const refused = l.controlIn('from-stations').filter((c) => c.outcome === 'refused');
         assert.equal(refused.length, 2);
-        for (const c of refused) assert.match(c.reason!, /station mismatch: .* ST06, it came from the folder of ST05/);
+        for (const c of refused) assert.match(c.reason!, /station mismatch: .* ST06, it came in the folder of ST05/);
         assert.equal(l.stations().find((x) => x.station === 'ST06')!.heartbeatJson, before, 'ST06 unchanged');
       });
       assert.deepEqual(filesUnder(folder), [], 'taken off the remote');
