@@ -21,7 +21,14 @@ import {
   type Receipt,
   type ReceiptItem,
 } from '../agent/control/format.js';
-import { STATION_RE, controlKind, heartbeatName, receiptName, stationSegment } from '../agent/control/names.js';
+import {
+  STATION_RE,
+  controlKind,
+  heartbeatName,
+  isSafeStation,
+  receiptName,
+  stationSegment,
+} from '../agent/control/names.js';
 import { topSchema } from '../agent/config/schemas.js';
 import { checkName, matchesInclude } from '../agent/inspect.js';
 
@@ -140,6 +147,14 @@ describe('control file names', () => {
       'sprelay-status_x.json',
     ])
       assert.equal(controlKind(other), null, other);
+  });
+});
+
+describe('stations that stand in a path', () => {
+  it('isSafeStation: the station rule and a folder name on Windows and Linux', () => {
+    for (const ok of ['AZS-017', 'ST01', 'a.b', 'x_y', 'A'.repeat(64)]) assert.ok(isSafeStation(ok), ok);
+    for (const bad of ['..', '.', 'CON', 'nul', 'COM1', 'LPT9', 'AUX.x', 'ST01.', 'a b', 'a/b', '', 'A'.repeat(65)])
+      assert.ok(!isSafeStation(bad), bad);
   });
 });
 

@@ -6,7 +6,7 @@
 // another station changes nothing; the same receipt twice changes nothing; control files never reach
 // any import/inbox folder; the office's per-station folders get exactly each station's bytes.
 import { strict as assert } from 'node:assert';
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeHeartbeat, encodeReceipt } from '../agent/control/format.js';
@@ -315,6 +315,28 @@ for (const kind of ['lan', 'sftp'] as const) {
           d,
         );
       }
+    });
+
+    it('a station folder that could not be a Windows folder (CON, a trailing dot) is left alone', async () => {
+      for (const name of ['CON', 'ST99.']) {
+        mkdirSync(fleet.remoteDir(`from-stations/${name}`), { recursive: true });
+        writeFileSync(join(fleet.remoteDir(`from-stations/${name}`), 'GSMARCHIVE_9 x.XML'), cdsXml(name));
+      }
+      const r = await onceOf(fleet.office);
+      assert.equal(r.find((x) => x.route === 'from-stations')!.delivered, 0);
+      assert.deepEqual(
+        readdirSync(join(fleet.office.dir, 'in')).filter((n) => n === 'CON' || n.startsWith('ST99')),
+        [],
+      );
+      for (const name of ['CON', 'ST99.'])
+        assert.deepEqual(filesUnder(fleet.remoteDir(`from-stations/${name}`)), ['GSMARCHIVE_9 x.XML'], 'left there');
+      withLedger(fleet.office, (l) =>
+        assert.deepEqual(
+          l.stations().filter((x) => x.station === 'CON' || x.station === 'ST99.'),
+          [],
+        ),
+      );
+      for (const name of ['CON', 'ST99.']) rmSync(fleet.remoteDir(`from-stations/${name}`), { recursive: true });
     });
 
     it('fleet --json on the office says what the ledgers hold', async () => {

@@ -24,6 +24,7 @@
 // into SERVIO's import folder.
 import { createHash } from 'node:crypto';
 import { includeKey } from '../../transports/include.js';
+import { checkName } from '../inspect.js';
 
 export type ControlKind = 'receipt' | 'heartbeat';
 
@@ -47,6 +48,16 @@ const LONG_STATION_KEEP = 31;
  */
 export const STATION_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const RAND_RE = /^[0-9a-f]{8}$/;
+
+/**
+ * A station name that may also stand as one folder name on Windows and Linux: the station rule and
+ * the package name rule (no `.`/`..`, no device name like CON or NUL, no trailing dot). A station
+ * taken from a remote folder or a message header becomes a path segment (`{station}` in local or
+ * remote): anything else is never used.
+ */
+export function isSafeStation(station: string): boolean {
+  return STATION_RE.test(station) && checkName(station) === null;
+}
 
 /** Which control file a listed name is, or null for anything else (a package, a stranger). */
 export function controlKind(name: string): ControlKind | null {

@@ -6,6 +6,7 @@ import { errorText } from '../secrets.js';
 import { crashPoint } from '../crash-points.js';
 import type { LedgerEvent, NewPackage, PackageRow } from '../../store/ledger.js';
 import { TransportError } from '../../transports/errors.js';
+import { isSafeStation } from '../control/names.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
 
 /** Stops the route for this cycle; the reason goes to the route status. */
@@ -23,7 +24,9 @@ export type Outcome = 'handled' | 'known';
  * receipts (config `receipts`), else none. The ledger's duplicate lookups use the same value.
  */
 export function stationOf(ctx: RouteContext, entry: RemoteEntry): string | null {
-  return ctx.station ?? (ctx.config.receipts !== undefined ? entry.station : undefined) ?? null;
+  if (ctx.station !== undefined) return ctx.station;
+  const claimed = ctx.config.receipts !== undefined ? entry.station : undefined;
+  return claimed !== undefined && isSafeStation(claimed) ? claimed : null;
 }
 
 /** A new row for a remote entry: its route, direction, name, remote ref and origin come from `entry`. */

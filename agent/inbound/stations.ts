@@ -2,7 +2,8 @@
 // sftp). Each folder of `from-stations` is a station; its packages are taken exactly as a route of
 // its own would take them (agent/inbound.ts, the same guarantees), into `local` with `{station}`
 // replaced by the folder's name, and its rows carry the station. A folder whose name is not a
-// station name (1-64 of A-Z a-z 0-9 . _ -) is left alone, said in the log once per cycle.
+// station name (1-64 of A-Z a-z 0-9 . _ -) or could not be a Windows folder (CON, NUL, a trailing
+// dot) is left alone, said in the log once per cycle.
 //
 // One settle for the whole route: every station folder is listed first (the listings are
 // remembered, inbound/settled.ts), then the route sleeps `settle` once, and each station's own
@@ -13,7 +14,7 @@
 // After the stations, the receipts owed for what was delivered (agent/control/receipts.ts).
 import { promises as fsp } from 'node:fs';
 import { STATION_MARK } from '../config/routes.js';
-import { STATION_RE } from '../control/names.js';
+import { isSafeStation } from '../control/names.js';
 import { issueReceipts } from '../control/receipts.js';
 import { errorText } from '../secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from '../route-context.js';
@@ -122,7 +123,7 @@ async function stationFolders(ctx: RouteContext, result: CycleResult): Promise<s
     try {
       if (!source.folders) throw new Error(`a ${ctx.transport.kind} route cannot have one folder per station`);
       const names = await source.folders(ctx.abort);
-      const bad = names.filter((n) => !STATION_RE.test(n));
+      const bad = names.filter((n) => !isSafeStation(n));
       if (bad.length > 0)
         log.warn(
           { route: route.name },
@@ -131,7 +132,7 @@ async function stationFolders(ctx: RouteContext, result: CycleResult): Promise<s
             .map((n) => JSON.stringify(n))
             .join(', ')}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''}`,
         );
-      return names.filter((n) => STATION_RE.test(n));
+      return names.filter(isSafeStation);
     } finally {
       await source.close();
     }

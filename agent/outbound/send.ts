@@ -14,6 +14,7 @@ import type { PackageRow } from '../../store/ledger.js';
 import { TransportError } from '../../transports/errors.js';
 import type { Endpoint, OutgoingPackage, PutResult, Sink } from '../../transports/types.js';
 import { STATION_MARK } from '../config/routes.js';
+import { isSafeStation } from '../control/names.js';
 
 /** Completed puts recorded in one transaction: at most this many packages or bytes per batch. */
 export const SEND_BATCH_PACKAGES = 64;
@@ -61,6 +62,7 @@ function endpointFor(route: RouteContext['route'], station: string | null): Endp
   const marked = endpoint.remote.includes(STATION_MARK) || !!endpoint.mail?.to?.some((a) => a.includes(STATION_MARK));
   if (!marked) return endpoint;
   if (station === null) return `the route's remote is per station (${STATION_MARK}) and these have no station`;
+  if (!isSafeStation(station)) return `${JSON.stringify(station)} is not a station name that can stand in a path`;
   const put = (s: string) => s.split(STATION_MARK).join(station);
   return {
     ...endpoint,
