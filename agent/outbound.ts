@@ -51,9 +51,17 @@ async function queueHeartbeat(ctx: RouteContext): Promise<void> {
       bytes: encodeHeartbeat(data),
       station: null,
     };
+    const stale = ledger.inState(route.name, ['queued', 'failed', 'dead']).filter((r) => r.kind === 'heartbeat');
     const stored = await spoolControl(ctx.spool, route, file);
     const row = insertControlRow(ledger, route, file, stored);
     log.info({ route: route.name, id: row.id, file: row.name }, 'heartbeat queued');
+    // a heartbeat is a snapshot: one that could not be sent yet (the office unreachable) is replaced
+    // by the newer one, so an outage of days sends one heartbeat when it ends, not one per hour
+    if (stale.length > 0) {
+      ledger.delete(stale.map((r) => r.id));
+      for (const r of stale) if (r.storedPath) await ctx.spool.remove(r.storedPath);
+      log.info({ route: route.name }, `${stale.length} older heartbeat(s) not sent yet replaced by this one`);
+    }
   } catch (err) {
     // the packages matter more than the heartbeat: said, tried again next cycle
     log.warn({ route: route.name }, `could not make the heartbeat: ${ctx.scrub(errorText(err))}`);

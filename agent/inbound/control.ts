@@ -9,7 +9,8 @@
 //              packages this agent sent (ledger.confirmOut): a match moves `sent` -> `confirmed`;
 //              an unknown name, a wrong hash, a receipt for another station changes nothing
 //              ("ignored"). The same receipt again changes nothing.
-//   heartbeat  kept for the fleet view (ledger.upsertHeartbeat).
+//   heartbeat  kept for the fleet view (ledger.upsertHeartbeat), by the time the station says it
+//              was made (at most now), so an older one arriving late never replaces a newer.
 // A control file whose writer is another station than the one its place says (an office route's
 // station folder, or the X-SPRelay-Station of the message that carried it) is refused: a station
 // cannot speak for another.
@@ -141,7 +142,9 @@ function apply(
       reason: `station mismatch: the heartbeat says ${h.station}, it came in ${claimed.where}`,
     };
   try {
-    ledger.upsertHeartbeat(h.station, ctx.now(), JSON.stringify(h));
+    // kept by when the station says it was made (never later than now): heartbeats that waited out
+    // an outage and arrive together, in any order, leave the newest in place
+    ledger.upsertHeartbeat(h.station, Math.min(Date.parse(h.sentAt), ctx.now()), JSON.stringify(h));
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
     return { fromStation: h.station, v, outcome: 'refused', reason: `heartbeat: ${err.message}` };
