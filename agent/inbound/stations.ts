@@ -63,9 +63,15 @@ export async function runStations(
   const stations = await stationFolders(ctx, result);
   if (stations === null) return result;
   const parts = stations.map((station) => ({ ...ctx, station, route: stationRoute(route, station) }));
+  /** Errors of this module (each station's own cycle logs its own). */
   const errors: string[] = [];
+  const fail = (text: string) => {
+    errors.push(text);
+    log.error({ route: route.name }, text);
+  };
 
-  // every station's first listing, then one settle for all
+  // every station's first listing, then one settle for all (none when every folder was empty)
+  let listed = 0;
   await inPool(
     parts,
     route.concurrency,
@@ -73,7 +79,9 @@ export async function runStations(
       try {
         const source = await part.transport.openSource(endpointOf(part.route), part.abort);
         try {
-          rememberListing(part, await source.list(part.abort));
+          const entries = await source.list(part.abort);
+          listed += entries.length;
+          rememberListing(part, entries);
         } finally {
           await source.close();
         }
@@ -83,7 +91,7 @@ export async function runStations(
     },
     () => ctx.stop.requested,
   );
-  if (parts.length > 0 && !(await settle(route.settleMs, ctx.stop))) return { ...result, interrupted: true };
+  if (listed > 0 && !(await settle(route.settleMs, ctx.stop))) return { ...result, interrupted: true };
 
   await inPool(
     parts,
@@ -92,7 +100,7 @@ export async function runStations(
       try {
         await fsp.mkdir(part.route.local, { recursive: true });
       } catch (err) {
-        errors.push(ctx.scrub(`station ${part.station}: cannot make the inbox ${part.route.local}: ${errorText(err)}`));
+        fail(ctx.scrub(`station ${part.station}: cannot make the inbox ${part.route.local}: ${errorText(err)}`));
         return;
       }
       const r = await runOne(part);
@@ -105,12 +113,10 @@ export async function runStations(
   try {
     await issueReceipts(ctx);
   } catch (err) {
-    errors.push(ctx.scrub(`cannot make the receipts: ${errorText(err)}`));
+    fail(ctx.scrub(`cannot make the receipts: ${errorText(err)}`));
   }
-  if (errors.length > 0) {
-    result.error = errors.length === 1 ? errors[0]! : `${errors[0]!} (and ${errors.length - 1} more station error(s))`;
-    for (const e of errors) log.error({ route: route.name }, e);
-  }
+  if (errors.length > 0)
+    result.error = errors.length === 1 ? errors[0]! : `${errors[0]!} (and ${errors.length - 1} more error(s))`;
   return result;
 }
 
