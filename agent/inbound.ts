@@ -25,6 +25,7 @@ import { rememberListing, settledBefore } from './inbound/settled.js';
 import { splitControl, takeControlFiles } from './inbound/control.js';
 import { runStations } from './inbound/stations.js';
 import { controlKind } from './control/names.js';
+import { issueReceipts } from './control/receipts.js';
 
 export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
   if (ctx.route.perStation) return runStations(ctx, runInbound);
@@ -94,6 +95,16 @@ export async function runInbound(ctx: RouteContext): Promise<CycleResult> {
     ctx.log.error({ route: ctx.route.name }, result.error);
   } finally {
     await source.close();
+  }
+  // an office taking packages by e-mail answers them too (the stations' folders do it in stations.ts)
+  if (ctx.station === undefined && ctx.config.receipts !== undefined) {
+    try {
+      await issueReceipts(ctx);
+    } catch (err) {
+      const message = ctx.scrub(`cannot make the receipts: ${errorText(err)}`);
+      ctx.log.error({ route: ctx.route.name }, message);
+      result.error ??= message;
+    }
   }
   return result;
 }
