@@ -82,6 +82,21 @@ describe('office: per-station in-route and receipts', () => {
     assert.equal(out!.confirmWithinMs, undefined, 'confirmWithin is off by default');
   });
 
+  test('e-mail: {station} in allowFrom binds stations to addresses; once, before the @', () => {
+    const mailIn = (allow: string) =>
+      office({
+        extra: `\n  - { name: mail-in, direction: in, profile: office-mail, local: ./mail-in, remote: INBOX, allowFrom: [${allow}], schedule: "* * * * *" }`,
+      });
+    assert.deepEqual(parse(mailIn('"{station}@stations.example"')).routes[2]!.allowFrom, [
+      '{station}@stations.example',
+    ]);
+    assert.deepEqual(parse(mailIn('"azs-{station}@chain.example"')).routes[2]!.allowFrom, [
+      'azs-{station}@chain.example',
+    ]);
+    expectIssue(mailIn('"{station}{station}@x.example"'), 'routes[2].allowFrom[0]', /\{station\} once, before the @/);
+    expectIssue(mailIn('"a@{station}.example"'), 'routes[2].allowFrom[0]', /\{station\} once, before the @/);
+  });
+
   test('sftp: the star may sit between folders', () => {
     const c = parse(office({ profile: 'office-sftp', inRemote: '/srv/from-stations/*/out' }));
     assert.deepEqual(c.routes[0]!.perStation, { parent: '/srv/from-stations', rest: 'out' });

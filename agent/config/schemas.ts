@@ -190,9 +190,15 @@ const addressField = z.string().refine((s) => ADDRESS_RE.test(s.trim()) || ADDRE
   error: 'expected an e-mail address like office@example.com',
 });
 
-const allowFromField = z.string().refine((s) => ADDRESS_RE.test(s.trim()), {
-  error: 'expected a bare e-mail address like office@example.com',
-});
+const allowFromField = z
+  .string()
+  .refine((s) => ADDRESS_RE.test(s.trim()), {
+    error: 'expected a bare e-mail address like office@example.com',
+  })
+  // `{station}` binds each station to its sender address (an office): once, in the part before @
+  .refine((s) => !s.includes('{station}') || /^[^@{}]*\{station\}[^@{}]*@[^{}]+$/.test(s.trim()), {
+    error: 'may hold {station} once, before the @ (like {station}@stations.example)',
+  });
 
 const nameField = z.string().regex(NAME_RE, {
   error: 'must start with a letter or digit and contain only letters, digits, ".", "_" or "-" (at most 64)',

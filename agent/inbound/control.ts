@@ -112,14 +112,14 @@ function apply(
   const v = decoded.v;
   if (decoded.kind === 'receipt') {
     const r = decoded.value;
-    if (claimed && r.from !== claimed.station)
+    if (claimed && !sameStation(r.from, claimed.station))
       return {
         fromStation: r.from,
         v,
         outcome: 'refused',
         reason: `station mismatch: the receipt says it is from ${r.from}, it came in ${claimed.where}`,
       };
-    if (r.to !== config.station)
+    if (!sameStation(r.to, config.station))
       return { fromStation: r.from, v, outcome: 'ignored', reason: `addressed to station ${r.to}, not this one` };
     const outcomes = ledger.confirmOut(
       r.items.map((i) => ({ name: i.name, sha256: i.sha256 })),
@@ -134,7 +134,7 @@ function apply(
     return { fromStation: r.from, v, outcome: n('confirmed') > 0 ? 'applied' : 'ignored', reason: parts.join(', ') };
   }
   const h = decoded.value;
-  if (claimed && h.station !== claimed.station)
+  if (claimed && !sameStation(h.station, claimed.station))
     return {
       fromStation: h.station,
       v,
@@ -167,4 +167,12 @@ async function readCapped(stream: Readable, max: number): Promise<Buffer> {
     stream.destroy();
   }
   return Buffer.concat(chunks, size);
+}
+
+/**
+ * Station names compared as a Windows folder or a mail address would: regardless of case (a
+ * station known by its sender address is known in lower case).
+ */
+function sameStation(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
 }

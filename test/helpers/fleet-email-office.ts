@@ -30,6 +30,11 @@ import { stationName } from './fleet.js';
 export interface MailOfficeOptions {
   /** Stations whose e-mail profile bundles (maxPerMessage): several packages in one message. */
   bundle?: { stations: string[]; maxPerMessage: number };
+  /**
+   * The office's allowFrom: every station's address (default), or one `{station}@...` pattern that
+   * binds each station to its sender address.
+   */
+  allowFrom?: 'addresses' | 'pattern';
 }
 
 export interface MailOffice {
@@ -158,7 +163,7 @@ routes:
     profile: mail
     remote: INBOX
     local: ./in
-    allowFrom: [${stations.map((s) => s.address).join(', ')}]
+    allowFrom: [${opts.allowFrom === 'pattern' ? `"{station}@${STATIONS_DOMAIN}"` : stations.map((s) => s.address).join(', ')}]
     afterReceive: move:Processed
     schedule: "* * * * *"
   - name: receipts

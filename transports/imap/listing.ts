@@ -42,7 +42,7 @@ import {
   type MessageState,
 } from './message.js';
 import { prefetchParts, type Wanted } from './prefetch.js';
-import type { SourceRules } from './rules.js';
+import { senderAllowed, type SourceRules } from './rules.js';
 import { headerValues, senderOf } from './sender.js';
 import type { MailboxSession } from './session.js';
 
@@ -140,6 +140,8 @@ function entryBytes(e: RemoteEntry): number {
 interface Screened {
   uid: number;
   from: string;
+  /** The sending station (see screen). */
+  station?: string;
   parts: AttachmentPart[];
   ours: AttachmentPart[];
   hashes: string[];
@@ -171,7 +173,16 @@ function screen(deps: ListingDeps, msg: FetchMessageObject, uidValidity: string)
   if (envelope.length > 0 && (envelope.length !== 1 || envelope[0] !== from)) {
     return refuse(`sender not accepted: the server reads From as <${envelope.join('>, <')}>, not <${from}>`);
   }
-  if (!rules.allowFrom.has(from)) return refuse(`sender <${from}> not allowed`);
+  const allowed = senderAllowed(rules, from);
+  if (!allowed) return refuse(`sender <${from}> not allowed`);
+  // the station: the one its address is (a {station} pattern), checked against the one the
+  // message names (X-SPRelay-Station); else the one the message names, unchecked
+  const named = declaredStation(msg.headers);
+  if (allowed.station !== undefined && named !== undefined && named.toLowerCase() !== allowed.station)
+    return refuse(
+      `the message says it is from station ${named}, but <${from}> is the address of station ${allowed.station}`,
+    );
+  const station = named ?? allowed.station;
   if (ours.length === 0) return refuse(noMatchReason(parts), subject || NO_ATTACHMENT, 0);
   if (size > messageCap) {
     return refuse(`message of ${size} bytes is larger than the limit of ${messageCap} bytes`);
@@ -192,7 +203,7 @@ function screen(deps: ListingDeps, msg: FetchMessageObject, uidValidity: string)
       return refuse('a DKIM signature covers only part of the body (l= tag): not accepted');
     }
   }
-  return { uid, from, parts, ours, hashes, msgRef, refuse };
+  return { uid, from, parts, ours, hashes, msgRef, refuse, ...(station !== undefined ? { station } : {}) };
 }
 
 /** The parts of a screened message list() will measure: not acknowledged, not certainly too large. */
@@ -212,7 +223,7 @@ async function entriesOf(
   const { mailbox, maxSize, included, requireAuth } = rules;
   const screened = screen(deps, msg, uidValidity);
   if ('entries' in screened) return screened;
-  const { uid, from, parts, ours, hashes, refuse } = screened;
+  const { uid, from, parts, ours, hashes, refuse, station } = screened;
   const subject = label(msg.envelope?.subject ?? '');
   if (requireAuth === 'dkim') {
     const verdict = await verifyDkim(deps, uid, from, sig);
@@ -228,7 +239,6 @@ async function entriesOf(
     return { entries: [], cost: 1 };
   }
   const state: MessageState = { parts: new Set(), acked };
-  const station = declaredStation(msg.headers);
   const entries: RemoteEntry[] = [];
   let gone = false;
   for (const p of ours) {

@@ -28,8 +28,13 @@ export interface SourceRules {
   /** Messages larger than this are refused without a download. */
   messageCap: number;
   included: (name: string) => boolean;
-  /** Lower-case addresses. */
+  /**
+   * Lower-case addresses; an entry with `{station}` (like `{station}@stations.example`) is a
+   * pattern in `stationFrom` instead.
+   */
   allowFrom: Set<string>;
+  /** allowFrom entries with `{station}`: a sender they match is allowed and IS that station. */
+  stationFrom: RegExp[];
   requireAuth: 'dkim' | undefined;
   maxPerCycle: number;
   /** The keyword marking messages refused under these rules (message.ts refusedKeyword). */
@@ -42,8 +47,10 @@ export function sourceRules(profile: EmailProfile, ep: Endpoint): SourceRules {
   const server = profile.imap;
   if (!server) throw new TransportError('unsupported', `route ${ep.route}: the e-mail profile has no imap server`);
   if (!server.user) throw new TransportError('auth', `route ${ep.route}: the imap server has no user to log in as`);
-  const allowFrom = new Set((ep.mail?.allowFrom ?? []).map((a) => a.trim().toLowerCase()));
-  if (allowFrom.size === 0) {
+  const listed = (ep.mail?.allowFrom ?? []).map((a) => a.trim().toLowerCase());
+  const allowFrom = new Set(listed.filter((a) => !a.includes(STATION_MARK)));
+  const stationFrom = listed.filter((a) => a.includes(STATION_MARK)).map(stationPattern);
+  if (listed.length === 0) {
     throw new TransportError('unsupported', `route ${ep.route}: allowFrom is required for e-mail in-routes`);
   }
   const mailbox = ep.remote || 'INBOX';
@@ -79,9 +86,38 @@ export function sourceRules(profile: EmailProfile, ep: Endpoint): SourceRules {
     messageCap: maxSize * MESSAGE_CAP_FACTOR + MESSAGE_CAP_SLACK,
     included: includeMatcher(ep.include),
     allowFrom,
+    stationFrom,
     requireAuth,
     maxPerCycle: ep.maxPerCycle ?? Infinity,
-    refusedMark: refusedKeyword({ allowFrom: [...allowFrom], include: ep.include, maxSize, requireAuth }),
+    refusedMark: refusedKeyword({ allowFrom: listed, include: ep.include, maxSize, requireAuth }),
     wantedHeaders: ['from', SHA256_HEADER, STATION_HEADER, ...(requireAuth === 'dkim' ? ['dkim-signature'] : [])],
   };
+}
+
+const STATION_MARK = '{station}';
+
+/**
+ * `azs-{station}@stations.example` as a pattern over lower-case addresses: `{station}` stands for
+ * 1 to 64 of a-z 0-9 . _ - (the station rule, lower-cased as addresses are), once.
+ */
+function stationPattern(address: string): RegExp {
+  const [before, after] = address.split(STATION_MARK) as [string, string];
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${esc(before)}([a-z0-9._-]{1,64})${esc(after)}$`);
+}
+
+/**
+ * Whether `from` (lower case) may send to this route, and, for a sender matched by a `{station}`
+ * pattern, which station its address says it is (lower case, as in the address).
+ */
+export function senderAllowed(
+  rules: Pick<SourceRules, 'allowFrom' | 'stationFrom'>,
+  from: string,
+): { station?: string } | null {
+  if (rules.allowFrom.has(from)) return {};
+  for (const re of rules.stationFrom) {
+    const m = re.exec(from);
+    if (m) return { station: m[1]! };
+  }
+  return null;
 }
