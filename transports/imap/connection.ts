@@ -17,6 +17,9 @@ export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: numbe
     tls: { rejectUnauthorized: tls.rejectUnauthorized, ...(tls.ca ? { ca: tls.ca } : {}) },
     logger: false as const,
     disableAutoIdle: true,
+    // no ENABLE after login (CONDSTORE, UTF8=ACCEPT, IMAP4rev2): nothing here uses them, and it
+    // is a round trip of every session (issue 11); the session stays plain IMAP4rev1
+    disableAutoEnable: true,
     connectionTimeout: ms,
     greetingTimeout: ms,
     // our own deadlines guard every command; this only reaps a connection idle between commands

@@ -1,5 +1,5 @@
 // What acknowledging does to a message: an attachment taken is marked with a keyword until every
-// attachment the route takes from the message is, then the message is flagged \Seen and deleted or
+// attachment the route takes from the message is, then the message is deleted, or flagged \Seen and
 // moved; a refused message is moved as it is (afterRefuse: move) or marked with the route's
 // refused keyword (leave), never flagged or deleted.
 //
@@ -9,10 +9,16 @@
 //   the next cycle does not fetch it again.
 // - Acknowledgements started together (Source.parallel) are sent together: one generation check
 //   (STATUS) for the batch, and the messages this session listed whose every attachment is in
-//   the batch filed with one STORE and one MOVE (or delete) for all of them. Each caller still
+//   the batch filed with one STORE and one MOVE, or one delete, for all of them. Each caller still
 //   learns its own outcome, and only once the server has answered: nothing is put off to a
 //   later moment a crash could lose. Anything else (a message with parts acknowledged earlier,
 //   one not listed by this session) goes one by one, as before.
+// - afterReceive delete: the message is deleted (UID STORE \Deleted, UID EXPUNGE) without a STORE
+//   of \Seen first: that would cost a round trip per batch for a message that is gone a moment
+//   later, and a crash between the two would leave it read but not deleted, never listed again
+//   (the SEARCH asks for unseen messages). A failed delete leaves it unseen: listed again, found
+//   in the ledger, only acknowledged. (On a server where EXPUNGE in INBOX only archives, as
+//   Gmail's does, the archived copy stays unread.) A move still flags \Seen first, as before.
 // - An entry for a whole message (ref `.../<uid>/*`) is always a refusal. Its refused-mark makes
 //   the next SEARCH skip it instead of fetching it again. Marks are sent in batches (one STORE for
 //   many UIDs); a mark lost to a failure only means the message is listed, and found in the
@@ -139,21 +145,17 @@ export class Filing {
   }
 
   /**
-   * Messages listed unseen by this session, every part taken: flagged \Seen in one STORE, then
-   * moved or deleted together. When that fails the \Seen is taken back (as finish() does).
+   * Messages listed unseen by this session, every part taken: deleted together, or flagged \Seen
+   * in one STORE and moved together. When the move fails the \Seen is taken back (as finish() does).
    */
   private async fileTaken(uids: number[], sig: AbortSignal): Promise<void> {
     const { box, rules } = this;
     const { client } = box;
     const set = uids.join(',');
     const at = `${rules.mailbox}/${uids.length === 1 ? set : `${uids[0]}..${uids.at(-1)} (${uids.length} messages)`}`;
+    if (rules.moveTo === null) return this.deleteMessages(set, at, sig);
     await box.cmd(`flag ${at} \\Seen`, sig, () => client.messageFlagsAdd(set, ['\\Seen'], { uid: true }));
     try {
-      if (rules.moveTo === null) {
-        const ok = await box.cmd(`delete ${at}`, sig, () => client.messageDelete(set, { uid: true }));
-        if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
-        return;
-      }
       await this.moveMessage(set, at, rules.moveTo, sig);
     } catch (err) {
       await box
@@ -202,14 +204,15 @@ export class Filing {
   }
 
   /**
-   * Flags the message \Seen (dropping our keywords in the same STORE), then moves or deletes it.
-   * When the move or delete fails the \Seen is taken back, so the next cycle lists the message
-   * again instead of leaving it read but unfiled.
+   * Deletes the message; or flags it \Seen (dropping our keywords in the same STORE) and moves
+   * it. When the move fails the \Seen is taken back, so the next cycle lists the message again
+   * instead of leaving it read but unfiled (a failed delete leaves it as it was: unseen, marked).
    */
   async finish(uid: number, flags: Set<string>, sig: AbortSignal): Promise<void> {
     const { box, rules } = this;
     const { client } = box;
     const at = `${rules.mailbox}/${uid}`;
+    if (rules.moveTo === null) return this.deleteMessages(String(uid), at, sig);
     const ours = [...flags].filter(isAckKeyword);
     if (ours.length > 0) {
       const keep = [...flags].filter((f) => !isAckKeyword(f) && f.toLowerCase() !== '\\recent');
@@ -220,11 +223,6 @@ export class Filing {
       await box.cmd(`flag ${at} \\Seen`, sig, () => client.messageFlagsAdd(String(uid), ['\\Seen'], { uid: true }));
     }
     try {
-      if (rules.moveTo === null) {
-        const ok = await box.cmd(`delete ${at}`, sig, () => client.messageDelete(String(uid), { uid: true }));
-        if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
-        return;
-      }
       await this.moveMessage(String(uid), at, rules.moveTo, sig);
     } catch (err) {
       if (!flags.has('\\Seen')) {
@@ -234,6 +232,13 @@ export class Filing {
       }
       throw err;
     }
+  }
+
+  /** Deletes messages (a UID set): UID STORE \Deleted and UID EXPUNGE of that set (imapflow, UIDPLUS). */
+  private async deleteMessages(set: string, at: string, sig: AbortSignal): Promise<void> {
+    const { box } = this;
+    const ok = await box.cmd(`delete ${at}`, sig, () => box.client.messageDelete(set, { uid: true }));
+    if (!ok) throw new TransportError('protocol', `delete ${at}: the server refused`);
   }
 
   /** Moves messages (a UID set) to `target`, creating the mailbox when the server says it is missing. */

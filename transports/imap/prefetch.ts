@@ -7,11 +7,17 @@
 //   size. Holding the decoded bytes between list() and open() makes both the same bytes, for any
 //   encoding and any line length, without trusting a header (a declared size could lie; the
 //   decoded bytes cannot).
-// - Bounded: a FETCH asks for at most what a 64 kbit/s link carries within the route's timeout
-//   (and FETCH_BYTES at most), so it finishes within the command deadline on a slow link; a part
-//   larger than that or than PART_BYTES is never held (open() streams it under the idle deadline
-//   and minRate, as before); the session holds at most HELD_BYTES, beyond which list() measures
-//   parts one by one, as before.
+// - Bounded: the first FETCH asks for at most what a 64 kbit/s link carries within the route's
+//   timeout (and FETCH_BYTES at most), so it finishes within the command deadline on a slow link;
+//   a part larger than that or than PART_BYTES is never held (open() streams it under the idle
+//   deadline and minRate, as before); the session holds at most HELD_BYTES, beyond which list()
+//   measures parts one by one, as before.
+// - Each FETCH is a round trip the listing waits for (imapflow sends one command at a time), so
+//   the next ones are sized by the link this listing has seen: what the FETCHes so far carried
+//   per second (their round trips counted in), times the timeout, divided by LINK_MARGIN (the
+//   link may get that much slower and the command still finishes in time), at most
+//   FETCH_BYTES_FAST, never less than the first. A 100 x 20 KB mailbox on a 100 ms link: 2
+//   FETCHes of attachments instead of 6; a link that really is slow keeps the first size.
 // - Decoded as imapflow's download() decodes (decodeText: false): the part's own MIME header read
 //   by mailsplit's Headers and libmime (the file name with RFC 2231 continuations, charsets and
 //   encoded-words), base64 and quoted-printable by the stream decoders of libbase64 and libqp
@@ -30,8 +36,12 @@ import type { AttachmentPart } from './message.js';
 import type { SourceRules } from './rules.js';
 import type { MailboxSession } from './session.js';
 
-/** Encoded bytes one FETCH asks for at most. */
+/** Encoded bytes the first FETCH of a listing asks for at most. */
 export const FETCH_BYTES = 1024 * 1024;
+/** Encoded bytes a later FETCH asks for at most, on a link that has shown it carries them in time. */
+export const FETCH_BYTES_FAST = 4 * 1024 * 1024;
+/** How much slower than measured the link may get while a FETCH sized by it still finishes in time. */
+const LINK_MARGIN = 8;
 /**
  * The slowest link a FETCH of several attachments is sized for (64 kbit/s, GPRS): a command must
  * finish within the route's timeout, not only keep moving, and a command that misses it takes the
@@ -43,6 +53,18 @@ const SLOWEST_LINK = 8 * 1024;
 export function fetchBytes(rules: Pick<SourceRules, 'ms' | 'minRate'>): number {
   const rate = Math.max(SLOWEST_LINK, rules.minRate?.bytesPerSecond ?? 0);
   return Math.min(FETCH_BYTES, Math.floor((rules.ms / 1000) * rate));
+}
+
+/**
+ * Encoded bytes the next FETCH may ask for, after FETCHes of `bytes` took `ms` in all: what that
+ * rate carries within the timeout, LINK_MARGIN times over; between fetchBytes() and FETCH_BYTES_FAST.
+ */
+export function nextFetchBytes(rules: Pick<SourceRules, 'ms' | 'minRate'>, bytes: number, ms: number): number {
+  const first = fetchBytes(rules);
+  if (bytes <= 0) return first;
+  const rate = bytes / (Math.max(1, ms) / 1000);
+  const fits = Math.floor(((rules.ms / 1000) * rate) / LINK_MARGIN);
+  return Math.max(first, Math.min(FETCH_BYTES_FAST, fits));
 }
 /** Parts larger than this (encoded) are not held. */
 export const PART_BYTES = 512 * 1024;
@@ -98,8 +120,9 @@ export interface Wanted {
 }
 
 /**
- * Fetches the wanted parts, messages with the same part numbers together, FETCH_BYTES per
- * command, while the session has room; what was fetched is in `box.held`.
+ * Fetches the wanted parts, messages with the same part numbers together, fetchBytes() in the
+ * first command and then what the link has shown it carries (nextFetchBytes), while the session
+ * has room; what was fetched is in `box.held`.
  */
 export async function prefetchParts(
   box: MailboxSession,
@@ -107,10 +130,14 @@ export async function prefetchParts(
   wanted: Wanted[],
   sig: AbortSignal,
 ): Promise<void> {
-  const perCommand = fetchBytes(rules);
+  const first = fetchBytes(rules);
+  let perCommand = first;
+  /** Encoded bytes fetched so far and the ms their commands took, round trips included. */
+  let carried = 0;
+  let took = 0;
   const groups = new Map<string, Wanted[]>();
   for (const w of wanted) {
-    const parts = w.parts.filter((p) => p.encodedSize <= Math.min(PART_BYTES, perCommand));
+    const parts = w.parts.filter((p) => p.encodedSize <= Math.min(PART_BYTES, first));
     if (parts.length === 0) continue;
     const key = parts.map((p) => p.part).join(',');
     groups.set(key, [...(groups.get(key) ?? []), { uid: w.uid, parts }]);
@@ -134,6 +161,7 @@ export async function prefetchParts(
       const uids = batch.map((w) => w.uid);
       const what = `fetch attachments of ${rules.mailbox}/${uids[0]}${uids.length > 1 ? `..${uids.at(-1)} (${uids.length} messages)` : ''}`;
       // one command, read whole before anything else is sent (imapflow #219, #159)
+      const started = performance.now();
       const fetched = await box.cmd(what, sig, () =>
         box.client.fetchAll(
           uids.join(','),
@@ -141,6 +169,9 @@ export async function prefetchParts(
           { uid: true },
         ),
       );
+      carried += bytes;
+      took += performance.now() - started;
+      perCommand = nextFetchBytes(rules, carried, took);
       for (const msg of fetched) {
         if (!uids.includes(msg.uid)) continue;
         for (const part of sections) {
