@@ -48,6 +48,12 @@ export interface Source {
    */
   readonly parallel?: number;
   /**
+   * True when acknowledgements started together are sent together (one batch of commands for all
+   * of them, e-mail): the pipeline then starts all of a group's acknowledgements at once, whatever
+   * `parallel` says. Each call still resolves with its own outcome once the remote has answered.
+   */
+  readonly acknowledgesTogether?: boolean;
+  /**
    * Entries in the route's remote location, files only, never `*.part` names. Listing twice with
    * nothing changed returns the same entries. A missing remote directory is an empty list for
    * transports that can create it, else TransportError('unavailable').

@@ -116,7 +116,8 @@ export async function commitGroup(
       acks.push({ entry: d.f.entry, row: d.row });
     }
   }
-  await acknowledgeAll(ctx, source, acks, width);
+  // a source that batches acknowledgements (e-mail) gets the whole group's at once: one batch
+  await acknowledgeAll(ctx, source, acks, source.acknowledgesTogether ? Math.max(width, acks.length) : width);
 }
 
 /** Step 2, inside one transaction: each entry's row, in order (a later entry sees an earlier one's). */

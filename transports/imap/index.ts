@@ -88,6 +88,7 @@ export async function openImapSource(
     // work, and acknowledgements, which are sent as one batch (filing.ts). An open that has to
     // download waits its turn on the connection; a stalled one ends the connection for all.
     parallel: PARALLEL,
+    acknowledgesTogether: true,
     list: (sig) => listMailbox(deps, sig),
     open,
     acknowledge: (entry, sig) => filing.acknowledge(entry, sig),
