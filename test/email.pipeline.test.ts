@@ -208,6 +208,19 @@ describe('station -> SMTP -> office mailbox -> IMAP -> inbox', () => {
     assert.equal(b.ledger.list({ route: 'import' }).length, files.size, 'nothing new on a second cycle');
   });
 
+  it('40 messages (more than 16 at once): their acknowledgements leave as one batch', CASE, async () => {
+    for (let i = 0; i < 40; i++) await mailIn('azs017@example.com', [[`p${i}.xml`, cdsXml(`p${i}`)]]);
+    const b = agentB('delete');
+    imap.commands.length = 0;
+    const [r] = await b.runOnce();
+    assert.equal(r!.delivered, 40);
+    assert.deepEqual(imap.messages('INBOX'), [], 'every message deleted');
+    // one group of 40: its acknowledgements start together, and the source sends them as one
+    // STORE of \Deleted (Source.acknowledgesTogether); 16 at a time would be three
+    const stores = imap.commands.filter((c) => /UID STORE/i.test(c) && /\\Deleted/.test(c));
+    assert.equal(stores.length, 1, stores.join('\n'));
+  });
+
   it('a reply lost after DATA: resent with the same Message-ID, delivered exactly once', CASE, async () => {
     const a = stationA();
     const b = agentB();
