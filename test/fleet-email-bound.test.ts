@@ -10,22 +10,12 @@ import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { encodeHeartbeat } from '../agent/control/format.js';
 import { heartbeatName } from '../agent/control/names.js';
-import { Ledger } from '../store/ledger.js';
-import { filesUnder } from './helpers/fleet.js';
-import { mailOnceOf, OFFICE_ADDRESS, type MailFleetMember } from './helpers/fleet-email.js';
+import { filesUnder, withLedger } from './helpers/fleet.js';
+import { mailOnceOf, OFFICE_ADDRESS } from './helpers/fleet-email.js';
 import { makeMailOffice, type MailOffice } from './helpers/fleet-email-office.js';
 import { cdsXml } from './helpers/station.js';
 
 const CASE = { timeout: 120_000 };
-
-function withLedger<T>(m: MailFleetMember, fn: (l: Ledger) => T): T {
-  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
-  try {
-    return fn(l);
-  } finally {
-    l.close();
-  }
-}
 
 describe('an office that binds stations to their sender addresses ({station} in allowFrom)', () => {
   let o: MailOffice;

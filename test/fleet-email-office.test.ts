@@ -21,9 +21,8 @@ import { main } from '../agent/cli.js';
 import { decodeControl, encodeHeartbeat, type Heartbeat, type Receipt } from '../agent/control/format.js';
 import { heartbeatName } from '../agent/control/names.js';
 import type { FleetRowJson } from '../agent/fleet/render.js';
-import { Ledger } from '../store/ledger.js';
-import { filesUnder } from './helpers/fleet.js';
-import { mailOnceOf, OFFICE_ADDRESS, type MailFleetMember, type MailFleetStation } from './helpers/fleet-email.js';
+import { filesUnder, withLedger } from './helpers/fleet.js';
+import { mailOnceOf, OFFICE_ADDRESS, type MailFleetStation } from './helpers/fleet-email.js';
 import { makeMailOffice, stationAddress, type MailOffice } from './helpers/fleet-email-office.js';
 import { cdsXml, sha256 } from './helpers/station.js';
 import type { ReceivedMail } from './servers/smtp-server.js';
@@ -33,15 +32,6 @@ const STATIONS = 3;
 const BUNDLED = 'ST03';
 const CASE = { timeout: 180_000 };
 const CONTROL_FILE = /sprelay-(receipt|heartbeat)_/i;
-
-function withLedger<T>(m: MailFleetMember, fn: (l: Ledger) => T): T {
-  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
-  try {
-    return fn(l);
-  } finally {
-    l.close();
-  }
-}
 
 /** name -> state of a station's exported packages (kind package). */
 function outStates(st: MailFleetStation): Map<string, string> {

@@ -18,14 +18,12 @@ import nodemailer from 'nodemailer';
 import { main } from '../agent/cli.js';
 import { decodeControl, encodeReceipt } from '../agent/control/format.js';
 import { receiptName } from '../agent/control/names.js';
-import { Ledger } from '../store/ledger.js';
-import { filesUnder } from './helpers/fleet.js';
+import { filesUnder, withLedger } from './helpers/fleet.js';
 import {
   makeMailFleet,
   mailOnceOf,
   OFFICE_ADDRESS,
   type MailFleet,
-  type MailFleetMember,
   type MailFleetStation,
 } from './helpers/fleet-email.js';
 import { cdsXml, sha256 } from './helpers/station.js';
@@ -34,15 +32,6 @@ import type { ReceivedMail } from './servers/smtp-server.js';
 const STATIONS = 4;
 const CASE = { timeout: 120_000 };
 const RECEIPT_NAME = /^sprelay-receipt_OFFICE_\d{8}T\d{6}Z_[0-9a-f]{8}\.json$/;
-
-function withLedger<T>(m: MailFleetMember, fn: (l: Ledger) => T): T {
-  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
-  try {
-    return fn(l);
-  } finally {
-    l.close();
-  }
-}
 
 /** name -> state of a station's exported packages (kind package). */
 function outStates(st: MailFleetStation): Map<string, string> {

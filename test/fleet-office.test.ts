@@ -12,9 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { encodeHeartbeat, encodeReceipt } from '../agent/control/format.js';
 import { heartbeatName, receiptName } from '../agent/control/names.js';
 import { main } from '../agent/cli.js';
-import { Ledger } from '../store/ledger.js';
 import { cdsXml, sha256 } from './helpers/station.js';
-import { filesUnder, makeFleet, onceOf, type Fleet, type FleetMember, type FleetStation } from './helpers/fleet.js';
+import { filesUnder, makeFleet, onceOf, type Fleet, type FleetStation, withLedger } from './helpers/fleet.js';
 
 const STATIONS = 20;
 
@@ -32,19 +31,6 @@ function exportPackages(fleet: Fleet, tag: string): Map<string, Map<string, Buff
     made.set(st.name, files);
   });
   return made;
-}
-
-function ledgerOf(m: FleetMember): Ledger {
-  return Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
-}
-
-function withLedger<T>(m: FleetMember, fn: (l: Ledger) => T): T {
-  const l = ledgerOf(m);
-  try {
-    return fn(l);
-  } finally {
-    l.close();
-  }
 }
 
 /** name -> state of a station's exported packages (kind package). */

@@ -8,19 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Ledger } from '../store/ledger.js';
 import { BIN, requireBuild } from './helpers/child.js';
-import { filesUnder, makeFleet, type Fleet, type FleetMember } from './helpers/fleet.js';
+import { filesUnder, makeFleet, type Fleet, type FleetMember, withLedger } from './helpers/fleet.js';
 import { cdsXml } from './helpers/station.js';
-
-function readLedger<T>(m: FleetMember, fn: (l: Ledger) => T): T {
-  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
-  try {
-    return fn(l);
-  } finally {
-    l.close();
-  }
-}
 
 async function until(what: string, ms: number, ok: () => boolean): Promise<void> {
   const end = Date.now() + ms;
@@ -82,11 +72,11 @@ describe('a fleet of run daemons: 3 stations and an office, over lan', () => {
         await until(`${d.name} to start`, 20_000, () => /sprelay \S+ started for station/.test(d.stderr()));
 
       const confirmed = (st: Fleet['stations'][number]) =>
-        readLedger(st, (l) => l.list({ route: 'export' }).find((r) => r.name === names.get(st.name))?.state) ===
+        withLedger(st, (l) => l.list({ route: 'export' }).find((r) => r.name === names.get(st.name))?.state) ===
         'confirmed';
       await until('every package confirmed', 60_000, () => fleet.stations.every(confirmed));
       await until('a heartbeat from every station at the office', 30_000, () =>
-        readLedger(fleet.office, (l) =>
+        withLedger(fleet.office, (l) =>
           fleet.stations.every((st) => l.stations().some((s) => s.station === st.name && s.lastHeartbeatAt !== null)),
         ),
       );
@@ -94,7 +84,7 @@ describe('a fleet of run daemons: 3 stations and an office, over lan', () => {
       for (const d of daemons) d.child.kill('SIGTERM');
       for (const d of daemons) assert.equal(await d.exited, 0, `${d.name}: ${d.stderr()}`);
 
-      readLedger(fleet.office, (l) => {
+      withLedger(fleet.office, (l) => {
         const receipts = l.list({ route: 'receipts' }).filter((r) => r.kind === 'receipt');
         assert.equal(receipts.length, 3, 'one receipt per station');
         assert.ok(receipts.every((r) => r.state === 'sent'));
@@ -102,7 +92,7 @@ describe('a fleet of run daemons: 3 stations and an office, over lan', () => {
       for (const st of fleet.stations) {
         assert.deepEqual(filesUnder(st.import), [], `${st.name}: import folder`);
         assert.deepEqual(filesUnder(fleet.office.inOf(st.name)), [names.get(st.name)!]);
-        readLedger(st, (l) => {
+        withLedger(st, (l) => {
           const hb = l.list({ route: 'export' }).filter((r) => r.kind === 'heartbeat');
           assert.equal(hb.length, 1, `${st.name}: one heartbeat within its hour`);
         });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Agent } from '../../agent/agent.js';
 import { parseConfig, type Config } from '../../agent/config.js';
 import { createLogger } from '../../agent/log.js';
+import { Ledger } from '../../store/ledger.js';
 import type { SftpTestServer } from '../servers/sftp-server.js';
 
 export interface FleetMember {
@@ -182,4 +183,14 @@ export function filesUnder(dir: string): string[] {
     else out.push(name);
   }
   return out;
+}
+
+/** `fn` on the ledger of an agent's data folder (`<dir>/data`), opened and closed around it. */
+export function withLedger<T>(m: { dir: string }, fn: (l: Ledger) => T): T {
+  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
+  try {
+    return fn(l);
+  } finally {
+    l.close();
+  }
 }

@@ -6,19 +6,9 @@ import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Ledger } from '../../store/ledger.js';
 import { killAll, requireBuild, runAgent } from '../helpers/child.js';
-import { filesUnder, makeFleet, onceOf, type Fleet, type FleetMember } from '../helpers/fleet.js';
+import { filesUnder, makeFleet, onceOf, type Fleet, withLedger } from '../helpers/fleet.js';
 import { cdsXml } from '../helpers/station.js';
-
-function withLedger<T>(m: FleetMember, fn: (l: Ledger) => T): T {
-  const l = Ledger.open(join(m.dir, 'data', 'ledger.sqlite'));
-  try {
-    return fn(l);
-  } finally {
-    l.close();
-  }
-}
 
 for (const kind of ['lan', 'sftp'] as const) {
   describe(`office killed between delivery and receipt (${kind})`, () => {
