@@ -21,7 +21,7 @@ import { main } from '../agent/cli.js';
 import { decodeControl, encodeHeartbeat, type Heartbeat, type Receipt } from '../agent/control/format.js';
 import { heartbeatName } from '../agent/control/names.js';
 import type { FleetRowJson } from '../agent/fleet/render.js';
-import { filesUnder, withLedger } from './helpers/fleet.js';
+import { filesUnder, withLedger, outStates } from './helpers/fleet.js';
 import { mailOnceOf, OFFICE_ADDRESS, type MailFleetStation } from './helpers/fleet-email.js';
 import { makeMailOffice, stationAddress, type MailOffice } from './helpers/fleet-email-office.js';
 import { cdsXml, sha256 } from './helpers/station.js';
@@ -32,20 +32,6 @@ const STATIONS = 3;
 const BUNDLED = 'ST03';
 const CASE = { timeout: 180_000 };
 const CONTROL_FILE = /sprelay-(receipt|heartbeat)_/i;
-
-/** name -> state of a station's exported packages (kind package). */
-function outStates(st: MailFleetStation): Map<string, string> {
-  return withLedger(
-    st,
-    (l) =>
-      new Map(
-        l
-          .list({ route: 'export' })
-          .filter((r) => r.kind === 'package')
-          .map((r) => [r.name, r.state]),
-      ),
-  );
-}
 
 interface ParsedMail {
   headerFrom: string[];

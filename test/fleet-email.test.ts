@@ -18,7 +18,7 @@ import nodemailer from 'nodemailer';
 import { main } from '../agent/cli.js';
 import { decodeControl, encodeReceipt } from '../agent/control/format.js';
 import { receiptName } from '../agent/control/names.js';
-import { filesUnder, withLedger } from './helpers/fleet.js';
+import { filesUnder, withLedger, outStates } from './helpers/fleet.js';
 import {
   makeMailFleet,
   mailOnceOf,
@@ -32,20 +32,6 @@ import type { ReceivedMail } from './servers/smtp-server.js';
 const STATIONS = 4;
 const CASE = { timeout: 120_000 };
 const RECEIPT_NAME = /^sprelay-receipt_OFFICE_\d{8}T\d{6}Z_[0-9a-f]{8}\.json$/;
-
-/** name -> state of a station's exported packages (kind package). */
-function outStates(st: MailFleetStation): Map<string, string> {
-  return withLedger(
-    st,
-    (l) =>
-      new Map(
-        l
-          .list({ route: 'export' })
-          .filter((r) => r.kind === 'package')
-          .map((r) => [r.name, r.state]),
-      ),
-  );
-}
 
 /** What one mail carries: its header recipient, its attachments (name, bytes) and the receipt decoded. */
 async function receiptMail(m: ReceivedMail) {

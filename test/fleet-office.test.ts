@@ -13,7 +13,7 @@ import { encodeHeartbeat, encodeReceipt } from '../agent/control/format.js';
 import { heartbeatName, receiptName } from '../agent/control/names.js';
 import { main } from '../agent/cli.js';
 import { cdsXml, sha256 } from './helpers/station.js';
-import { filesUnder, makeFleet, onceOf, type Fleet, type FleetStation, withLedger } from './helpers/fleet.js';
+import { filesUnder, makeFleet, onceOf, type Fleet, withLedger, outStates } from './helpers/fleet.js';
 
 const STATIONS = 20;
 
@@ -31,20 +31,6 @@ function exportPackages(fleet: Fleet, tag: string): Map<string, Map<string, Buff
     made.set(st.name, files);
   });
   return made;
-}
-
-/** name -> state of a station's exported packages (kind package). */
-function outStates(st: FleetStation): Map<string, string> {
-  return withLedger(
-    st,
-    (l) =>
-      new Map(
-        l
-          .list({ route: 'export' })
-          .filter((r) => r.kind === 'package')
-          .map((r) => [r.name, r.state]),
-      ),
-  );
 }
 
 function assertNoControlFilesIn(dirs: string[]): void {

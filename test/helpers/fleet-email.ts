@@ -218,13 +218,4 @@ routes:
 }
 
 /** One `once` of an agent (all its routes), closed after. */
-export async function mailOnceOf(
-  m: MailFleetMember,
-): Promise<ReturnType<Agent['runOnce']> extends Promise<infer R> ? R : never> {
-  const agent = m.agent();
-  try {
-    return await agent.runOnce();
-  } finally {
-    agent.close();
-  }
-}
+export { onceOf as mailOnceOf } from './fleet.js';

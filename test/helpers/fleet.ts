@@ -157,9 +157,7 @@ routes:
 }
 
 /** One `once` of an agent (all its routes), closed after. */
-export async function onceOf(
-  m: FleetMember,
-): Promise<ReturnType<Agent['runOnce']> extends Promise<infer R> ? R : never> {
+export async function onceOf(m: { agent(): Agent }): ReturnType<Agent['runOnce']> {
   const agent = m.agent();
   try {
     return await agent.runOnce();
@@ -193,4 +191,18 @@ export function withLedger<T>(m: { dir: string }, fn: (l: Ledger) => T): T {
   } finally {
     l.close();
   }
+}
+
+/** name -> state of a station's exported packages (kind package, route `export`). */
+export function outStates(st: { dir: string }): Map<string, string> {
+  return withLedger(
+    st,
+    (l) =>
+      new Map(
+        l
+          .list({ route: 'export' })
+          .filter((r) => r.kind === 'package')
+          .map((r) => [r.name, r.state]),
+      ),
+  );
 }
