@@ -1,9 +1,9 @@
 // Durable local file operations: the only place that knows how to make a file survive kill -9 and
 // power loss (write temp -> fsync -> rename -> fsync dir), and the Windows exceptions to that
 // (directory fsync is not possible there; renames can be refused for a moment by antivirus).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoOf, fsyncDir, retryWhileLocked } from './durable.js';
@@ -52,6 +52,30 @@ function nullSink(): Transform {
       cb();
     },
   });
+}
+
+/**
+ * `file` replaced whole by `data`, or left as it was: a temp file beside it (`.<name>.<hex>.tmp`),
+ * written and fsynced, renamed over `file`, the folder fsynced. The temp is removed on a failure
+ * (a kill -9 can leave one: a few bytes, never under `file`'s name).
+ */
+export async function replaceFileDurably(file: string, data: Uint8Array | string, mode = 0o666): Promise<void> {
+  const dir = dirname(file);
+  const temp = join(dir, `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const fh = await fsp.open(temp, 'wx', mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await renameRetrying(temp, file);
+  } catch (err) {
+    await fsp.rm(temp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dir);
 }
 
 /** Waits between `tries` attempts on a file Windows reports as held by someone else: 50 ms, doubling. */

@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import type { RouteConfig } from '../config.js';
 import type { Ledger, PackageRow } from '../../store/ledger.js';
 import type { Spool } from '../../store/spool.js';
-import { fsyncDir, renameRetrying } from '../../store/files.js';
+import { replaceFileDurably } from '../../store/files.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../../store/durable.js';
 import { controlKind, type ControlKind } from './names.js';
 
@@ -31,33 +31,24 @@ export function controlRand(): string {
   return randomBytes(4).toString('hex');
 }
 
-/** Writes the bytes into the spool of `route` (durably); returns the spool path to give the row. */
-export async function spoolControl(spool: Spool, route: RouteConfig, file: ControlFile): Promise<string> {
+/**
+ * Writes the bytes into the spool of `route` (durably); returns the spool path and the SHA-256 to
+ * give the row. The temp file sits beside its final name, not in the route's .tmp folder, which
+ * the route's own cycle empties when it starts (a cycle of another route may be writing this).
+ */
+export async function spoolControl(
+  spool: Spool,
+  route: RouteConfig,
+  file: ControlFile,
+): Promise<{ storedPath: string; sha256: string }> {
   if (route.direction !== 'out') throw new Error(`route ${route.name} is not an out-route`);
   if (controlKind(file.name) !== file.kind) throw new Error(`${file.name} is not a ${file.kind} file name`);
   const sha256 = createHash('sha256').update(file.bytes).digest('hex');
-  const rel = spool.spoolPath(route.name, file.name, sha256);
-  const final = spool.abs(rel);
-  const dir = dirname(final);
-  await fsp.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-  // the temp sits beside its final name (not in the route's .tmp folder, which the route's own
-  // cycle empties when it starts: a cycle of another route may be writing this)
-  const temp = `${final}.${randomBytes(4).toString('hex')}.ctl-part`;
-  const fh = await fsp.open(temp, 'w', PRIVATE_FILE_MODE);
-  try {
-    await fh.writeFile(file.bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await renameRetrying(temp, final);
-  } catch (err) {
-    await fsp.rm(temp, { force: true });
-    throw err;
-  }
-  await fsyncDir(dir);
-  return rel;
+  const storedPath = spool.spoolPath(route.name, file.name, sha256);
+  const final = spool.abs(storedPath);
+  await fsp.mkdir(dirname(final), { recursive: true, mode: PRIVATE_DIR_MODE });
+  await replaceFileDurably(final, file.bytes, PRIVATE_FILE_MODE);
+  return { storedPath, sha256 };
 }
 
 /** The `queued` row of a control file already in the spool (inside the caller's transaction, if any). */
@@ -65,7 +56,7 @@ export function insertControlRow(
   ledger: Ledger,
   route: RouteConfig,
   file: ControlFile,
-  storedPath: string,
+  spooled: { storedPath: string; sha256: string },
 ): PackageRow {
   return ledger.insert(
     {
@@ -73,9 +64,9 @@ export function insertControlRow(
       direction: 'out',
       name: file.name,
       size: file.bytes.length,
-      sha256: createHash('sha256').update(file.bytes).digest('hex'),
+      sha256: spooled.sha256,
       state: 'queued',
-      storedPath,
+      storedPath: spooled.storedPath,
       kind: file.kind,
       station: file.station,
     },

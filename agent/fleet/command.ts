@@ -9,13 +9,12 @@
 // Exit code: fleetExitCode (0 every station ok, 2 any needs attention, is silent or failing); an
 // office that has heard from no station yet: 0, and a line that says so. Stored heartbeats that do
 // not validate are shown as none and said on stderr (and in the log file).
-import { randomBytes } from 'node:crypto';
-import { promises as fsp, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Agent } from '../agent.js';
 import { EXIT, Exit } from '../cli-exit.js';
 import type { CommandIo } from '../inspect-commands.js';
-import { fsyncDir, renameRetrying } from '../../store/files.js';
+import { replaceFileDurably } from '../../store/files.js';
 import { fleetInputs, fleetSettings } from './collect.js';
 import { fleetExitCode, fleetRows, type FleetRow, type FleetVerdict } from './model.js';
 import { fleetHtml, fleetJson } from './render.js';
@@ -129,22 +128,11 @@ function localTime(ms: number, offsetMinutes: number): string {
   return `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
 }
 
-/** The page as a whole or not at all: temp file beside it, fsync, rename over it, fsync the folder. */
+/** The page as a whole or not at all (store/files.ts replaceFileDurably). */
 async function writeAtomically(file: string, text: string): Promise<void> {
-  const dir = dirname(file);
-  const temp = join(dir, `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const fh = await fsp.open(temp, 'wx');
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await renameRetrying(temp, file);
-    await fsyncDir(dir);
+    await replaceFileDurably(file, text);
   } catch (err) {
-    await fsp.rm(temp, { force: true }).catch(() => undefined);
     throw new Exit(EXIT.fatal, `--html: could not write ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }

@@ -22,19 +22,11 @@ import type { RouteConfig } from '../config.js';
 import { inPool } from './fetch.js';
 import { rememberListing } from './settled.js';
 
-type Counter = Exclude<keyof CycleResult, 'route' | 'direction' | 'error' | 'skipped' | 'interrupted'>;
-const COUNTERS: Counter[] = [
-  'taken',
-  'sent',
-  'delivered',
-  'duplicates',
-  'waiting',
-  'failed',
-  'dead',
-  'quarantined',
-  'refused',
-  'control',
-];
+/** Adds a station's counts to the route's: every number of a CycleResult is a count. */
+function addCounts(into: CycleResult, from: CycleResult): void {
+  const sum = into as unknown as Record<string, unknown>; // the numeric fields, by their names
+  for (const [k, v] of Object.entries(from)) if (typeof v === 'number') sum[k] = (sum[k] as number) + v;
+}
 
 /** The remote folder of one station: parent/<station>/rest. */
 export function stationRemote(ps: { parent: string; rest: string }, station: string): string {
@@ -104,7 +96,7 @@ export async function runStations(
         return;
       }
       const r = await runOne(part);
-      for (const k of COUNTERS) result[k] += r[k];
+      addCounts(result, r);
       if (r.error) errors.push(`station ${part.station}: ${r.error}`);
     },
     () => ctx.stop.requested,

@@ -18,14 +18,11 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../agent/agent.js';
-import { parseConfig } from '../../agent/config.js';
-import { createLogger } from '../../agent/log.js';
 import { startImapServer, type TestImapServer } from '../servers/imap-server.js';
 import { startSmtpServer, type ReceivedMail, type TestSmtpServer } from '../servers/smtp-server.js';
 import { makeTestTls, type TestTls } from '../servers/tls.js';
 import { OFFICE_ADDRESS, STATIONS_DOMAIN, type MailFleetMember, type MailFleetStation } from './fleet-email.js';
-import { stationName } from './fleet.js';
+import { fleetMember, stationName } from './fleet.js';
 
 export interface MailOfficeOptions {
   /** Stations whose e-mail profile bundles (maxPerMessage): several packages in one message. */
@@ -68,26 +65,7 @@ export async function makeMailOffice(n: number, opts: MailOfficeOptions = {}): P
   const smtp = await startSmtpServer({ security: 'starttls', tls, users });
   servers.push(smtp);
 
-  const member = (name: string, yaml: string): MailFleetMember => {
-    const dir = join(root, name);
-    mkdirSync(join(dir, 'data'), { recursive: true });
-    const configFile = join(dir, 'sprelay.yaml');
-    writeFileSync(configFile, yaml);
-    const config = parseConfig(yaml, configFile, env);
-    return {
-      name,
-      dir,
-      configFile,
-      config,
-      env,
-      agent: () =>
-        new Agent(config, {
-          log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }),
-          env,
-          now: () => clock.now,
-        }),
-    };
-  };
+  const member = (name: string, yaml: string): MailFleetMember => fleetMember(root, name, yaml, env, () => clock.now);
   const imapOf = async (user: string) => {
     const s = await startImapServer({
       security: 'starttls',

@@ -16,12 +16,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agent/agent.js';
-import { parseConfig, type Config } from '../../agent/config.js';
-import { createLogger } from '../../agent/log.js';
+import type { Config } from '../../agent/config.js';
 import { startImapServer, type TestImapServer } from '../servers/imap-server.js';
 import { startSmtpServer, type ReceivedMail, type TestSmtpServer } from '../servers/smtp-server.js';
 import { makeTestTls, type TestTls } from '../servers/tls.js';
-import { stationName } from './fleet.js';
+import { fleetMember, stationName } from './fleet.js';
 
 export const OFFICE_ADDRESS = 'office@office.test';
 export const STATIONS_DOMAIN = 'stations.test';
@@ -71,26 +70,7 @@ export async function makeMailFleet(n: number): Promise<MailFleet> {
   const lan = `    type: lan\n    root: ${JSON.stringify(share)}`;
   const clock = { now: Date.now() };
 
-  const member = (name: string, yaml: string): MailFleetMember => {
-    const dir = join(root, name);
-    mkdirSync(join(dir, 'data'), { recursive: true });
-    const configFile = join(dir, 'sprelay.yaml');
-    writeFileSync(configFile, yaml);
-    const config = parseConfig(yaml, configFile, env);
-    return {
-      name,
-      dir,
-      configFile,
-      config,
-      env,
-      agent: () =>
-        new Agent(config, {
-          log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }),
-          env,
-          now: () => clock.now,
-        }),
-    };
-  };
+  const member = (name: string, yaml: string): MailFleetMember => fleetMember(root, name, yaml, env, () => clock.now);
 
   const stations: MailFleetStation[] = [];
   const imaps: TestImapServer[] = [];

@@ -67,22 +67,7 @@ export async function makeFleet(n: number, kind: 'lan' | 'sftp'): Promise<Fleet>
     env.OFFICE_PASSWORD = server.password;
     prefix = '/';
   }
-  const member = (name: string, yaml: string): FleetMember => {
-    const dir = join(root, name);
-    mkdirSync(join(dir, 'data'), { recursive: true });
-    const configFile = join(dir, 'sprelay.yaml');
-    writeFileSync(configFile, yaml);
-    const config = parseConfig(yaml, configFile, env);
-    return {
-      name,
-      dir,
-      configFile,
-      config,
-      env,
-      agent: () =>
-        new Agent(config, { log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }), env }),
-    };
-  };
+  const member = (name: string, yaml: string) => fleetMember(root, name, yaml, env);
   const stations: FleetStation[] = [];
   for (let i = 0; i < n; i++) {
     const name = stationName(i);
@@ -205,4 +190,35 @@ export function outStates(st: { dir: string }): Map<string, string> {
           .map((r) => [r.name, r.state]),
       ),
   );
+}
+
+/**
+ * One agent of a test fleet: `<root>/<name>` with its data folder and its config (written and
+ * parsed with `env`), and an Agent on it (on `now` when given: a clock the test moves).
+ */
+export function fleetMember(
+  root: string,
+  name: string,
+  yaml: string,
+  env: Record<string, string>,
+  now?: () => number,
+): FleetMember {
+  const dir = join(root, name);
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  const configFile = join(dir, 'sprelay.yaml');
+  writeFileSync(configFile, yaml);
+  const config = parseConfig(yaml, configFile, env);
+  return {
+    name,
+    dir,
+    configFile,
+    config,
+    env,
+    agent: () =>
+      new Agent(config, {
+        log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }),
+        env,
+        ...(now ? { now } : {}),
+      }),
+  };
 }
