@@ -22,6 +22,7 @@ log:
 
 # Defaults for every route (any of them may also be set on one route), uncomment to change:
 # settle: 2s                 # a file must stay unchanged this long before it is taken
+# clockSkew: 15m             # in-routes: how far a server's clock may be behind; older remote files are taken at once ("off": look twice)
 # maxSize: 50MB              # larger packages are refused (out) or quarantined (in)
 # timeout: 60s               # a network operation making no progress for this long is aborted
 # minRate: 1KB/s             # a transfer slower than this on average over 60s (or timeout, if longer) is cut and retried; 0 = off

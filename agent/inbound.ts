@@ -21,7 +21,7 @@ import type { RemoteEntry, Source } from '../transports/types.js';
 import { commitGroup } from './inbound/commit.js';
 import { fetchEntry, inPool, overSize, tempPrefix, type Fetched } from './inbound/fetch.js';
 import { refuseInPlace } from './inbound/refusals.js';
-import { rememberListing, settledBefore } from './inbound/settled.js';
+import { hasSettled, rememberListing } from './inbound/settled.js';
 import { splitControl, takeControlFiles } from './inbound/control.js';
 import { runStations } from './inbound/stations.js';
 import { controlKind } from './control/names.js';
@@ -190,9 +190,10 @@ async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteE
     );
   const first = pick(await source.list(ctx.abort));
   if (first.length === 0 || source.atomicEntries) return first;
-  // Guarantee 1 for remote files: skip entries still growing between two listings, unless the
-  // previous cycle's listing already showed every one unchanged at least `settle` ago (settled.ts)
-  const settled = first.every((e) => settledBefore(ctx, e));
+  // Guarantee 1 for remote files: skip entries still growing between two listings, unless every
+  // one has settled already: by its time, or unchanged in the previous cycle's listing (settled.ts)
+  const now = Date.now();
+  const settled = first.every((e) => hasSettled(ctx, e, now));
   rememberListing(ctx, first);
   if (settled) return first;
   if (!(await settle(ctx.route.settleMs, ctx.stop))) return [];

@@ -121,6 +121,7 @@ describe('valid configs', () => {
     assert.deepEqual(inn.afterReceive, { kind: 'delete' });
     for (const r of c.routes) {
       assert.equal(r.settleMs, 2000);
+      assert.equal(r.clockSkewMs, 15 * 60_000);
       assert.equal(r.maxSize, 50 * 1024 * 1024);
       assert.equal(r.timeoutMs, 60_000);
       assert.equal(r.concurrency, 4); // lan's default (DEFAULTS.concurrency, per transport)
@@ -128,6 +129,25 @@ describe('valid configs', () => {
       assert.deepEqual(r.retry, { maxAttempts: 10, baseDelayMs: 60_000, maxDelayMs: 3_600_000 });
     }
     assert.deepEqual(c.secrets, []);
+  });
+
+  test('clockSkew: a duration or "off" (null), top level for all, a route wins; anything else named', () => {
+    const c = parse(config({ top: 'clockSkew: 2m', in: '\n    clockSkew: "off"' }), {}, freshDir());
+    assert.deepEqual(
+      c.routes.map((r) => r.clockSkewMs),
+      [120_000, null],
+    );
+    const d = parse(config({ top: 'clockSkew: Off', in: '\n    clockSkew: 0s' }), {}, freshDir());
+    assert.deepEqual(
+      d.routes.map((r) => r.clockSkewMs),
+      [null, 0],
+    );
+    expectIssue(
+      config({ top: 'clockSkew: 5' }),
+      'clockSkew',
+      'expected a duration like "15m" (units ms, s, m, h, d) or "off", got a number',
+    );
+    expectIssue(config({ in: '\n    clockSkew: soon' }), 'routes[1].clockSkew', /or "off"/);
   });
 
   test('top-level route keys apply to every route, a route setting wins, retry merges per field', () => {

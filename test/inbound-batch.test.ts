@@ -5,7 +5,7 @@
 // delivered, one duplicate), bytes identical, maxPerCycle exact, and the work really grouped and
 // concurrent (counted: transactions, opens in flight).
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { RouteConfig } from '../agent/config.js';
@@ -238,6 +238,154 @@ describe('inbound groups: concurrency and group commit', () => {
       agent.close();
     }
   });
+
+  /** Writes `name` into the exchange with its modification time `ageMs` before now (or at `at`). */
+  function writeAged(name: string, bytes: Buffer, ageMs: number): void {
+    const p = join(st!.exchange, name);
+    writeFileSync(p, bytes);
+    const t = new Date(Date.now() - ageMs);
+    utimesSync(p, t, t);
+  }
+  const MIN = 60_000;
+
+  it('settle by age: a remote file older than settle + clockSkew is taken from one listing; younger, implausible or untrusted times are listed twice', async () => {
+    st = makeStation({ top: 'settle: 200ms' }); // clockSkew: its default, 15m
+    const lan = lanWith({});
+    const agent = st.agent({ transportFor: lan.transportFor });
+    try {
+      writeAged('old1.xml', cdsXml('old1'), 20 * MIN);
+      writeAged('old2.xml', cdsXml('old2'), 16 * MIN);
+      const [r1] = await agent.runOnce(['import']);
+      assert.equal(r1!.delivered, 2);
+      assert.equal(lan.seen.lists, 1, 'every entry older than settle + 15m: no second listing');
+      // within the margin a server's clock may be behind: looked at twice
+      writeAged('mid.xml', cdsXml('mid'), 10 * MIN);
+      const [r2] = await agent.runOnce(['import']);
+      assert.equal(r2!.delivered, 1);
+      assert.equal(lan.seen.lists, 3, 'ten minutes old: the double listing');
+      // a server whose clock was never set (1980) proves nothing
+      const p = join(st.exchange, 'y1980.xml');
+      writeFileSync(p, cdsXml('y1980'));
+      utimesSync(p, new Date('1980-01-01T00:00:00Z'), new Date('1980-01-01T00:00:00Z'));
+      const [r3] = await agent.runOnce(['import']);
+      assert.equal(r3!.delivered, 1);
+      assert.equal(lan.seen.lists, 5, 'a time before 2000: the double listing');
+      // one young entry among old ones: the whole cycle looks twice, and takes all of them
+      writeAged('old3.xml', cdsXml('old3'), 60 * MIN);
+      writeAged('young.xml', cdsXml('young'), 0);
+      const [r4] = await agent.runOnce(['import']);
+      assert.equal(r4!.delivered, 2);
+      assert.equal(lan.seen.lists, 7);
+      assert.deepEqual(filesIn(st.inbox), ['mid.xml', 'old1.xml', 'old2.xml', 'old3.xml', 'y1980.xml', 'young.xml']);
+      for (const n of filesIn(st.inbox)) assert.equal(sha256(read(st.inbox, n)), sha256(cdsXml(n.replace('.xml', ''))));
+    } finally {
+      agent.close();
+    }
+  });
+
+  it('settle by age: "clockSkew: off" trusts no remote time; a route\'s own clockSkew wins', async () => {
+    st = makeStation({ top: 'settle: 200ms\nclockSkew: "off"' });
+    const lan = lanWith({});
+    let agent = st.agent({ transportFor: lan.transportFor });
+    try {
+      writeAged('day.xml', cdsXml('day'), 24 * 60 * MIN);
+      const [r1] = await agent.runOnce(['import']);
+      assert.equal(r1!.delivered, 1);
+      assert.equal(lan.seen.lists, 2, 'a day old, but remote times are not trusted: listed twice');
+    } finally {
+      agent.close();
+    }
+    st.cleanup();
+    st = makeStation({ top: 'settle: 200ms\nclockSkew: "off"', in: '    clockSkew: 1m' });
+    const lan2 = lanWith({});
+    agent = st.agent({ transportFor: lan2.transportFor });
+    try {
+      writeAged('five.xml', cdsXml('five'), 5 * MIN);
+      const [r2] = await agent.runOnce(['import']);
+      assert.equal(r2!.delivered, 1);
+      assert.equal(lan2.seen.lists, 1, 'five minutes old, the route allows one minute of skew: one listing');
+      assert.equal(sha256(read(st.inbox, 'five.xml')), sha256(cdsXml('five')));
+    } finally {
+      agent.close();
+    }
+  });
+
+  it('settle by age: a file still being written on a server whose clock is 10 minutes behind is never taken part-written', async () => {
+    st = makeStation({ top: 'settle: 150ms' });
+    const lan = lanWith({});
+    const agent = st.agent({ transportFor: lan.transportFor });
+    const whole = cdsXml('slow', 60);
+    const parts = 12;
+    const step = Math.ceil(whole.length / parts);
+    const p = join(st.exchange, 'slow.xml');
+    // the writer's times are ten minutes behind ours, as a server's clock that is behind
+    const behind = () => {
+      const t = new Date(Date.now() - 10 * MIN);
+      utimesSync(p, t, t);
+    };
+    writeFileSync(p, whole.subarray(0, step));
+    behind();
+    let written = step;
+    const timer = setInterval(() => {
+      if (written >= whole.length) return;
+      appendFileSync(p, whole.subarray(written, written + step));
+      written += step;
+      behind();
+    }, 60);
+    try {
+      let cycles = 0;
+      while (written < whole.length) {
+        const [r] = await agent.runOnce(['import']);
+        cycles++;
+        assert.equal(r!.quarantined, 0, 'nothing part-written was fetched');
+        assert.equal(r!.delivered, 0, `delivered while ${written} of ${whole.length} bytes were written`);
+      }
+      assert.ok(cycles >= 2, `ran ${cycles} cycles while the writer wrote`);
+      clearInterval(timer);
+      const [done] = await agent.runOnce(['import']);
+      assert.equal(done!.delivered, 1);
+      assert.equal(sha256(read(st.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
+    } finally {
+      clearInterval(timer);
+      agent.close();
+    }
+  });
+
+  it(
+    'settle by age on a per-station office route: station folders whose files are all old cost no settle sleep',
+    { timeout: 30_000 },
+    async () => {
+      // settle 1h: a cycle that slept would not end within the test's timeout
+      st = makeStation({ top: 'settle: 1h', inRemote: 'from-stations/*', inLocal: './inbox/{station}' });
+      const sent = new Map<string, Buffer>();
+      for (const station of ['ST01', 'ST02', 'ST03']) {
+        mkdirSync(join(st.office, 'from-stations', station), { recursive: true });
+        for (let i = 0; i < 2; i++) {
+          const bytes = cdsXml(`${station}-${i}`);
+          const p = join(st.office, 'from-stations', station, `p${i}.xml`);
+          writeFileSync(p, bytes);
+          const t = new Date(Date.now() - (120 + i) * MIN); // older than settle (1h) + clockSkew (15m)
+          utimesSync(p, t, t);
+          sent.set(`${station}/p${i}.xml`, bytes);
+        }
+      }
+      const agent = st.agent();
+      // a cycle that sleeps the settle is stopped after 10 s (and fails below), not left hanging
+      const guard = setTimeout(() => agent.requestStop(), 10_000);
+      try {
+        const [r] = await agent.runOnce(['import']);
+        assert.equal(r!.interrupted, false, 'the cycle slept the settle (stopped by the guard)');
+        assert.equal(r!.delivered, 6);
+        for (const [rel, bytes] of sent) assert.equal(sha256(read(join(st.dir, 'inbox'), rel)), sha256(bytes), rel);
+        for (const station of ['ST01', 'ST02', 'ST03']) {
+          assert.deepEqual(filesIn(join(st.office, 'from-stations', station)), [], `${station} acknowledged`);
+        }
+      } finally {
+        clearTimeout(guard);
+        agent.close();
+      }
+    },
+  );
 
   it('an entry still growing between cycles is not taken on the memory of an earlier listing', async () => {
     st = makeStation({ top: 'settle: 200ms', in: '    maxPerCycle: 1' });

@@ -14,7 +14,16 @@ import type { z } from 'zod';
 type RouteData = z.output<typeof routeSchema>;
 type Defaults = Pick<
   RouteData,
-  'settle' | 'maxSize' | 'timeout' | 'concurrency' | 'overwrite' | 'retry' | 'alertAfter' | 'maxPerCycle' | 'minRate'
+  | 'settle'
+  | 'clockSkew'
+  | 'maxSize'
+  | 'timeout'
+  | 'concurrency'
+  | 'overwrite'
+  | 'retry'
+  | 'alertAfter'
+  | 'maxPerCycle'
+  | 'minRate'
 >;
 /** A route that passed every check, its afterReceive/afterRefuse as actions. */
 export type CheckedRoute = Omit<RouteData, 'afterReceive' | 'afterRefuse'> & {
@@ -240,6 +249,8 @@ export function buildRoute(
     afterSend: r.afterSend ?? 'archive',
     afterReceive,
     settleMs: r.settle ?? top.settle ?? DEFAULTS.settleMs,
+    clockSkewMs:
+      r.clockSkew !== undefined ? r.clockSkew : top.clockSkew !== undefined ? top.clockSkew : DEFAULTS.clockSkewMs,
     maxSize: r.maxSize ?? top.maxSize ?? DEFAULTS.maxSize,
     timeoutMs: r.timeout ?? top.timeout ?? DEFAULTS.timeoutMs,
     minRate: r.minRate ?? top.minRate ?? DEFAULTS.minRate,

@@ -49,6 +49,24 @@ const durationField = z
     }
   });
 
+/** A duration, or "off" (null): for settings where "never" is a choice. */
+const durationOrOffField = z
+  .string({
+    error: (iss) =>
+      iss.input === undefined
+        ? 'required'
+        : `expected a duration like "15m" (units ms, s, m, h, d) or "off", got ${describeType(iss.input)}`,
+  })
+  .transform((s, ctx) => {
+    if (/^\s*off\s*$/i.test(s)) return null;
+    try {
+      return parseDuration(s);
+    } catch (e) {
+      ctx.issues.push({ code: 'custom', message: `${(e as Error).message}, or "off"`, input: s });
+      return z.NEVER;
+    }
+  });
+
 const sizeField = z
   .union([z.string(), z.number()], {
     error: (iss) =>
@@ -97,6 +115,11 @@ const retrySchema = obj({
 /** Keys a route may set, and the top level may set once for all routes. */
 const routeDefaultsShape = {
   settle: durationField.optional(),
+  /**
+   * In-routes: how far a server's clock may be behind ours. A remote file whose time is older than
+   * settle + this is taken in the cycle that first lists it; "off": every new file is listed twice.
+   */
+  clockSkew: durationOrOffField.optional(),
   maxSize: sizeField.optional(),
   timeout: durationField.refine((ms) => ms > 0, { error: 'must be longer than 0' }).optional(),
   concurrency: z.number().int().min(1).max(16).optional(),

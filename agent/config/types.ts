@@ -32,6 +32,11 @@ export interface RouteConfig {
    */
   afterRefuse?: { kind: 'move'; to: string };
   settleMs: number;
+  /**
+   * In-routes: how far a remote's clock may be behind ours (ms); an entry whose modification time
+   * is older than settle + this is settled when first listed. null: never settled by its time.
+   */
+  clockSkewMs: number | null;
   maxSize: number;
   timeoutMs: number;
   /** Slowest average transfer rate, bytes per second over max(60 s, timeoutMs); 0: no minimum. */

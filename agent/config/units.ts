@@ -14,6 +14,12 @@ const DAY = 24 * HOUR;
 
 export const DEFAULTS = {
   settleMs: 2 * SECOND,
+  /**
+   * A remote's clock may be this far behind ours and its old files are still judged safely by
+   * their time (a Windows domain keeps clocks within 5 minutes; NTP far closer; FTP LIST without
+   * MLSD gives no time at all, so those entries are always listed twice).
+   */
+  clockSkewMs: 15 * MINUTE,
   maxSize: 50 * MB,
   timeoutMs: 60 * SECOND,
   /**

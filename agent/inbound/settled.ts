@@ -1,11 +1,18 @@
 // Guarantee 1 for remote files (skip what is still being written) without the second listing when
-// the evidence is already there. A remote's clock is not trusted (its mtimes say nothing about our
-// time), so remote files are never settled by age as outbox files are; but two listings at least
-// `settle` apart that show an entry with the same size and modification time are exactly what the
-// double listing checks, whether they were taken in one cycle or in two. So each route remembers
-// its last listing (in this process, on our monotonic clock): an entry listed unchanged by the
-// previous cycle at least `settle` ago needs no new look, and a cycle where every entry is such an
-// entry does not sleep. Anything new or changed still waits for the second listing.
+// the evidence is already there. Two kinds of evidence count:
+// - Its time, within what we allow a remote's clock (issue 11, settle by age): an entry whose
+//   modification time is older than settle + `clockSkew` (15 minutes by default) by our clock was
+//   last written at least `settle` ago even if the server's clock is that far behind ours (a clock
+//   ahead only makes files look younger). A time before 2000 (a server whose clock was never set)
+//   or none at all (FTP LIST) is no evidence; `clockSkew: off` trusts no remote time.
+// - Our own earlier look: two listings at least `settle` apart that show an entry with the same
+//   size and modification time are exactly what the double listing checks, whether they were taken
+//   in one cycle or in two. So each route remembers its last listing (in this process, on our
+//   monotonic clock): an entry listed unchanged by the previous cycle at least `settle` ago needs no
+//   new look.
+// A cycle where every entry is settled by one or the other does not sleep; anything new or changed
+// waits for the second listing. The copy still checks the size it was listed with, and the content
+// check still judges the bytes.
 import type { RouteContext } from '../route-context.js';
 import type { RemoteEntry } from '../../transports/types.js';
 
@@ -59,4 +66,24 @@ export function settledBefore(ctx: RouteContext, entry: RemoteEntry): boolean {
     was.mtime === entry.modifiedAt?.getTime() &&
     performance.now() - was.since >= ctx.route.settleMs
   );
+}
+
+/** Before this, a remote's time says nothing (a server whose clock was never set shows 1970 or 1980). */
+const PLAUSIBLE_SINCE = Date.UTC(2000, 0, 1);
+
+/**
+ * True when `entry`'s modification time is older than settle + the route's clockSkew by our
+ * clock `now`: it was last written at least `settle` ago even on a server whose clock is that far
+ * behind. False without a (plausible) time, or when the route trusts no remote time.
+ */
+export function settledByAge(ctx: RouteContext, entry: RemoteEntry, now = Date.now()): boolean {
+  const skew = ctx.route.clockSkewMs;
+  const t = entry.modifiedAt?.getTime();
+  if (skew === null || t === undefined || Number.isNaN(t) || t < PLAUSIBLE_SINCE) return false;
+  return t <= now - ctx.route.settleMs - skew;
+}
+
+/** Settled without a new look: by its time, or by this process's earlier listing. Call before rememberListing. */
+export function hasSettled(ctx: RouteContext, entry: RemoteEntry, now = Date.now()): boolean {
+  return settledByAge(ctx, entry, now) || settledBefore(ctx, entry);
 }

@@ -20,7 +20,7 @@ import { errorText } from '../secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from '../route-context.js';
 import type { RouteConfig } from '../config.js';
 import { inPool } from './fetch.js';
-import { rememberListing } from './settled.js';
+import { hasSettled, rememberListing } from './settled.js';
 
 /** Adds a station's counts to the route's: every number of a CycleResult is a count. */
 function addCounts(into: CycleResult, from: CycleResult): void {
@@ -62,8 +62,9 @@ export async function runStations(
     log.error({ route: route.name }, text);
   };
 
-  // every station's first listing, then one settle for all (none when every folder was empty)
-  let listed = 0;
+  // every station's first listing, then one settle for all (none when every entry of every folder
+  // has settled already: by its time, or in this process's previous listing)
+  let unsettled = 0;
   await inPool(
     parts,
     route.concurrency,
@@ -72,7 +73,8 @@ export async function runStations(
         const source = await part.transport.openSource(endpointOf(part.route), part.abort);
         try {
           const entries = await source.list(part.abort);
-          listed += entries.length;
+          const now = Date.now();
+          unsettled += entries.filter((e) => !hasSettled(part, e, now)).length;
           rememberListing(part, entries);
         } finally {
           await source.close();
@@ -83,7 +85,7 @@ export async function runStations(
     },
     () => ctx.stop.requested,
   );
-  if (listed > 0 && !(await settle(route.settleMs, ctx.stop))) return { ...result, interrupted: true };
+  if (unsettled > 0 && !(await settle(route.settleMs, ctx.stop))) return { ...result, interrupted: true };
 
   await inPool(
     parts,

@@ -127,18 +127,28 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Copies a workload's packages into `dest` (made if missing), optionally owned by uid:gid. */
 /**
  * The files as a station's exporter leaves them before the cycle runs: written a minute earlier
  * (AGE_MS). A cron tick comes minutes after SERVIO wrote its package, so sprelay's outbox settle
- * by age takes them at once, as it does at a station; a remote's files are still listed twice,
- * `settle` apart, whatever their age (a remote clock is not trusted), so the in times include it.
+ * by age takes them at once, as it does at a station.
  */
 export const AGE_MS = 60_000;
+/**
+ * A remote's files as they wait for a station's pull: written 20 minutes earlier (the office's
+ * packages of the last hour before an in-route's cycle). Older than settle + clockSkew (15m by
+ * default), so sprelay takes them from one listing; younger ones would be listed twice.
+ */
+export const REMOTE_AGE_MS = 20 * 60_000;
 
-export async function placeCopy(w: Workload, dest: string, owner?: { uid: number; gid: number }): Promise<void> {
+/** Copies a workload's packages into `dest` (made if missing), written `ageMs` ago, optionally owned by uid:gid. */
+export async function placeCopy(
+  w: Workload,
+  dest: string,
+  owner?: { uid: number; gid: number },
+  ageMs = AGE_MS,
+): Promise<void> {
   await mkdirOwned(dest, owner);
-  const written = new Date(Date.now() - AGE_MS);
+  const written = new Date(Date.now() - ageMs);
   for (const name of w.files.keys()) {
     await copyFile(join(w.dir, name), join(dest, name));
     await utimes(join(dest, name), written, written);

@@ -4,7 +4,16 @@
 // folder), is timed alone, and is then checked byte for byte where its files landed.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bigXml, mkdirOwned, placeCopy, smallSet, verifyEmpty, verifyExact, type Workload } from './data.js';
+import {
+  bigXml,
+  mkdirOwned,
+  placeCopy,
+  REMOTE_AGE_MS,
+  smallSet,
+  verifyEmpty,
+  verifyExact,
+  type Workload,
+} from './data.js';
 import { progress, type BenchContext, type Row, type Sample, type Target } from './measure.js';
 import {
   cpTree,
@@ -114,7 +123,7 @@ export async function measureIn(ctx: BenchContext, row: Row, remote: Remote, w: 
       const inbox = join(dir, 'inbox');
       await mkdir(inbox, { recursive: true });
       const remoteRel = `bench/${slug(id, 'sprelay', r)}`;
-      await placeCopy(w, join(remote.disk, remoteRel), remote.owner);
+      await placeCopy(w, join(remote.disk, remoteRel), remote.owner, REMOTE_AGE_MS);
       const route: RouteSpec = {
         name: 'import',
         direction: 'in',
@@ -137,7 +146,7 @@ export async function measureIn(ctx: BenchContext, row: Row, remote: Remote, w: 
       const dst = join(dir, 'local');
       await mkdir(dst, { recursive: true });
       const remoteRel = `bench/${slug(id, peer.name, r)}`;
-      await placeCopy(w, join(remote.disk, remoteRel), remote.owner);
+      await placeCopy(w, join(remote.disk, remoteRel), remote.owner, REMOTE_AGE_MS);
       const s = await peer.in(remoteRel, dst, dir, join(dir, 'peer.log'));
       await verifyExact(dst, w.files, `${row.workload}, ${peer.name} run ${r}`);
       row.peer(peer.name, peer.floor).samples.push(s);

@@ -154,8 +154,9 @@ export function writeBenchMd(file: string, info: RunInfo, results: Results): voi
     `- sprelay: ${info.build}, run as the CLI (\`bin/sprelay.js --config F once\`), one config per run, a fresh dataDir,`,
     `  outbox/inbox and remote folder each run; default settings, settle ${info.settleMs / 1000} s (sprelay's default, included in its`,
     '  times as a person gets them: the package files are written a minute before each run, as a station exporter leaves them',
-    '  before a cron tick, so the outbox takes them at once (settle by age); remote files are listed twice, settle apart,',
-    '  whatever their age, so the in rows include the settle)' +
+    '  before a cron tick, so the outbox takes them at once (settle by age); remote files are written 20 minutes before',
+    "  each run, as the office's packages wait for a station's pull: older than settle + clockSkew (15 min), so they are",
+    '  taken from one listing; FTP on vsftpd gives no file times (no MLSD), so the ftp in rows list twice, settle apart)' +
       (info.notes.length ? '; set beyond the defaults:' : ''),
     ...info.notes.map((n) => `  - ${n}`),
     `- Times: wall time from spawn to exit of each command (Node's start included), median of ${info.runs} run${info.runs === 1 ? '' : 's'};`,

@@ -31,6 +31,8 @@ export interface StationOptions {
   in?: string;
   /** Inbound reads from a different folder than outbound writes to (default: the same). */
   inRemote?: string;
+  /** The import route's local folder (default ./inbox), e.g. ./inbox/{station} for a per-station route. */
+  inLocal?: string;
 }
 
 export function makeStation(opts: StationOptions = {}): Station {
@@ -65,7 +67,7 @@ ${opts.out ?? ''}
     direction: in
     profile: office
     remote: ${opts.inRemote ?? 'exchange'}
-    local: ./inbox
+    local: ${opts.inLocal ?? './inbox'}
     schedule: "* * * * *"
 ${opts.in ?? ''}
 `;
