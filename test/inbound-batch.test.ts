@@ -334,17 +334,23 @@ describe('inbound groups: concurrency and group commit', () => {
     }, 60);
     try {
       let cycles = 0;
+      let delivered = 0;
       while (written < whole.length) {
         const [r] = await agent.runOnce(['import']);
         cycles++;
         assert.equal(r!.quarantined, 0, 'nothing part-written was fetched');
-        assert.equal(r!.delivered, 0, `delivered while ${written} of ${whole.length} bytes were written`);
+        delivered += r!.delivered;
+        // the writer may finish during a cycle's settle: then the file may go, but only whole
+        if (r!.delivered > 0) assert.equal(sha256(read(st.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
       }
       assert.ok(cycles >= 2, `ran ${cycles} cycles while the writer wrote`);
       clearInterval(timer);
-      const [done] = await agent.runOnce(['import']);
-      assert.equal(done!.delivered, 1);
+      if (delivered === 0) {
+        const [done] = await agent.runOnce(['import']);
+        assert.equal(done!.delivered, 1);
+      }
       assert.equal(sha256(read(st.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
+      assert.deepEqual(filesIn(st.exchange), []);
     } finally {
       clearInterval(timer);
       agent.close();
