@@ -21,7 +21,7 @@ import type { CycleResult, RouteContext } from '../route-context.js';
 import { exists, fsyncDir, hashFile, renameNoReplaceUnsynced } from '../../store/files.js';
 import type { PackageRow } from '../../store/ledger.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
-import type { Fetched } from './fetch.js';
+import { inPool, type Fetched } from './fetch.js';
 import { acknowledgeAll, insertInbound, stationOf, type AckItem } from './record.js';
 import { quarantine, type Rejection } from './refusals.js';
 
@@ -54,6 +54,10 @@ export async function commitGroup(
 ): Promise<void> {
   const { route, ledger, log } = ctx;
   const checked: Checked[] = [];
+  // what the inbox holds: one listing for the group, not a look per entry; a name that may be
+  // there is looked at (and hashed) as before; one that appears after the listing is met by the
+  // rename, which never replaces a file (the entry then goes back to waiting)
+  const inInbox = fetched.length > 0 ? await inboxNames(route.local) : new Set<string>();
   for (const f of fetched) {
     const rejection = await whyRejected(ctx, f, source.atomicEntries === true);
     if (rejection) {
@@ -61,7 +65,8 @@ export async function commitGroup(
       continue;
     }
     const final = join(route.local, f.entry.name);
-    checked.push({ f, there: (await exists(final)) ? (await hashFile(final)).sha256 : null });
+    const maybe = mayBeIn(inInbox, f.entry.name);
+    checked.push({ f, there: maybe && (await exists(final)) ? (await hashFile(final)).sha256 : null });
   }
 
   const decisions = ledger.transaction(() => decide(ctx, checked, result, mine));
@@ -70,16 +75,10 @@ export async function commitGroup(
   // temps of entries not delivered (acknowledge only, duplicate, waiting) are not needed
   for (const d of decisions) if (d.kind !== 'deliver') await fsp.rm(d.f.temp, { force: true });
 
-  const renamed: Decision[] = [];
-  const taken: Decision[] = [];
-  for (const d of deliver) {
-    const final = join(route.local, d.f.entry.name);
-    if (await renameNoReplaceUnsynced(d.f.temp, final, () => crashPoint('in:after-link'))) renamed.push(d);
-    else {
-      await fsp.rm(d.f.temp, { force: true });
-      taken.push(d);
-    }
-  }
+  // the renames, `width` at once (each of its own name: the decisions claimed every name once)
+  const into = await renameAll(deliver, route.local, width);
+  const renamed = deliver.filter((_, i) => into[i] === true);
+  const taken = deliver.filter((_, i) => into[i] === false);
   if (renamed.length > 0) await fsyncDir(route.local);
   for (let i = 0; i < renamed.length; i++) crashPoint('in:after-rename');
   if (deliver.length > 0) {
@@ -200,6 +199,47 @@ function decide(ctx: RouteContext, checked: Checked[], result: CycleResult, mine
     out.push({ kind: 'deliver', f, row });
   }
   return out;
+}
+
+/**
+ * Each decision's temp renamed to its name in `inbox` (never replacing a file), `width` at once,
+ * unsynced (the caller fsyncs the folder once): true where it was renamed, false where the name was
+ * taken (that temp removed). A failure is thrown once every started rename has settled.
+ */
+async function renameAll(deliver: readonly Decision[], inbox: string, width: number): Promise<(boolean | null)[]> {
+  const into: (boolean | null)[] = deliver.map(() => null);
+  const { error } = await inPool(
+    deliver,
+    width,
+    async (d, i) => {
+      const ok = await renameNoReplaceUnsynced(d.f.temp, join(inbox, d.f.entry.name), () =>
+        crashPoint('in:after-link'),
+      );
+      if (!ok) await fsp.rm(d.f.temp, { force: true });
+      into[i] = ok;
+    },
+    () => false,
+  );
+  if (error !== undefined) throw error;
+  return into;
+}
+
+/**
+ * The inbox's names as mayBeIn compares them: Unicode NFC, lower case (a Windows or macOS folder
+ * finds a file under any case of its name, and macOS under either normalisation).
+ */
+async function inboxNames(inbox: string): Promise<Set<string>> {
+  return new Set((await fsp.readdir(inbox)).map(foldName));
+}
+
+const foldName = (name: string) => name.normalize('NFC').toLowerCase();
+
+/**
+ * Whether a file of `name` may be in the inbox listed as `names`: its folded name is there, or it
+ * holds a "~", which Windows may find as another file's short (8.3) name, absent from listings.
+ */
+function mayBeIn(names: ReadonlySet<string>, name: string): boolean {
+  return name.includes('~') || names.has(foldName(name));
 }
 
 async function whyRejected(

@@ -1,8 +1,10 @@
 // One remote entry into a temp file in the inbox, in one pass over its bytes: written, hashed and
 // (an XML package) checked as they arrive, the temp file fsynced; nothing is read back from disk.
+// A small entry of a source that reads entries whole (transports/whole.ts: lan) comes as one
+// buffer, hashed, checked and written from it; a larger one, or another source's, is streamed.
 // Several run at once (up to min(route concurrency, source.parallel)); what they fetched is then
 // decided on and committed together by inbound/commit.ts.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { createXmlCheck, isXmlName } from '../inspect.js';
@@ -13,6 +15,7 @@ import { isLocalDiskError } from '../../store/durable.js';
 import { TooLargeError, writeDurably } from '../../store/files.js';
 import { TransportError } from '../../transports/errors.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
+import { wholeReadOf } from '../../transports/whole.js';
 import { RouteStop } from './record.js';
 import { refuseInPlace } from './refusals.js';
 import type { CycleResult } from '../route-context.js';
@@ -32,6 +35,33 @@ export function tempPrefix(ctx: RouteContext): string {
   return `.sprelay-${ctx.route.name}-`;
 }
 
+/**
+ * A temp name no other fetch uses: this process's random token (drawn once) and a counter, rather
+ * than random bytes per entry. Temps of an earlier process never clash: recoverPending settles the
+ * ones the ledger names and removeStaleTemps removes the rest before a cycle fetches, and the
+ * temp is created exclusively (O_EXCL) all the same.
+ */
+function nextTempName(ctx: RouteContext): string {
+  return `${tempPrefix(ctx)}${PROCESS_TOKEN}-${(++tempCount).toString(36)}.part`;
+}
+const PROCESS_TOKEN = randomBytes(6).toString('hex');
+let tempCount = 0;
+
+/**
+ * `bytes` into the new file `temp` (never an existing one), fsynced: open, one write (more only
+ * when the OS takes part of it), fsync, close. On failure the caller removes the temp.
+ */
+async function writeTempDurably(temp: string, bytes: Buffer): Promise<void> {
+  const fh = await fsp.open(temp, 'wx', 0o666);
+  try {
+    let done = 0;
+    while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done, done)).bytesWritten;
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export function overSize(size: number, max: number, measured = false): string {
   return `larger than maxSize (${measured ? 'more than ' + max : size} > ${max} bytes); left on the remote`;
 }
@@ -48,22 +78,32 @@ export async function fetchEntry(
   result: CycleResult,
 ): Promise<Fetched | null> {
   const { route, log } = ctx;
-  const tempName = `${tempPrefix(ctx)}${randomBytes(6).toString('hex')}.part`;
+  const tempName = nextTempName(ctx);
   const temp = join(route.local, tempName);
   const check = isXmlName(entry.name) ? createXmlCheck(ctx.config.check.xml, { size: entry.size }) : null;
   let verdict: string | null = null;
   let got: { size: number; sha256: string };
+  const whole = wholeReadOf(source);
   try {
-    const stream = await source.open(entry, ctx.abort);
-    got = await writeDurably(stream, temp, {
-      maxBytes: route.maxSize,
-      signal: ctx.abort,
-      // the check stops at the first offending byte and keeps its verdict; the bytes are still
-      // all taken (a quarantined package is kept whole)
-      observe: (chunk) => {
-        if (check && verdict === null) verdict = check.write(chunk);
-      },
-    });
+    if (whole !== null && entry.size <= whole.wholeMax && entry.size <= route.maxSize) {
+      // a small entry: its bytes in one buffer (one read on a share), hashed, checked and written
+      // from that buffer in one write, no stream
+      const bytes = await whole.readWhole(entry, ctx.abort);
+      if (check) verdict = check.write(bytes);
+      got = { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+      await writeTempDurably(temp, bytes);
+    } else {
+      const stream = await source.open(entry, ctx.abort);
+      got = await writeDurably(stream, temp, {
+        maxBytes: route.maxSize,
+        signal: ctx.abort,
+        // the check stops at the first offending byte and keeps its verdict; the bytes are still
+        // all taken (a quarantined package is kept whole)
+        observe: (chunk) => {
+          if (check && verdict === null) verdict = check.write(chunk);
+        },
+      });
+    }
   } catch (err) {
     await fsp.rm(temp, { force: true });
     if (err instanceof TooLargeError) {

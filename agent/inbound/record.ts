@@ -58,9 +58,15 @@ export function insertInbound(
  * finds it in the ledger and only acknowledges it. Resolves false when it was stopped (said in the
  * log; the caller leaves the row as it is), true when done; else throws what the transport threw.
  */
-export async function acknowledgeRemote(ctx: RouteContext, source: Source, entry: RemoteEntry): Promise<boolean> {
+export async function acknowledgeRemote(
+  ctx: RouteContext,
+  source: Source,
+  entry: RemoteEntry,
+  /** ackSignal(ctx), made once for several acknowledgements. */
+  signal: AbortSignal = ackSignal(ctx),
+): Promise<boolean> {
   try {
-    await source.acknowledge(entry, AbortSignal.any([ctx.abort, ctx.stop.signal]));
+    await source.acknowledge(entry, signal);
     return true;
   } catch (err) {
     if (!(ctx.stop.requested && err instanceof TransportError && err.code === 'aborted')) throw err;
@@ -70,6 +76,11 @@ export async function acknowledgeRemote(ctx: RouteContext, source: Source, entry
     );
     return false;
   }
+}
+
+/** What ends an acknowledgement: an abort (second Ctrl+C) or a stop request (SIGTERM, Ctrl+C). */
+function ackSignal(ctx: RouteContext): AbortSignal {
+  return AbortSignal.any([ctx.abort, ctx.stop.signal]);
 }
 
 /** An entry to acknowledge on the remote and the row that records it. */
@@ -93,11 +104,12 @@ export async function acknowledgeAll(
   const done: AckItem[] = [];
   let stop: RouteStop | null = null;
   let next = 0;
+  const signal = ackSignal(ctx);
   const worker = async () => {
     while (stop === null && next < items.length) {
       const item = items[next++]!;
       try {
-        if (!(await acknowledgeRemote(ctx, source, item.entry))) continue;
+        if (!(await acknowledgeRemote(ctx, source, item.entry, signal))) continue;
       } catch (err) {
         if (err instanceof TransportError && err.scope === 'package') {
           ctx.log.warn(

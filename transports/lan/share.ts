@@ -113,6 +113,21 @@ export class Share {
    */
   async folder(segments: string[], ms: number, signal: AbortSignal, create: boolean): Promise<string> {
     await this.checkRoot(ms, signal);
+    return this.below(segments, ms, signal, create);
+  }
+
+  /**
+   * The existing folder `segments` as `folder` checks it, one call fewer when it is below the root
+   * (the read and the acknowledgement of each entry): no stat of the root first, as a root that is
+   * gone or not a folder fails the first component's lstat (ENOENT, ENOTDIR), which `classify`
+   * reports as 'unavailable' just as the root check would. The root itself (no segments) is checked.
+   */
+  async existingFolder(segments: string[], ms: number, signal: AbortSignal): Promise<string> {
+    if (segments.length === 0) await this.checkRoot(ms, signal);
+    return this.below(segments, ms, signal, false);
+  }
+
+  private async below(segments: string[], ms: number, signal: AbortSignal, create: boolean): Promise<string> {
     let at = this.root;
     for (let i = 0; i < segments.length; i++) {
       at = path.join(at, segments[i]!);

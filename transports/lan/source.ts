@@ -5,6 +5,7 @@
 // station folders of an office in-route: folders, and links whose target is one).
 import { promises as fsp, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { isFolderName, sortedNames } from '../common/folders.js';
 import { ListingBudget } from '../common/listing.js';
@@ -14,8 +15,9 @@ import { ackBudgetMs, withBudget } from '../deadline.js';
 import { TransportError, errnoCode, fromSystemError } from '../errors.js';
 import { isRemotePackage } from '../include.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
+import type { WholeRead } from '../whole.js';
 import { kindOf, refusalOf, unchanged } from './files.js';
-import { openRegular, reader } from './read.js';
+import { openRegular, readExactly, reader } from './read.js';
 import { CALLS_PER_SHARE } from './gate.js';
 import { endpointDirs, type Share } from './share.js';
 
@@ -68,6 +70,9 @@ async function readDir(share: Share, dir: string, label: string, ms: number, sig
   return entries;
 }
 
+/** The largest file read whole (WholeRead): one buffer, read in one call. */
+const WHOLE_MAX = 1024 * 1024;
+
 /** What a link's target cannot be looked at for: it is then not a folder (a dangling link, a loop). */
 const UNREADABLE_TARGET = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EACCES', 'EPERM']);
 
@@ -103,7 +108,7 @@ export async function listFolders(
   return sortedNames(names);
 }
 
-export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal): Promise<Source> {
+export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal): Promise<Source & WholeRead> {
   const { segments, moveSegments } = endpointDirs(ep);
   const ms = ep.timeoutMs;
   const label = segments.join('/') || '.';
@@ -116,6 +121,28 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
   }
   /** What was opened under each name (fstat): acknowledge removes that file or nothing. */
   const opened = new Map<string, Stats>();
+  const readWhat = (entry: RemoteEntry) => `read ${[...segments, plainName(entry.ref, 'entry')].join('/')}`;
+
+  /**
+   * The listed entry opened for reading: a regular file now (lstat), opened only as that file
+   * (openRegular), still the listed size; remembered for acknowledge. Throws as open() documents.
+   */
+  async function openListed(entry: RemoteEntry, what: string, sig: AbortSignal): Promise<FileHandle> {
+    const name = plainName(entry.ref, 'entry');
+    if (entry.refusal !== undefined) throw new TransportError('rejected', `${what}: ${entry.refusal}`);
+    const file = path.join(await share.existingFolder(segments, ms, sig), name);
+    const seen = await share.fsCall(what, ms, sig, () => fsp.lstat(file));
+    if (!seen.isFile()) {
+      throw new TransportError('busy', `${what}: it is ${kindOf(seen)} now, not a file: not read`);
+    }
+    const { handle, st } = await openRegular(share, file, seen, what, ms, sig);
+    if (st.size !== entry.size) {
+      share.closeLater(handle);
+      throw new TransportError('busy', `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`);
+    }
+    opened.set(name, st);
+    return handle;
+  }
 
   const source = {
     // Entries worked on at once (opens, reads and acknowledgements of different files): the share's
@@ -141,26 +168,36 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
     },
 
     async open(entry: RemoteEntry, sig: AbortSignal): Promise<Readable> {
-      const name = plainName(entry.ref, 'entry');
-      const what = `read ${[...segments, name].join('/')}`;
-      if (entry.refusal !== undefined) throw new TransportError('rejected', `${what}: ${entry.refusal}`);
+      const what = readWhat(entry);
       try {
-        const file = path.join(await share.folder(segments, ms, sig, false), name);
-        const seen = await share.fsCall(what, ms, sig, () => fsp.lstat(file));
-        if (!seen.isFile()) {
-          throw new TransportError('busy', `${what}: it is ${kindOf(seen)} now, not a file: not read`);
-        }
-        const { handle, st } = await openRegular(share, file, seen, what, ms, sig);
-        if (st.size !== entry.size) {
-          share.closeLater(handle);
-          throw new TransportError('busy', `${what}: ${st.size} bytes now, ${entry.size} when listed (still changing)`);
-        }
-        opened.set(name, st);
+        const handle = await openListed(entry, what, sig);
         const file$ = reader(share, handle);
         const counted = exactLength(entry.size, what);
         file$.on('error', (err) => counted.destroy(fromSystemError(err, what)));
         counted.on('close', () => file$.destroy());
         return watched(file$.pipe(counted), what, ms, sig, { minRate: ep.minRate });
+      } catch (err) {
+        throw await share.classify(err, what, ms, 'not-found');
+      }
+    },
+
+    // A small file in one read (its size is the listing's): no stream. Every call is under the
+    // idle deadline, which ends it before a window of the minimum rate could (the window is never
+    // shorter than the deadline), so the rate has nothing more to cut.
+    wholeMax: WHOLE_MAX,
+
+    async readWhole(entry: RemoteEntry, sig: AbortSignal): Promise<Buffer> {
+      const what = readWhat(entry);
+      try {
+        if (entry.size > WHOLE_MAX) {
+          throw new TransportError('too-large', `${what}: ${entry.size} bytes, more than ${WHOLE_MAX} to read whole`);
+        }
+        const handle = await openListed(entry, what, sig);
+        try {
+          return await readExactly(share, handle, entry.size, what, ms, sig);
+        } finally {
+          share.closeLater(handle);
+        }
       } catch (err) {
         throw await share.classify(err, what, ms, 'not-found');
       }
@@ -179,7 +216,7 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
       let file = '';
       try {
         await withBudget(what, ackBudgetMs(ms), sig, async (s) => {
-          file = path.join(await share.folder(segments, ms, s, false), name);
+          file = path.join(await share.existingFolder(segments, ms, s), name);
           const st = await share.lstatOrNull(file, ms, s);
           if (!st) throw Object.assign(new Error(`${rel} is not there`), { code: 'ENOENT' });
           if (!st.isFile()) {
@@ -223,6 +260,6 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
     },
 
     close: () => Promise.resolve(),
-  } satisfies Source;
+  } satisfies Source & WholeRead;
   return source;
 }
