@@ -64,8 +64,19 @@ export function createLogger(opts: LogOptions): Logger {
   // on disk); names and server messages in it are untrusted, so controls and invisible characters
   // are escaped on the way out.
   const prettify = prettyFactory(lineFormat);
+  // the console and the file get the same line: rendered once (multistream hands each stream the
+  // same JSON string, one after the other)
+  let lastJson = '';
+  let lastLine = '';
+  const render = (json: string) => {
+    if (json !== lastJson) {
+      lastLine = visibleLines(prettify(json));
+      lastJson = json;
+    }
+    return lastLine;
+  };
   const lines = (dest: { write(text: string): unknown }): pino.DestinationStream => ({
-    write: (json: string) => dest.write(visibleLines(prettify(json))),
+    write: (json: string) => dest.write(render(json)),
   });
   const streams: { level: pino.Level; stream: pino.DestinationStream }[] = [];
   const level = opts.level as pino.Level;

@@ -6,6 +6,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
+import { eachAtOnce } from './at-once.js';
 import { copyChecked, type CheckedCopy, type CopyCheck } from './copy.js';
 import { exists, fsyncDir, renameRetrying } from './files.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './durable.js';
@@ -83,21 +84,13 @@ export class Spool {
       }
       return p;
     };
-    const errors: (unknown | null)[] = [];
-    for (const { from, to } of moves) {
+    // a few at a time: the moves are independent (issue 11)
+    const errors = await eachAtOnce(moves, async ({ from, to }) => {
       const dest = this.abs(to);
       const mkdirError = await mkdirOnce(dirname(dest));
-      if (mkdirError) {
-        errors.push(mkdirError);
-        continue;
-      }
-      errors.push(
-        await renameRetrying(this.abs(from), dest).then(
-          () => null,
-          (err: unknown) => err,
-        ),
-      );
-    }
+      if (mkdirError) throw mkdirError;
+      await renameRetrying(this.abs(from), dest);
+    });
     const renamed = moves.filter((_, i) => errors[i] === null);
     try {
       await this.syncDirsOf(renamed.map((m) => m.to));
@@ -105,6 +98,19 @@ export class Spool {
       return moves.map((_, i) => errors[i] ?? err);
     }
     return errors;
+  }
+
+  /**
+   * The files in the route's spool folder now, as paths relative to dataDir (one listing instead
+   * of a look at each package: issue 11), or null when the folder cannot be listed.
+   */
+  async listed(route: string): Promise<Set<string> | null> {
+    try {
+      const entries = await fsp.readdir(join(this.dataDir, 'spool', route), { withFileTypes: true });
+      return new Set(entries.filter((e) => e.isFile()).map((e) => `spool/${route}/${e.name}`));
+    } catch {
+      return null;
+    }
   }
 
   async remove(rel: string): Promise<void> {

@@ -4,12 +4,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs, { existsSync, readdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
 import { join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import { filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
 import type { CycleResult } from '../agent/route-context.js';
+import { CHUNK_BYTES } from '../store/copy.js';
 
 const SETTLE = 300;
 /** The station's default is 100ms at top level; the routes override it (a second top-level key is a YAML error). */
@@ -289,23 +288,23 @@ describe('half-written files (guarantee 1)', () => {
     st = makeStation(settled);
     const agent = st.agent();
     const path = resolve(st.outbox, 'TORN.XML');
-    const v1 = datapacket('AAAA', 8000); // several 64 KB read chunks
-    const v2 = datapacket('BBBB', 8000); // same size, other bytes
+    const v1 = datapacket('AAAA', 40000); // more than one read (store/copy.ts reads 1 MB at a time)
+    const v2 = datapacket('BBBB', 40000); // same size, other bytes
     assert.equal(v1.length, v2.length);
-    assert.ok(v1.length > 256 * 1024);
+    assert.ok(v1.length > CHUNK_BYTES);
     writeFileSync(path, v1);
-    // Deterministic: the spool copy's reader (createReadStream(src) without options, in
-    // store/spool.ts) gets the first chunk of v1, then the file is rewritten as v2, then it reads on.
+    // Deterministic: the spool copy's reader (fs.promises.open(src, 'r') in store/copy.ts) gets the
+    // first chunk of v1, then the file is rewritten as v2, then it reads on.
     let fired = 0;
-    const restore = hookCreateReadStream((p, opts) => {
-      if (resolve(String(p)) !== path || opts !== undefined) return null;
+    const restore = hookOpenForRead((p) => {
+      if (resolve(String(p)) !== path) return null;
       fired++;
-      return tornReader(path, () => writeFileSync(path, v2));
+      return () => writeFileSync(path, v2);
     });
     try {
       const [r] = await agent.runOnce(['export']);
       restore();
-      assert.equal(fired, 1, 'the hook saw the spool copy (if 0, store/spool.ts no longer reads this way)');
+      assert.equal(fired, 1, 'the hook saw the spool copy (if 0, store/copy.ts no longer reads this way)');
       assert.equal(r!.taken, 0, 'not taken');
       assert.equal(r!.sent, 0);
       assert.deepEqual(filesIn(st.exchange), []);
@@ -401,49 +400,44 @@ describe('half-written files (guarantee 1)', () => {
 
 // ---- the spool-copy hook -----------------------------------------------------------------------
 
-type CreateReadStream = typeof fs.createReadStream;
+type Open = typeof fs.promises.open;
 
 /**
- * Routes `fs.createReadStream` (also the ESM named export the agent imports, via
- * syncBuiltinESMExports) through `pick`; `pick` returns null to pass a call through. Returns restore().
+ * Routes `fs.promises.open(path, 'r')` (store/copy.ts calls it through the `promises` object)
+ * through `pick`: when `pick` returns a function, the handle opened calls it once, after its first
+ * read has returned (the bytes of that read are v1's, the next ones whatever is there then).
+ * `pick` returns null to pass a call through. Returns restore().
  */
-function hookCreateReadStream(pick: (...args: Parameters<CreateReadStream>) => Readable | null): () => void {
-  const mutable = fs as unknown as { createReadStream: CreateReadStream };
-  const original = mutable.createReadStream;
-  mutable.createReadStream = ((...args: Parameters<CreateReadStream>) =>
-    pick(...args) ?? original(...args)) as CreateReadStream;
-  syncBuiltinESMExports();
+function hookOpenForRead(pick: (path: Parameters<Open>[0]) => (() => void) | null): () => void {
+  const promises = fs.promises as unknown as { open: Open };
+  const original = promises.open;
+  promises.open = (async (...args: Parameters<Open>) => {
+    const handle = await original(...args);
+    const between = args[1] === 'r' ? pick(args[0]) : null;
+    if (!between) return handle;
+    let first = true;
+    const read = handle.read.bind(handle) as (...a: unknown[]) => ReturnType<typeof handle.read>;
+    return new Proxy(handle, {
+      get(target, key) {
+        if (key === 'read') {
+          return async (...a: unknown[]) => {
+            const got = await read(...a);
+            if (first) {
+              first = false;
+              between();
+            }
+            return got;
+          };
+        }
+        const value = Reflect.get(target, key, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  }) as Open;
   let restored = false;
   return () => {
     if (restored) return;
     restored = true;
-    mutable.createReadStream = original;
-    syncBuiltinESMExports();
+    promises.open = original;
   };
-}
-
-/** Reads `path` in 64 KB chunks and calls `between` once, after the first chunk was handed out. */
-function tornReader(path: string, between: () => void): Readable {
-  return Readable.from(
-    (async function* () {
-      const fh = await fs.promises.open(path, 'r');
-      try {
-        const buf = Buffer.alloc(64 * 1024);
-        let pos = 0;
-        let first = true;
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          if (bytesRead === 0) return;
-          yield Buffer.from(buf.subarray(0, bytesRead));
-          pos += bytesRead;
-          if (first) {
-            first = false;
-            between();
-          }
-        }
-      } finally {
-        await fh.close();
-      }
-    })(),
-  );
 }

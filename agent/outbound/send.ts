@@ -20,6 +20,17 @@ import { isSafeStation } from '../control/names.js';
 export const SEND_BATCH_PACKAGES = 64;
 export const SEND_BATCH_BYTES = 64 * 1024 * 1024;
 
+/**
+ * The spool copy is read in chunks of this size for a lan put (issue 11: each chunk is one write
+ * on the share, through its gate and under a deadline; the stream's default 64 KB costs 4 times as
+ * many; 1 MB chunks, each a fresh buffer, cost more in page faults than they save); the other
+ * transports keep the default (their own protocols cut the bytes up anyway).
+ */
+const LAN_READ_CHUNK = 256 * 1024;
+
+/** The cycle's listing of the route's spool folder (null: it could not be listed). */
+type Spooled = () => Promise<ReadonlySet<string> | null>;
+
 interface Ready {
   row: PackageRow;
   stored: string;
@@ -36,6 +47,10 @@ export async function sendDue(ctx: RouteContext, result: CycleResult): Promise<v
   const { route, ledger, log } = ctx;
   const due = ledger.due(route.name, ctx.now());
   if (due.length === 0) return;
+  // what the spool holds, listed once (when the first package is looked for: not while the
+  // remote cannot be reached): a package found there needs no look of its own
+  let listing: Promise<ReadonlySet<string> | null> | undefined;
+  const spooled: Spooled = () => (listing ??= ctx.spool.listed(route.name));
   // the office's receipts go to each station's own place (`{station}` in the route's remote or
   // e-mail addresses): one sink per destination; everything else to the route's remote
   const byStation = new Map<string | null, PackageRow[]>();
@@ -52,7 +67,7 @@ export async function sendDue(ctx: RouteContext, result: CycleResult): Promise<v
       log.warn({ route: route.name }, `${rows.length} package(s) not sent: ${endpoint}`);
       continue;
     }
-    if (!(await sendTo(ctx, endpoint, rows, result))) return;
+    if (!(await sendTo(ctx, endpoint, rows, result, spooled))) return;
   }
 }
 
@@ -74,7 +89,13 @@ function endpointFor(route: RouteContext['route'], station: string | null): Endp
 }
 
 /** Sends `due` through one sink; false when the sink could not be opened (the route stops). */
-async function sendTo(ctx: RouteContext, endpoint: Endpoint, due: PackageRow[], result: CycleResult): Promise<boolean> {
+async function sendTo(
+  ctx: RouteContext,
+  endpoint: Endpoint,
+  due: PackageRow[],
+  result: CycleResult,
+  spooled: Spooled,
+): Promise<boolean> {
   const { route, log } = ctx;
   let sink: Sink;
   try {
@@ -94,7 +115,7 @@ async function sendTo(ctx: RouteContext, endpoint: Endpoint, due: PackageRow[], 
         while (!stopRoute && !ctx.stop.requested) {
           const group = batch.shift();
           if (!group) return;
-          const outcome = await sendGroup(ctx, sink, group, result);
+          const outcome = await sendGroup(ctx, sink, group, result, spooled);
           if (outcome === false) stopRoute = true;
           else if (outcome !== true) done.push(outcome);
         }
@@ -159,11 +180,13 @@ async function sendGroup(
   sink: Sink,
   group: PackageRow[],
   result: CycleResult,
+  spooled: Spooled,
 ): Promise<Done | boolean> {
   const { route, ledger, spool, log } = ctx;
+  const readChunk = ctx.transport.kind === 'lan' ? LAN_READ_CHUNK : undefined;
   const ready: Ready[] = [];
   for (const row of group) {
-    const stored = await findBytes(ctx, row);
+    const stored = await findBytes(ctx, row, spooled);
     if (!stored) {
       ledger.transition(
         row.id,
@@ -180,7 +203,13 @@ async function sendGroup(
       name: row.name,
       size: row.size,
       sha256: row.sha256!,
-      open: () => createReadStream(spool.abs(stored)),
+      // read up to the package's size and no further: no read past the end (issue 11); a file
+      // that is not the package's bytes fails the put's size and SHA-256 check as before
+      open: () =>
+        createReadStream(spool.abs(stored), {
+          highWaterMark: readChunk,
+          ...(row.size > 0 ? { end: row.size - 1 } : {}),
+        }),
     };
     ready.push({ row, stored, pkg });
   }
@@ -299,8 +328,12 @@ function recordFailure(
   return te?.scope !== 'connection';
 }
 
-/** Where the bytes of an outbound package are now: its stored path, or its archive path. */
-async function findBytes(ctx: RouteContext, row: PackageRow): Promise<string | null> {
+/**
+ * Where the bytes of an outbound package are now: its stored path, or its archive path. A stored
+ * path in the cycle's listing of the spool (`spooled`) is taken without a look of its own.
+ */
+async function findBytes(ctx: RouteContext, row: PackageRow, spooled: Spooled): Promise<string | null> {
+  if (row.storedPath && (await spooled())?.has(row.storedPath)) return row.storedPath;
   const candidates = [row.storedPath, ctx.spool.archivePath(row.route, row.id, row.name, row.createdAt)];
   for (const rel of candidates) if (rel && (await ctx.spool.has(rel))) return rel;
   return null;

@@ -16,6 +16,7 @@ import { checkName, checkZipFile, createXmlCheck, isXmlName, isZipName, matchesI
 import { crashPoint } from '../crash-points.js';
 import { errorText } from '../secrets.js';
 import { settle, type CycleResult, type RouteContext } from '../route-context.js';
+import { eachAtOnce } from '../../store/at-once.js';
 import { fsyncDir, unlinkRetrying } from '../../store/files.js';
 import type { PackageRow } from '../../store/ledger.js';
 
@@ -161,6 +162,8 @@ interface Copied {
   temp: string;
   size: number;
   sha256: string;
+  /** Renamed into the spool: its temp name is gone, nothing to remove. */
+  placed?: boolean;
 }
 
 /**
@@ -215,7 +218,9 @@ async function takeBatch(
     failure ??= { f: copied[0]!.f, err };
     goOn = false;
   } finally {
-    await Promise.all(copied.map((c) => fsp.rm(c.temp, { force: true }).catch(() => undefined)));
+    // the temps not renamed into the spool (duplicates, a batch that failed before its rename)
+    const left = copied.filter((c) => !c.placed);
+    await Promise.all(left.map((c) => fsp.rm(c.temp, { force: true }).catch(() => undefined)));
   }
   if (failure) {
     result.error = ctx.scrub(`could not take ${failure.f.name} into the spool: ${errorText(failure.err)}`);
@@ -293,12 +298,18 @@ async function commitBatch(ctx: RouteContext, copied: Copied[], result: CycleRes
   });
   const placed: string[] = [];
   try {
-    for (const p of plan) {
-      if (p.original || p.dupInBatch) continue;
-      await spool.place(p.c.temp, p.rel);
-      placed.push(p.rel);
-      crashPoint('out:after-spool-rename');
-    }
+    // the renames a few at a time (they are independent); all of them before the folder's fsync
+    const renames = await eachAtOnce(
+      plan.filter((p) => !p.original && !p.dupInBatch),
+      async (p) => {
+        await spool.place(p.c.temp, p.rel);
+        p.c.placed = true;
+        placed.push(p.rel);
+        crashPoint('out:after-spool-rename');
+      },
+    );
+    const failed = renames.find((e) => e !== null);
+    if (failed !== undefined) throw failed;
     await spool.syncDirsOf(placed);
   } catch (err) {
     await Promise.all(placed.map((rel) => spool.remove(rel).catch(() => undefined)));
@@ -350,13 +361,15 @@ async function commitBatch(ctx: RouteContext, copied: Copied[], result: CycleRes
   }
   // the ledger has them: the outbox copies go (a failure here leaves a file that the next cycle
   // records as a duplicate of its queued row)
-  let unlinkError: unknown = null;
-  for (const { p, row } of rows) {
+  // the removals a few at a time (independent), reported in the outbox order once they are done
+  const unlinks = await eachAtOnce(rows, async ({ p }) => {
     crashPoint('out:after-ledger-queued');
-    try {
-      await unlinkRetrying(p.c.f.path);
-    } catch (err) {
-      unlinkError ??= err;
+    await unlinkRetrying(p.c.f.path);
+  });
+  let unlinkError: unknown = null;
+  for (const [i, { p, row }] of rows.entries()) {
+    if (unlinks[i] !== null) {
+      unlinkError ??= unlinks[i];
       continue;
     }
     taken.add(p.c.f.name);
