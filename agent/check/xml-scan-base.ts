@@ -10,6 +10,8 @@ import {
   TAG,
   VALUE,
   K_ELEM,
+  PLAIN,
+  CONT,
   badBytes,
   classes,
   same,
@@ -23,6 +25,8 @@ export abstract class ScanBase {
   protected state = MISC;
   protected readonly textCls: Uint8Array;
   protected readonly valueCls: Uint8Array;
+  /** valueCls with UTF-8 continuation bytes plain (fastAttributes counts them only when it must). */
+  protected readonly valueFastCls: Uint8Array;
   protected readonly bodyCls: Uint8Array;
   protected table: Int32Array | null;
   protected bad: Uint8Array;
@@ -54,6 +58,15 @@ export abstract class ScanBase {
   protected readonly slotAttr: Int32Array;
   protected readonly slotStamp: Int32Array;
   protected tagStamp = 0;
+  /**
+   * Attribute names 0..known-1 in attrNames/attrAt/attrHash are distinct (those of the latest start
+   * tags, ROW after ROW): while a start tag's attributes so far are exactly those names in that
+   * order (`matching`), none of them can repeat one before it and the slot table is not touched.
+   */
+  protected known = 0;
+  protected matching = false;
+  /** Known name k has a byte >= 0x80 (read by the states, never matched without them). */
+  protected readonly attrWide: Uint8Array;
   protected readonly attrAt: Int32Array;
   protected attrNames: Uint8Array = new Uint8Array(1024);
   protected quote = 0;
@@ -83,6 +96,7 @@ export abstract class ScanBase {
     this.bad = badBytes(charset);
     this.textCls = classes('<&>]', charset);
     this.valueCls = classes('<&"\'', charset);
+    this.valueFastCls = this.valueCls.map((k) => (k === CONT ? PLAIN : k));
     this.bodyCls = classes('-?]', charset);
     this.nameBuf = new Uint8Array(4 * limits.maxNameLength + 8);
     this.stackAt = new Int32Array(limits.maxDepth + 2);
@@ -92,6 +106,7 @@ export abstract class ScanBase {
     this.slotAttr = new Int32Array(slots);
     this.slotStamp = new Int32Array(slots);
     this.attrAt = new Int32Array(limits.maxAttributes + 2);
+    this.attrWide = new Uint8Array(limits.maxAttributes + 2);
   }
 
   /** At the end: the node count judged against the whole file. */
@@ -178,23 +193,31 @@ export abstract class ScanBase {
     this.stackAt[this.depth] = at + len;
     this.sawRoot = true;
     this.attrs = 0;
-    if (++this.tagStamp === 0x7fffffff) {
-      this.slotStamp.fill(0);
-      this.tagStamp = 1;
-    }
+    this.matching = true; // the slot table is filled only once the names differ from the known ones
     this.spaced = false;
     this.state = TAG;
     return this.node(i);
   }
 
-  /** Attribute number `attrs` (already counted), its name in nameBuf[0, len), ends its name at byte `i`. */
   /** Attribute number `attrs` (counted) ends its name at byte `i`; `inPlace`: already in attrNames. */
   protected addAttribute(buf: Uint8Array, i: number, len: number, h: number, inPlace = false): Refusal | null {
     const n = this.attrs - 1;
+    if (this.matching) {
+      // inPlace names come from newAttribute, after fastAttributes found them not the known one
+      if (
+        !inPlace &&
+        n < this.known &&
+        same(this.attrNames, this.attrAt[n]!, this.attrAt[n + 1]!, this.nameBuf, 0, len)
+      )
+        return null;
+      this.diverge(n);
+    }
     const at = n === 0 ? 0 : this.attrAt[n]!;
+    let wide = 0;
     if (!inPlace) {
       if (at + len > this.attrNames.length) this.attrNames = grow(this.attrNames, at + len);
       copy(this.nameBuf, 0, len, this.attrNames, at);
+      for (let k = 0; k < len; k++) wide |= this.nameBuf[k]! >> 7;
     }
     const names = this.attrNames;
     const mask = this.slotAttr.length - 1;
@@ -208,7 +231,26 @@ export abstract class ScanBase {
     this.slotAttr[s] = n;
     this.attrAt[n + 1] = at + len;
     this.attrHash[n] = h;
+    this.attrWide[n] = wide;
+    this.known = n + 1;
     return null;
+  }
+
+  /** Attribute `n` of the start tag is not known name `n`: the slot table gets names 0..n-1 (distinct). */
+  protected diverge(n: number): void {
+    this.matching = false;
+    if (++this.tagStamp === 0x7fffffff) {
+      this.slotStamp.fill(0);
+      this.tagStamp = 1;
+    }
+    const mask = this.slotAttr.length - 1;
+    for (let k = 0; k < n; k++) {
+      let s = slotOf(this.attrHash[k]!, mask);
+      while (this.slotStamp[s] === this.tagStamp) s = (s + 1) & mask;
+      this.slotStamp[s] = this.tagStamp;
+      this.slotAttr[s] = k;
+    }
+    this.known = n;
   }
 
   /** A start tag ends (`/>` when `empty`). */

@@ -16,7 +16,11 @@
 //
 // In four modules: xml-chars.ts (character and byte classes), xml-scan-base.ts (state, positions,
 // reasons, limits), xml-markup.ts (the states read a byte at a time) and this one: the tight loops
-// over text, attribute values and ASCII tags that make nearly all of a real package.
+// over text, attribute values and ASCII tags that make nearly all of a real package. A start tag's
+// attributes are read in one loop (fastAttributes), and a ClientDataSet's ROW after ROW repeats
+// the names of the row before: those are matched in place, byte for byte, and need no duplicate
+// check (xml-scan-base.ts, `known`). Every fast path gives up where its construct is not whole in
+// the chunk, leaving the byte to the states: test/xml-fast-path.test.ts splits at every byte.
 import {
   Refusal,
   MAX_TAG_PIECES,
@@ -55,6 +59,7 @@ export class XmlScan extends MarkupSteps {
     };
     swap(this.textCls);
     swap(this.valueCls);
+    swap(this.valueFastCls);
     swap(this.bodyCls);
   }
 
@@ -108,15 +113,18 @@ export class XmlScan extends MarkupSteps {
         case TEXT: {
           // the hot loop: character data inside the root
           const cls = this.textCls;
+          const plain = PLAIN; // locals: see fastAttributes
+          const contK = CONT;
+          const nl = NL;
           const start = i;
           let cont = 0;
           let c = 0;
           for (; i < n; i++) {
             c = buf[i]!;
             const k = cls[c]!;
-            if (k === PLAIN) continue;
-            if (k === CONT) cont++;
-            else if (k === NL) {
+            if (k === plain) continue;
+            if (k === contK) cont++;
+            else if (k === nl) {
               this.line++;
               this.lineStart = this.base + i;
             } else break;
@@ -200,7 +208,7 @@ export class XmlScan extends MarkupSteps {
         }
         case TAG: {
           if (buf[i] === SP) {
-            const j = this.fastAttribute(buf, i);
+            const j = this.fastAttributes(buf, i);
             if (typeof j !== 'number') return j;
             if (j >= 0) {
               i = j;
@@ -288,30 +296,144 @@ export class XmlScan extends MarkupSteps {
     return j;
   }
 
-  /** Lookahead at a space (byte i) in a start tag: ` name="` whole in this chunk, ASCII. -1: not here. */
-  protected fastAttribute(buf: Uint8Array, i: number): number | Refusal {
+  /**
+   * At a space (byte i) in a start tag: ` name="value"` after ` name="value"`, each whole in this
+   * chunk and plain, then `/>` or `>`, read here without going through the states byte by byte
+   * (the VALUE case's loop and checks; the names the tags before had, matched in place). Returns
+   * where the states go on, its state set; -1 when nothing here was read.
+   */
+  protected fastAttributes(buf: Uint8Array, i: number): number | Refusal {
     const n = buf.length;
-    let j = i + 1;
-    const max = this.limits.maxNameLength;
-    let len = 0;
-    let h = HASH_SEED;
+    const cls = this.valueFastCls; // UTF-8 continuation bytes are plain: counted below only when needed
+    // the byte classes as locals: an imported binding is a load (and a check) on every byte
+    const plain = PLAIN;
+    const pieceK = PIECE;
+    const nl = NL;
+    const attrAt = this.attrAt;
+    const wide = this.attrWide;
+    const maxAttrs = this.limits.maxAttributes;
+    const maxValue = this.limits.maxAttributeLength;
+    let names = this.attrNames;
+    let a = this.attrs;
+    let q = 0;
+    let pieces = this.pieces;
+    // the names of the tags before, while this one's are the same (newAttribute changes both)
+    let matching = this.matching;
+    let known = this.known;
+    for (let first = true; ; first = false) {
+      // byte i is a space in a start tag (state TAG, `a` attributes read)
+      let j = -1;
+      if (matching && a < known && a < maxAttrs && wide[a] === 0) {
+        // ROW after ROW: the name the tags before had here (an ASCII Name, distinct from those before it)?
+        const at = a === 0 ? 0 : attrAt[a]!;
+        const from = i + 1;
+        const end = from + attrAt[a + 1]! - at;
+        if (end + 1 < n && buf[end] === 0x3d) {
+          let k = from;
+          for (let p = at; k < end && buf[k] === names[p]; k++, p++);
+          q = buf[end + 1]!;
+          if (k === end && (q === 0x22 || q === 0x27)) {
+            j = end + 2;
+            a++;
+          }
+        }
+      }
+      if (j < 0) {
+        this.attrs = a;
+        const r = a < maxAttrs ? this.newAttribute(buf, i, a) : -1;
+        if (typeof r !== 'number') return r;
+        if (r < 0) {
+          if (first) return -1;
+          this.state = TAG; // after a value's closing quote
+          this.spaced = false;
+          return i;
+        }
+        j = r;
+        a = this.attrs;
+        q = this.quote;
+        names = this.attrNames;
+        matching = this.matching;
+        known = this.known;
+      }
+      // the value from byte j, as the VALUE case reads it
+      const start = j;
+      // four plain bytes at a time (PLAIN is 0: their classes or to 0), then byte by byte
+      while (j + 4 <= n && (cls[buf[j]!]! | cls[buf[j + 1]!]! | cls[buf[j + 2]!]! | cls[buf[j + 3]!]!) === plain)
+        j += 4;
+      for (; j < n; j++) {
+        const k = cls[buf[j]!]!;
+        if (k === plain) continue;
+        if (k === pieceK) pieces++;
+        else if (k === nl) {
+          this.line++;
+          this.lineStart = this.base + j;
+          pieces++;
+        } else break;
+      }
+      // in characters: bytes but UTF-8 continuation bytes, counted when the value is left open or
+      // its bytes are over the limit (there are never more characters than bytes)
+      let value = j - start;
+      const open = j === n || buf[j] !== q;
+      if ((open || value > maxValue) && this.table === null) value -= continuations(buf, start, j);
+      this.pieces = pieces;
+      if (open || value > maxValue || pieces > MAX_TAG_PIECES) {
+        // the VALUE state goes on from byte j (the limits judged here, as its loop would)
+        this.attrs = a;
+        this.quote = q;
+        this.value = value;
+        this.state = VALUE;
+        if (value > maxValue) return this.valueTooLong(buf, j - 1);
+        if (pieces > MAX_TAG_PIECES) return this.memoryAttack(buf, j - 1);
+        return j;
+      }
+      // its closing quote: a node
+      const r = this.node(j);
+      if (r) return r;
+      i = j + 1;
+      const c = i < n ? buf[i]! : 0;
+      if (c === SP) continue;
+      this.attrs = a;
+      this.state = TAG;
+      this.spaced = false;
+      if (c === 0x2f && i + 1 < n && buf[i + 1] === 0x3e) {
+        this.startTagDone(true);
+        return i + 2;
+      }
+      if (c === 0x3e) {
+        this.startTagDone(false);
+        return i + 1;
+      }
+      return i;
+    }
+  }
+
+  /** ` name="` at byte i, whole in this chunk and ASCII: attribute `a` read (state VALUE); else -1. */
+  protected newAttribute(buf: Uint8Array, i: number, a: number): number | Refusal {
+    const n = buf.length;
+    const from = i + 1;
+    let j = from;
     let c = j < n ? buf[j]! : 0;
-    if (c >= 0x80 || ASCII_START[c] === 0 || this.attrs >= this.limits.maxAttributes) return -1;
-    // read in place after the tag's other attribute names (committed by addAttribute)
-    const at = this.attrs === 0 ? 0 : this.attrAt[this.attrs]!;
-    if (at + max > this.attrNames.length) this.attrNames = grow(this.attrNames, at + max);
-    const names = this.attrNames;
-    for (; j < n; j++) {
+    if (c >= 0x80 || ASCII_START[c] === 0) return -1;
+    const max = this.limits.maxNameLength;
+    for (const end = Math.min(n, from + max + 1); j < end; j++) {
       c = buf[j]!;
       if (c >= 0x80 || ASCII_NAME[c] === 0) break;
-      if (len === max) return -1;
-      names[at + len++] = c;
-      h = Math.imul(h ^ c, 0x01000193);
     }
-    if (j + 1 >= n || c !== 0x3d) return -1;
+    const len = j - from;
+    if (len > max || j + 1 >= n || c !== 0x3d) return -1;
     const q = buf[j + 1]!;
     if (q !== 0x22 && q !== 0x27) return -1;
-    this.attrs++;
+    this.attrs = a + 1;
+    // read in place after the tag's other attribute names (committed by addAttribute)
+    const at = a === 0 ? 0 : this.attrAt[a]!;
+    if (at + len > this.attrNames.length) this.attrNames = grow(this.attrNames, at + len);
+    const to = this.attrNames;
+    let h = HASH_SEED;
+    for (let k = 0; k < len; k++) {
+      const b = buf[from + k]!;
+      to[at + k] = b;
+      h = Math.imul(h ^ b, 0x01000193);
+    }
     const r = this.addAttribute(buf, j, len, h, true);
     if (r) return r;
     this.quote = q;
@@ -319,4 +441,11 @@ export class XmlScan extends MarkupSteps {
     this.state = VALUE;
     return j + 2;
   }
+}
+
+/** UTF-8 continuation bytes in buf[from, to). */
+function continuations(buf: Uint8Array, from: number, to: number): number {
+  let cont = 0;
+  for (let k = from; k < to; k++) if ((buf[k]! & 0xc0) === 0x80) cont++;
+  return cont;
 }
