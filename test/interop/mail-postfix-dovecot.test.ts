@@ -17,7 +17,7 @@ import { checkRoute, type RouteCheck } from '../../agent/check.js';
 import { parseConfig } from '../../agent/config.js';
 import { createLogger } from '../../agent/log.js';
 import { resend } from '../../agent/maintenance.js';
-import { messageIdFor } from '../../transports/email.js';
+import { messageIdFor } from '../../transports/smtp.js';
 
 // ---- the servers' environment (written by scripts/interop/mail-up.sh) ----------------------------
 
