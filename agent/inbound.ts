@@ -19,7 +19,8 @@ import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } 
 import { hashFile, resumeRenameNoReplace } from '../store/files.js';
 import type { RemoteEntry, Source } from '../transports/types.js';
 import { commitGroup } from './inbound/commit.js';
-import { fetchEntry, inPool, overSize, tempPrefix, type Fetched } from './inbound/fetch.js';
+import { fetchEntry, overSize, tempPrefix, type Fetched } from './inbound/fetch.js';
+import { inPool } from '../store/at-once.js';
 import { refuseInPlace } from './inbound/refusals.js';
 import { hasSettled, rememberListing } from './inbound/settled.js';
 import { splitControl, takeControlFiles } from './inbound/control.js';

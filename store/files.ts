@@ -55,6 +55,20 @@ function nullSink(): Transform {
 }
 
 /**
+ * `data` into the new file `file` (never an existing one: O_EXCL), fsynced and closed. On a failure
+ * the caller removes what was made.
+ */
+export async function writeNewFileDurably(file: string, data: Uint8Array | string, mode = 0o666): Promise<void> {
+  const fh = await fsp.open(file, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * `file` replaced whole by `data`, or left as it was: a temp file beside it (`.<name>.<hex>.tmp`),
  * written and fsynced, renamed over `file`, the folder fsynced. The temp is removed on a failure
  * (a kill -9 can leave one: a few bytes, never under `file`'s name).
@@ -63,13 +77,7 @@ export async function replaceFileDurably(file: string, data: Uint8Array | string
   const dir = dirname(file);
   const temp = join(dir, `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    const fh = await fsp.open(temp, 'wx', mode);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await writeNewFileDurably(temp, data, mode);
     await renameRetrying(temp, file);
   } catch (err) {
     await fsp.rm(temp, { force: true }).catch(() => undefined);

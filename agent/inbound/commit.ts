@@ -21,7 +21,8 @@ import type { CycleResult, RouteContext } from '../route-context.js';
 import { exists, fsyncDir, hashFile, renameNoReplaceUnsynced } from '../../store/files.js';
 import type { PackageRow } from '../../store/ledger.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
-import { inPool, type Fetched } from './fetch.js';
+import type { Fetched } from './fetch.js';
+import { inPool } from '../../store/at-once.js';
 import { acknowledgeAll, insertInbound, stationOf, type AckItem } from './record.js';
 import { quarantine, type Rejection } from './refusals.js';
 

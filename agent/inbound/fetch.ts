@@ -12,7 +12,7 @@ import { crashPoint } from '../crash-points.js';
 import { errorText } from '../secrets.js';
 import type { RouteContext } from '../route-context.js';
 import { isLocalDiskError } from '../../store/durable.js';
-import { TooLargeError, writeDurably } from '../../store/files.js';
+import { TooLargeError, writeDurably, writeNewFileDurably } from '../../store/files.js';
 import { TransportError } from '../../transports/errors.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
 import { wholeReadOf } from '../../transports/whole.js';
@@ -47,21 +47,6 @@ function nextTempName(ctx: RouteContext): string {
 const PROCESS_TOKEN = randomBytes(6).toString('hex');
 let tempCount = 0;
 
-/**
- * `bytes` into the new file `temp` (never an existing one), fsynced: open, one write (more only
- * when the OS takes part of it), fsync, close. On failure the caller removes the temp.
- */
-async function writeTempDurably(temp: string, bytes: Buffer): Promise<void> {
-  const fh = await fsp.open(temp, 'wx', 0o666);
-  try {
-    let done = 0;
-    while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done, done)).bytesWritten;
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 export function overSize(size: number, max: number, measured = false): string {
   return `larger than maxSize (${measured ? 'more than ' + max : size} > ${max} bytes); left on the remote`;
 }
@@ -91,7 +76,7 @@ export async function fetchEntry(
       const bytes = await whole.readWhole(entry, ctx.abort);
       if (check) verdict = check.write(bytes);
       got = { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
-      await writeTempDurably(temp, bytes);
+      await writeNewFileDurably(temp, bytes);
     } else {
       const stream = await source.open(entry, ctx.abort);
       got = await writeDurably(stream, temp, {
@@ -131,35 +116,4 @@ export async function fetchEntry(
   }
   const xml = check ? (verdict ?? check.end()) : undefined;
   return { entry, tempName, temp, got, xml };
-}
-
-/**
- * Runs `work` on `items` in order, at most `width` at once; no new item is started once one failed
- * or `stopped()` says so. Resolves with how many were started and the first error (after every
- * started item has settled).
- */
-export async function inPool<T>(
-  items: readonly T[],
-  width: number,
-  work: (item: T, index: number) => Promise<void>,
-  stopped: () => boolean,
-): Promise<{ started: number; error?: unknown }> {
-  let next = 0;
-  let failed = false;
-  let error: unknown;
-  const worker = async () => {
-    while (!failed && !stopped() && next < items.length) {
-      const i = next++;
-      try {
-        await work(items[i]!, i);
-      } catch (err) {
-        if (!failed) {
-          failed = true;
-          error = err;
-        }
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(width, items.length)) }, worker));
-  return failed ? { started: next, error } : { started: next };
 }

@@ -19,7 +19,7 @@ import { issueReceipts } from '../control/receipts.js';
 import { errorText } from '../secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from '../route-context.js';
 import type { RouteConfig } from '../config.js';
-import { inPool } from './fetch.js';
+import { inPool } from '../../store/at-once.js';
 import { hasSettled, rememberListing } from './settled.js';
 
 /** Adds a station's counts to the route's: every number of a CycleResult is a count. */

@@ -31,7 +31,7 @@ export async function put(
   let renamed = false;
   try {
     if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
-    const dir = await ourFolder(share, segments, ms, signal, true);
+    const dir = await share.knownFolder(segments, ms, signal, true);
     const final = path.join(dir, name);
     const existing = await share.lstatOrNull(final, ms, signal);
     if (existing) {
@@ -63,7 +63,7 @@ export async function put(
     await writePart(share, handle, pkg, what, ms, signal, ep.minRate);
     // still our folder, not swapped for a link while we wrote; rename replaces a link at `final`
     // itself, never what it points to
-    await ourFolder(share, segments, ms, signal, false);
+    await share.knownFolder(segments, ms, signal, false);
     await share.whileLocked(`${what}: rename ${name}${PART}`, ms, signal, () => fsp.rename(part, final));
     renamed = true;
     if (syncDir) await share.fsyncDir(dir, ms, signal);
@@ -72,29 +72,6 @@ export async function put(
     if (part && !renamed) await share.removeQuietly(part, ms);
     throw await share.classify(err, what, ms, 'unavailable');
   }
-}
-
-/**
- * The route's folder, each component below the root looked at with lstat: one call per component
- * (issue 11: not the root's stat again for every put; the sink checked the root when it opened,
- * and a root that has gone fails the calls in it, which `classify` reports as the share gone).
- * Anything but a real folder at each component (missing, a link, a file) is left to
- * `share.folder`, which creates what is missing (`create`) or says what is wrong.
- */
-async function ourFolder(
-  share: Share,
-  segments: string[],
-  ms: number,
-  signal: AbortSignal,
-  create: boolean,
-): Promise<string> {
-  let at = share.root;
-  for (const segment of segments) {
-    at = path.join(at, segment);
-    const st = await share.lstatOrNull(at, ms, signal);
-    if (!st?.isDirectory()) return share.folder(segments, ms, signal, create);
-  }
-  return at;
 }
 
 /**

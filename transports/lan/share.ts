@@ -113,21 +113,6 @@ export class Share {
    */
   async folder(segments: string[], ms: number, signal: AbortSignal, create: boolean): Promise<string> {
     await this.checkRoot(ms, signal);
-    return this.below(segments, ms, signal, create);
-  }
-
-  /**
-   * The existing folder `segments` as `folder` checks it, one call fewer when it is below the root
-   * (the read and the acknowledgement of each entry): no stat of the root first, as a root that is
-   * gone or not a folder fails the first component's lstat (ENOENT, ENOTDIR), which `classify`
-   * reports as 'unavailable' just as the root check would. The root itself (no segments) is checked.
-   */
-  async existingFolder(segments: string[], ms: number, signal: AbortSignal): Promise<string> {
-    if (segments.length === 0) await this.checkRoot(ms, signal);
-    return this.below(segments, ms, signal, false);
-  }
-
-  private async below(segments: string[], ms: number, signal: AbortSignal, create: boolean): Promise<string> {
     let at = this.root;
     for (let i = 0; i < segments.length; i++) {
       at = path.join(at, segments[i]!);
@@ -152,6 +137,24 @@ export class Share {
         );
       }
       if (!st.isDirectory()) throw new TransportError('unavailable', `${at} exists but is not a directory`);
+    }
+    return at;
+  }
+
+  /**
+   * `folder`, one call fewer in the common case (issue 11: the read, the acknowledgement and the
+   * put of each package): when every component below the root is already a real folder (lstat),
+   * that is the answer and the root is not stat'ed again. Anything else (missing, a link, a file,
+   * the root gone) goes to `folder` itself, which checks the root, makes what is missing
+   * (`create`) and says what is wrong.
+   */
+  async knownFolder(segments: string[], ms: number, signal: AbortSignal, create: boolean): Promise<string> {
+    if (segments.length === 0) return this.folder(segments, ms, signal, create);
+    let at = this.root;
+    for (const segment of segments) {
+      at = path.join(at, segment);
+      const st = await this.lstatOrNull(at, ms, signal);
+      if (!st?.isDirectory()) return this.folder(segments, ms, signal, create);
     }
     return at;
   }

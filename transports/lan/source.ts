@@ -130,7 +130,7 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
   async function openListed(entry: RemoteEntry, what: string, sig: AbortSignal): Promise<FileHandle> {
     const name = plainName(entry.ref, 'entry');
     if (entry.refusal !== undefined) throw new TransportError('rejected', `${what}: ${entry.refusal}`);
-    const file = path.join(await share.existingFolder(segments, ms, sig), name);
+    const file = path.join(await share.knownFolder(segments, ms, sig, false), name);
     const seen = await share.fsCall(what, ms, sig, () => fsp.lstat(file));
     if (!seen.isFile()) {
       throw new TransportError('busy', `${what}: it is ${kindOf(seen)} now, not a file: not read`);
@@ -216,7 +216,7 @@ export async function openSource(share: Share, ep: Endpoint, signal: AbortSignal
       let file = '';
       try {
         await withBudget(what, ackBudgetMs(ms), sig, async (s) => {
-          file = path.join(await share.existingFolder(segments, ms, s), name);
+          file = path.join(await share.knownFolder(segments, ms, s, false), name);
           const st = await share.lstatOrNull(file, ms, s);
           if (!st) throw Object.assign(new Error(`${rel} is not there`), { code: 'ENOENT' });
           if (!st.isFile()) {
