@@ -4,10 +4,9 @@
 // refused whole (nothing delivered, no control file applied, no receipt), so an allowed station
 // cannot speak for another. Packages from a bound address still confirm end to end.
 import { strict as assert } from 'node:assert';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import nodemailer from 'nodemailer';
 import { encodeHeartbeat } from '../agent/control/format.js';
 import { heartbeatName } from '../agent/control/names.js';
 import { filesUnder, withLedger } from './helpers/fleet.js';
@@ -77,14 +76,7 @@ describe('an office that binds stations to their sender addresses ({station} in 
         unconfirmed: 0,
         disk: null,
       });
-      const transport = nodemailer.createTransport({
-        host: '127.0.0.1',
-        port: o.smtp.port,
-        secure: false,
-        requireTLS: true,
-        tls: { ca: readFileSync(o.caFile) },
-        auth: { user: st1.name.toLowerCase(), pass: o.smtpPassword },
-      });
+      const transport = o.mailerAs(st1);
       try {
         await transport.sendMail({
           from: st1.address,

@@ -16,7 +16,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { simpleParser } from 'mailparser';
-import nodemailer from 'nodemailer';
 import { main } from '../agent/cli.js';
 import { decodeControl, encodeHeartbeat, type Heartbeat, type Receipt } from '../agent/control/format.js';
 import { heartbeatName } from '../agent/control/names.js';
@@ -331,14 +330,7 @@ describe(`${STATIONS} stations mail their packages to an office, which answers w
       const before = withLedger(o.office, (l) => l.stations().find((s) => s.station === st1.name)!);
       const heartbeat = encodeHeartbeat(JSON.parse(before.heartbeatJson!) as Heartbeat);
       const hbName = heartbeatName(st1.name, o.clock.now, 'c0ffee01');
-      const transport = nodemailer.createTransport({
-        host: '127.0.0.1',
-        port: o.smtp.port,
-        secure: false,
-        requireTLS: true,
-        tls: { ca: readFileSync(o.caFile) },
-        auth: { user: st1.name.toLowerCase(), pass: o.smtpPassword },
-      });
+      const transport = o.mailerAs(st1);
       try {
         await transport.sendMail({
           from: st1.address,

@@ -18,6 +18,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import nodemailer, { type Transporter } from 'nodemailer';
 import { startImapServer, type TestImapServer } from '../servers/imap-server.js';
 import { startSmtpServer, type ReceivedMail, type TestSmtpServer } from '../servers/smtp-server.js';
 import { makeTestTls, type TestTls } from '../servers/tls.js';
@@ -46,6 +47,8 @@ export interface MailOffice {
   clock: { now: number };
   /** The MTA: every message taken since the last call lands in the INBOX of each envelope recipient. */
   deliver(): ReceivedMail[];
+  /** A mailer logged in to the office's SMTP server as `station` (a message not made by an agent). */
+  mailerAs(station: MailFleetStation): Transporter;
   close(): Promise<void>;
 }
 
@@ -177,6 +180,15 @@ routes:
         handedOn = smtp.messages.length;
         return fresh;
       },
+      mailerAs: (station) =>
+        nodemailer.createTransport({
+          host: '127.0.0.1',
+          port: smtp.port,
+          secure: false,
+          requireTLS: true,
+          tls: { ca: tls.caPem },
+          auth: { user: station.name.toLowerCase(), pass: env.SMTP_PASSWORD! },
+        }),
       close: async () => {
         await Promise.all(servers.map((s) => s.close()));
         await tls.cleanup();
