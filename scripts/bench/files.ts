@@ -16,6 +16,7 @@ import {
 } from './data.js';
 import { progress, type BenchContext, type Row, type Sample, type Target } from './measure.js';
 import {
+  cpSyncTree,
   cpTree,
   lftpMirror,
   lftpQuote,
@@ -171,6 +172,12 @@ export function lanRemote(share: string, rclone: Rclone): Remote {
         floor: true,
         out: (src, rel, _scratch, log) => cpTree(src, join(share, rel), log),
         in: (rel, dst, _scratch, log) => cpTree(join(share, rel), dst, log),
+      },
+      {
+        name: 'cp + sync',
+        floor: true,
+        out: (src, rel, _scratch, log) => cpSyncTree(src, join(share, rel), log),
+        in: (rel, dst, _scratch, log) => cpSyncTree(join(share, rel), dst, log),
       },
       {
         name: 'rclone copy',
