@@ -4,7 +4,7 @@
 // each way talk to vsftpd directly.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,41 +17,11 @@ import { packageOf, rejectsWith, runConformance, sha256 } from '../conformance/s
 import { cdsXml, filesIn } from '../helpers/station.js';
 import { TcpProxy } from '../servers/tcp-proxy.js';
 import { testEndpoint } from '../helpers/endpoint.js';
+import { mkdirOwned, withInteropEnv, type Need } from './env.js';
 
-// ---- the servers' environment (written by scripts/interop/start.sh) ------------------------------
+withInteropEnv('SPRELAY_INTEROP_ENV', 'ftp interop (vsftpd)', suites);
 
-function interopEnv(): Record<string, string> | string {
-  const file = process.env.SPRELAY_INTEROP_ENV;
-  if (!file) return 'SPRELAY_INTEROP_ENV is not set: run scripts/run-interop.sh (it starts the servers and sets it)';
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    return `SPRELAY_INTEROP_ENV=${file} cannot be read (${(err as Error).message}): run scripts/run-interop.sh`;
-  }
-  const env: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const at = line.indexOf('=');
-    if (at > 0) env[line.slice(0, at)] = line.slice(at + 1);
-  }
-  return env;
-}
-
-const loaded = interopEnv();
-if (typeof loaded === 'string') {
-  describe('ftp interop (vsftpd)', () => {
-    it('needs the interop servers', () => assert.fail(loaded));
-  });
-} else {
-  suites(loaded);
-}
-
-function suites(env: Record<string, string>): void {
-  const need = (key: string): string => {
-    const v = env[key];
-    if (!v) throw new Error(`${process.env.SPRELAY_INTEROP_ENV} has no ${key}: run scripts/run-interop.sh`);
-    return v;
-  };
+function suites(need: Need): void {
   const ftpRoot = need('FTP_ROOT');
   const uid = Number(need('TEST_UID'));
   const gid = Number(need('TEST_GID'));
@@ -70,18 +40,7 @@ function suites(env: Record<string, string>): void {
   });
   let caseNo = 0;
 
-  /** mkdir -p under the FTP root, each new folder given to the test user (the server runs as it). */
-  async function mkdirOwned(dir: string): Promise<void> {
-    const rel = dir.slice(ftpRoot.length + 1).split('/');
-    let at = ftpRoot;
-    for (const seg of rel) {
-      at = join(at, seg);
-      await mkdir(at).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
-      await chown(at, uid, gid);
-    }
-  }
+  const mkdirOwnedHere = (dir: string) => mkdirOwned(ftpRoot, dir, { uid, gid });
 
   runConformance('ftp (vsftpd, explicit TLS)', async () => {
     const dirName = `conformance-${++caseNo}`;
@@ -94,7 +53,7 @@ function suites(env: Record<string, string>): void {
       transport: createFtpTransport(profile({ host: proxy.host, port: proxy.port })),
       endpoint: (o?: Partial<Endpoint>) => testEndpoint('ftp', remoteRel, { timeoutMs: 10_000, ...o }),
       placeRemote: async (name, bytes) => {
-        await mkdirOwned(remote);
+        await mkdirOwnedHere(remote);
         await writeFile(join(remote, name), bytes);
         await chown(join(remote, name), uid, gid);
       },

@@ -18,36 +18,9 @@ import { parseConfig } from '../../agent/config.js';
 import { createLogger } from '../../agent/log.js';
 import { resend } from '../../agent/maintenance.js';
 import { messageIdFor } from '../../transports/smtp.js';
+import { withInteropEnv, type Need } from './env.js';
 
-// ---- the servers' environment (written by scripts/interop/mail-up.sh) ----------------------------
-
-function mailEnv(): Record<string, string> | string {
-  const file = process.env.SPRELAY_MAIL_ENV;
-  if (!file) {
-    return 'SPRELAY_MAIL_ENV is not set: run scripts/run-interop.sh (or scripts/interop/mail-up.sh DIR, then SPRELAY_MAIL_ENV=DIR/mail.env)';
-  }
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    return `SPRELAY_MAIL_ENV=${file} cannot be read (${(err as Error).message}): run scripts/run-interop.sh`;
-  }
-  const env: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const at = line.indexOf('=');
-    if (at > 0) env[line.slice(0, at)] = line.slice(at + 1);
-  }
-  return env;
-}
-
-const loaded = mailEnv();
-if (typeof loaded === 'string') {
-  describe('e-mail interop (postfix + dovecot)', () => {
-    it('needs the mail servers', () => assert.fail(loaded));
-  });
-} else {
-  suites(loaded);
-}
+withInteropEnv('SPRELAY_MAIL_ENV', 'e-mail interop (postfix + dovecot)', suites);
 
 // ---- packages ---------------------------------------------------------------------------------------
 
@@ -94,12 +67,7 @@ function binaryZip(): Buffer {
 
 // ---- the suites ---------------------------------------------------------------------------------------
 
-function suites(env: Record<string, string>): void {
-  const need = (key: string): string => {
-    const v = env[key];
-    if (!v) throw new Error(`${process.env.SPRELAY_MAIL_ENV} has no ${key}: run scripts/run-interop.sh`);
-    return v;
-  };
+function suites(need: Need): void {
   const host = need('SMTP_HOST');
   const smtpPort = Number(need('SMTP_PORT'));
   const imapPort = Number(need('IMAP_PORT'));

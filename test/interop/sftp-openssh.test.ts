@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,41 +20,11 @@ import { cdsXml, filesIn } from '../helpers/station.js';
 import { TcpProxy } from '../servers/tcp-proxy.js';
 import ssh2 from 'ssh2';
 import { testEndpoint } from '../helpers/endpoint.js';
+import { mkdirOwned, withInteropEnv, type Need } from './env.js';
 
-// ---- the servers' environment (written by scripts/interop/start.sh) ------------------------------
+withInteropEnv('SPRELAY_INTEROP_ENV', 'sftp interop (OpenSSH)', suites);
 
-function interopEnv(): Record<string, string> | string {
-  const file = process.env.SPRELAY_INTEROP_ENV;
-  if (!file) return 'SPRELAY_INTEROP_ENV is not set: run scripts/run-interop.sh (it starts the servers and sets it)';
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    return `SPRELAY_INTEROP_ENV=${file} cannot be read (${(err as Error).message}): run scripts/run-interop.sh`;
-  }
-  const env: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const at = line.indexOf('=');
-    if (at > 0) env[line.slice(0, at)] = line.slice(at + 1);
-  }
-  return env;
-}
-
-const loaded = interopEnv();
-if (typeof loaded === 'string') {
-  describe('sftp interop (OpenSSH)', () => {
-    it('needs the interop servers', () => assert.fail(loaded));
-  });
-} else {
-  suites(loaded);
-}
-
-function suites(env: Record<string, string>): void {
-  const need = (key: string): string => {
-    const v = env[key];
-    if (!v) throw new Error(`${process.env.SPRELAY_INTEROP_ENV} has no ${key}: run scripts/run-interop.sh`);
-    return v;
-  };
+function suites(need: Need): void {
   const sftpRoot = need('SFTP_ROOT');
   const uid = Number(need('TEST_UID'));
   const gid = Number(need('TEST_GID'));
@@ -74,17 +44,7 @@ function suites(env: Record<string, string>): void {
   const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
   let caseNo = 0;
 
-  /** mkdir -p under the SFTP root, each new folder given to the test user (the server runs as it). */
-  async function mkdirOwned(dir: string): Promise<void> {
-    let at = sftpRoot;
-    for (const seg of dir.slice(sftpRoot.length + 1).split('/')) {
-      at = join(at, seg);
-      await mkdir(at).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EEXIST') throw e;
-      });
-      await chown(at, uid, gid);
-    }
-  }
+  const mkdirOwnedHere = (dir: string) => mkdirOwned(sftpRoot, dir, { uid, gid });
 
   runConformance('sftp (OpenSSH internal-sftp)', async () => {
     const dirName = `conformance-${++caseNo}`;
@@ -96,7 +56,7 @@ function suites(env: Record<string, string>): void {
       // absolute paths: the server's real folders (the account is not chrooted)
       endpoint: (o) => endpoint(remote, o),
       placeRemote: async (name, bytes) => {
-        await mkdirOwned(remote);
+        await mkdirOwnedHere(remote);
         await writeFile(join(remote, name), bytes);
         await chown(join(remote, name), uid, gid);
       },
