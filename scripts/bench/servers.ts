@@ -33,12 +33,15 @@ export function run(cmd: string, args: string[], what: string): void {
   if (r.status !== 0) throw new Error(`${what} failed (${cmd} ${args.join(' ')}: exit ${r.status ?? r.signal})`);
 }
 
-/** Debian packages of the peers (and GNU time, which measures sprelay's peak RSS). */
+/** Debian packages of the peers (and GNU time, which measures sprelay's peak RSS), by a file each installs. */
 const PEER_PACKAGES: Record<string, string> = {
   '/usr/bin/rclone': 'rclone',
   '/usr/bin/lftp': 'lftp',
   '/usr/bin/mbsync': 'isync',
   '/usr/bin/swaks': 'swaks',
+  // swaks's STARTTLS (only a Recommends of swaks, which --no-install-recommends leaves out; it
+  // pulls in Net::SSLeay): without it swaks says "TLS not available" and the e-mail rows fail
+  '/usr/share/perl5/IO/Socket/SSL.pm': 'libio-socket-ssl-perl',
   '/usr/bin/munpack': 'mpack',
   '/usr/bin/sftp': 'openssh-client',
   '/usr/bin/time': 'time',
