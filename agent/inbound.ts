@@ -22,7 +22,7 @@ import { commitGroup } from './inbound/commit.js';
 import { fetchEntry, overSize, tempPrefix, type Fetched } from './inbound/fetch.js';
 import { inPool } from '../store/at-once.js';
 import { refuseInPlace } from './inbound/refusals.js';
-import { hasSettled, rememberListing } from './inbound/settled.js';
+import { hasSettled, rememberListing, withRemoteTimes } from './inbound/settled.js';
 import { splitControl, takeControlFiles } from './inbound/control.js';
 import { runStations } from './inbound/stations.js';
 import { controlKind } from './control/names.js';
@@ -192,11 +192,13 @@ async function stableEntries(ctx: RouteContext, source: Source): Promise<RemoteE
   const first = pick(await source.list(ctx.abort));
   if (first.length === 0 || source.atomicEntries) return first;
   // Guarantee 1 for remote files: skip entries still growing between two listings, unless every
-  // one has settled already: by its time, or unchanged in the previous cycle's listing (settled.ts)
+  // one has settled already: by its time (asked, when the listing has none and the source can
+  // tell), or unchanged in the previous cycle's listing (settled.ts)
+  const timed = await withRemoteTimes(ctx, source, first);
   const now = Date.now();
-  const settled = first.every((e) => hasSettled(ctx, e, now));
+  const settled = timed.every((e) => hasSettled(ctx, e, now));
   rememberListing(ctx, first);
-  if (settled) return first;
+  if (settled) return timed;
   if (!(await settle(ctx.route.settleMs, ctx.stop))) return [];
   const before = new Map(first.map((e) => [e.ref, e]));
   const second = pick(await source.list(ctx.abort));

@@ -11,10 +11,17 @@
 //   monotonic clock): an entry listed unchanged by the previous cycle at least `settle` ago needs no
 //   new look.
 // A cycle where every entry is settled by one or the other does not sleep; anything new or changed
-// waits for the second listing. The copy still checks the size it was listed with, and the content
+// waits for the second listing.
+// A listing without times (FTP LIST, vsftpd has no MLSD) gets them asked entry by entry where the
+// source can (transports/times.ts: MDTM), within half the settle, when that could spare the sleep:
+// those times are judged exactly as listed ones (MDTM is UTC by RFC 3659; a server answering its
+// local time ahead of UTC only makes files look younger, behind UTC is what clockSkew covers).
+// The listing is remembered as listed, without the times asked, so that the next listing (which
+// has none either) compares like with like. The copy still checks the size it was listed with, and the content
 // check still judges the bytes.
 import type { RouteContext } from '../route-context.js';
-import type { RemoteEntry } from '../../transports/types.js';
+import { remoteTimesOf } from '../../transports/times.js';
+import type { RemoteEntry, Source } from '../../transports/types.js';
 
 interface Seen {
   size: number;
@@ -86,4 +93,36 @@ export function settledByAge(ctx: RouteContext, entry: RemoteEntry, now = Date.n
 /** Settled without a new look: by its time, or by this process's earlier listing. Call before rememberListing. */
 export function hasSettled(ctx: RouteContext, entry: RemoteEntry, now = Date.now()): boolean {
   return settledByAge(ctx, entry, now) || settledBefore(ctx, entry);
+}
+
+/**
+ * `entries` (one listing), with the modification times the source can tell for those that have
+ * none and are not settled by this process's earlier listing: asked only when the route trusts
+ * remote times, the source can tell them (remoteTimesOf), and every entry that has a time is
+ * settled by it (else the cycle lists twice whatever the answers), within half the settle (what
+ * asking must cost less than: the sleep it spares). Entries not reached keep no time. Call before
+ * rememberListing, and remember the listing as listed (`entries`), not this.
+ */
+export async function withRemoteTimes(
+  ctx: RouteContext,
+  source: Source,
+  entries: RemoteEntry[],
+  now = Date.now(),
+): Promise<RemoteEntry[]> {
+  const timed = remoteTimesOf(source);
+  const budgetMs = ctx.route.settleMs / 2;
+  if (timed === null || ctx.route.clockSkewMs === null || budgetMs <= 0) return entries;
+  const ask: RemoteEntry[] = [];
+  for (const e of entries) {
+    if (e.modifiedAt !== undefined) {
+      if (!hasSettled(ctx, e, now)) return entries;
+    } else if (!settledBefore(ctx, e)) ask.push(e);
+  }
+  if (ask.length === 0) return entries;
+  const times = await timed.times(ask, budgetMs, ctx.abort);
+  if (times.size === 0) return entries;
+  return entries.map((e) => {
+    const t = e.modifiedAt === undefined ? times.get(e.ref) : undefined;
+    return t === undefined ? e : { ...e, modifiedAt: t };
+  });
 }

@@ -20,7 +20,7 @@ import { errorText } from '../secrets.js';
 import { emptyResult, endpointOf, settle, type CycleResult, type RouteContext } from '../route-context.js';
 import type { RouteConfig } from '../config.js';
 import { inPool } from '../../store/at-once.js';
-import { hasSettled, rememberListing } from './settled.js';
+import { hasSettled, rememberListing, withRemoteTimes } from './settled.js';
 
 /** Adds a station's counts to the route's: every number of a CycleResult is a count. */
 function addCounts(into: CycleResult, from: CycleResult): void {
@@ -73,8 +73,11 @@ export async function runStations(
         const source = await part.transport.openSource(endpointOf(part.route), part.abort);
         try {
           const entries = await source.list(part.abort);
+          // times the listing lacks (FTP without MLSD): the station's own cycle asks again, as its
+          // listing has none either; what this spares is the sleep
+          const timed = await withRemoteTimes(part, source, entries);
           const now = Date.now();
-          unsettled += entries.filter((e) => !hasSettled(part, e, now)).length;
+          unsettled += timed.filter((e) => !hasSettled(part, e, now)).length;
           rememberListing(part, entries);
         } finally {
           await source.close();

@@ -22,6 +22,8 @@ import type { Wire } from './wire.js';
  */
 export interface ServerFacts {
   mlsd?: boolean;
+  /** FEAT lists MDTM (RFC 3659): a file's modification time, asked one file at a time. */
+  mdtm?: boolean;
   home?: string;
 }
 
@@ -175,7 +177,11 @@ export class FtpSession {
    * facts); plus a refused PROT P being an error.
    */
   private async settings(c: Client, signal: AbortSignal, utf8Done: boolean): Promise<void> {
-    this.facts.mlsd ??= (await this.on(c, 'FEAT', signal, () => c.features())).has('MLST');
+    if (this.facts.mlsd === undefined) {
+      const feat = [...(await this.on(c, 'FEAT', signal, () => c.features())).keys()].map((k) => k.toUpperCase());
+      this.facts.mlsd = feat.includes('MLST');
+      this.facts.mdtm = feat.includes('MDTM');
+    }
     const mlsd = this.facts.mlsd;
     c.availableListCommands = mlsd ? ['MLSD', 'LIST -a', 'LIST'] : ['LIST -a', 'LIST'];
     await this.on(c, 'TYPE I', signal, () => c.send('TYPE I'));
@@ -329,6 +335,24 @@ export class FtpSession {
     return infos;
   }
 
+  /** Whether the server said in FEAT that it answers MDTM (known once a session has logged in). */
+  get hasMdtm(): boolean {
+    return this.facts.mdtm === true;
+  }
+
+  /**
+   * MDTM of a file (RFC 3659: `213 YYYYMMDDHHMMSS[.sss]`, in UTC); null for any other answer (a
+   * refusal, a file gone, a reply that is not a valid time): no time is no evidence, never an
+   * error. Connection failures, the deadline and an abort reject as every command does. The path
+   * is absolute, so a name with leading spaces is not taken apart, and a server that reads `MDTM
+   * <time> <name>` as "set the time" (some do) never sees a time first.
+   */
+  async modifiedAt(file: string, what: string, signal: AbortSignal): Promise<Date | null> {
+    const res = await this.command(what, signal, (c) => c.sendIgnoringError(`MDTM ${this.wire.out(file, what)}`));
+    if (res.code !== 213) return null;
+    return mdtmTime(res.message);
+  }
+
   /**
    * SIZE of a file; null when the server says it is not there. From a listing when the server has
    * no SIZE, or answers it without a number (ftp-srv says `213 File status` for an empty file).
@@ -436,6 +460,30 @@ export function tlsOptionsFor(profile: FtpProfile): () => ConnectionOptions {
 function tlsDetail(c: Client): string | undefined {
   const socket = c.ftp.socket as Partial<TLSSocket>;
   return typeof socket.getProtocol === 'function' ? (socket.getProtocol() ?? undefined) : undefined;
+}
+
+/**
+ * The time of an MDTM reply line (`213 20261202131800` or with a fraction, `213
+ * 20261202131800.123`), read as UTC as RFC 3659 says (vsftpd's default, use_localtime=NO); null
+ * when it is not exactly that or not a real date (month 13, 31 February). A server that answers
+ * its local time instead is harmless when that zone is ahead of UTC (its files look younger and
+ * wait for the second listing) and, behind UTC, within what the route's clockSkew allows, as for
+ * an MLSD time.
+ */
+export function mdtmTime(reply: string): Date | null {
+  const m = /^213 (\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,9}))?$/.exec(reply.trim());
+  if (!m) return null;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const ms = m[7] === undefined ? 0 : Number(m[7].slice(0, 3).padEnd(3, '0'));
+  const t = new Date(Date.UTC(y, mo - 1, d, h, mi, s, ms));
+  const same =
+    t.getUTCFullYear() === y &&
+    t.getUTCMonth() === mo - 1 &&
+    t.getUTCDate() === d &&
+    t.getUTCHours() === h &&
+    t.getUTCMinutes() === mi &&
+    t.getUTCSeconds() === s;
+  return same ? t : null;
 }
 
 export function inDir(dir: string, name: string): string {

@@ -6,6 +6,7 @@ import { isFolderName, sortedNames } from '../common/folders.js';
 import { plainName } from '../common/names.js';
 import { ackBudgetMs, withBudget } from '../deadline.js';
 import { TransportError } from '../errors.js';
+import { withinBudget, type RemoteTimes } from '../times.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
 import { KeyedQueue, MAX_LANES, type Lanes } from './lane.js';
 import { inDir, type FtpSession } from './session.js';
@@ -17,7 +18,7 @@ import { download } from './transfer.js';
  * a SIZE before it would only repeat the listing. Moves into `moveTo` go one at a time (two
  * free-name searches at once could pick the same name); deletes and downloads do not wait.
  */
-export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: string | null): Source {
+export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: string | null): Source & RemoteTimes {
   const moves = new KeyedQueue();
   let moveDirReady = false;
 
@@ -31,6 +32,37 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
         await session.ready(sig);
         await session.enterDir(dir, true, sig);
         return await session.listHere(dir, what, sig);
+      } catch (err) {
+        throw session.classify(err, what, { missing: 'unavailable' });
+      } finally {
+        release();
+      }
+    },
+
+    /**
+     * MDTM for each entry (the times LIST does not give: vsftpd, no MLSD), on one lane, one after
+     * the other, within `budgetMs` (times.ts); nothing is asked when FEAT did not list MDTM.
+     */
+    async times(entries: readonly RemoteEntry[], budgetMs: number, sig: AbortSignal): Promise<Map<string, Date>> {
+      const found = new Map<string, Date>();
+      if (entries.length === 0) return found;
+      const what = `ask the times of the files in ${dir}`;
+      const { session, release } = await lanes.acquire(sig, what);
+      try {
+        await session.ready(sig);
+        if (!session.hasMdtm) return found;
+        await withinBudget(entries, budgetMs, async (entry) => {
+          let file: string;
+          try {
+            file = inDir(dir, plainName(entry.ref, 'entry'));
+            session.wire.out(file, 'name');
+          } catch {
+            return; // a name we could not ask about has no time (the pipeline judges the name itself)
+          }
+          const t = await session.modifiedAt(file, `time of ${file}`, sig);
+          if (t) found.set(entry.ref, t);
+        });
+        return found;
       } catch (err) {
         throw session.classify(err, what, { missing: 'unavailable' });
       } finally {
@@ -108,7 +140,7 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
       lanes.close();
       return Promise.resolve();
     },
-  } satisfies Source;
+  } satisfies Source & RemoteTimes;
 }
 
 /**

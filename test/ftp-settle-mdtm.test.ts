@@ -1,0 +1,231 @@
+// Settle by age over FTP without MLSD (issue 11): LIST gives no usable time, so the pipeline asks
+// MDTM for the entries that have none (transports/times.ts, agent/inbound/settled.ts) and judges
+// those times as it judges MLSD ones. Against the in-process ftp-srv, which has MDTM and no MLSD,
+// as vsftpd: the commands it receives are counted (LIST, MDTM), never timed.
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { Agent } from '../agent/agent.js';
+import { parseConfig } from '../agent/config.js';
+import { createLogger } from '../agent/log.js';
+import { createFtpTransport } from '../transports/ftp/index.js';
+import { mdtmTime } from '../transports/ftp/session.js';
+import { withinBudget } from '../transports/times.js';
+import type { FtpProfile } from '../transports/types.js';
+import { startFtpServer, type TestFtpServer } from './servers/ftp-server.js';
+import { cdsXml, filesIn, read, sha256 } from './helpers/station.js';
+
+const MIN = 60_000;
+const T = { timeout: 60_000 };
+
+interface FtpStation {
+  server: TestFtpServer;
+  /** The remote folder on the server's disk. */
+  exchange: string;
+  inbox: string;
+  agent: Agent;
+  /** How many of `directive` the server received since the station was made. */
+  count(directive: string): number;
+  cycle(): Promise<{ delivered: number; quarantined: number; error?: string | null }>;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A station whose in-route takes /exchange from an ftp-srv; `top` is extra top-level YAML. */
+async function ftpStation(top: string): Promise<FtpStation> {
+  const seen: string[] = [];
+  const server = await startFtpServer({ onCommand: (d) => seen.push(d) });
+  cleanups.push(() => server.close());
+  const dir = mkdtempSync(join(tmpdir(), 'sprelay-mdtm-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const inbox = join(dir, 'inbox');
+  mkdirSync(inbox);
+  mkdirSync(join(dir, 'data'));
+  const exchange = join(server.root, 'exchange');
+  mkdirSync(exchange);
+  const yaml = `station: TEST-001
+dataDir: ./data
+${top}
+profiles:
+  office:
+    type: ftp
+    host: ${server.host}
+    port: ${server.port}
+    security: none
+    user: ${server.user}
+    password: \${OFFICE_PASSWORD}
+routes:
+  - { name: import, direction: in, profile: office, remote: /exchange, local: ./inbox, schedule: "* * * * *" }
+`;
+  const configFile = join(dir, 'sprelay.yaml');
+  writeFileSync(configFile, yaml);
+  const config = parseConfig(yaml, configFile, { OFFICE_PASSWORD: server.password });
+  const agent = new Agent(config, {
+    log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }),
+    transportFor: (route) => createFtpTransport(route.profile as FtpProfile),
+  });
+  cleanups.push(() => agent.close());
+  return {
+    server,
+    exchange,
+    inbox,
+    agent,
+    count: (d) => seen.filter((s) => s === d).length,
+    cycle: async () => {
+      const [r] = await agent.runOnce(['import']);
+      return r!;
+    },
+  };
+}
+
+function writeAged(dir: string, name: string, bytes: Buffer, ageMs: number): void {
+  const p = join(dir, name);
+  writeFileSync(p, bytes);
+  const t = new Date(Date.now() - ageMs);
+  utimesSync(p, t, t);
+}
+
+describe('ftp settle by age from MDTM (no MLSD)', () => {
+  it('files older than settle + clockSkew are taken from one listing, their times asked once each', T, async () => {
+    // settle 10 s: a cycle that slept it would list twice (counted), and asking has 5 s
+    const s = await ftpStation('settle: 10s');
+    const n = 6;
+    for (let i = 0; i < n; i++) writeAged(s.exchange, `old${i}.xml`, cdsXml(`old${i}`), (20 + i) * MIN);
+    const r = await s.cycle();
+    assert.equal(r.error ?? null, null);
+    assert.equal(r.delivered, n);
+    assert.equal(s.count('LIST') + s.count('MLSD'), 1, 'one listing: every time said the file has settled');
+    assert.equal(s.count('MLSD'), 0, 'ftp-srv has no MLSD: the listing is LIST, without times');
+    assert.equal(s.count('MDTM'), n, 'one MDTM per entry');
+    for (let i = 0; i < n; i++) assert.equal(sha256(read(s.inbox, `old${i}.xml`)), sha256(cdsXml(`old${i}`)));
+    assert.deepEqual(readdirSync(s.exchange), [], 'all acknowledged');
+  });
+
+  it('one recent file among old ones: the cycle lists twice and takes all of them', T, async () => {
+    const s = await ftpStation('settle: 300ms');
+    writeAged(s.exchange, 'old.xml', cdsXml('old'), 30 * MIN);
+    writeAged(s.exchange, 'recent.xml', cdsXml('recent'), 10 * MIN); // within clockSkew (15m)
+    const r = await s.cycle();
+    assert.equal(r.delivered, 2);
+    assert.equal(s.count('LIST'), 2, 'a time within settle + clockSkew: the double listing');
+    assert.deepEqual(filesIn(s.inbox), ['old.xml', 'recent.xml']);
+  });
+
+  it('a file still being written (its MDTM 10 minutes behind our clock) is never taken part-written', T, async () => {
+    const s = await ftpStation('settle: 150ms');
+    const whole = cdsXml('slow', 60);
+    const parts = 12;
+    const step = Math.ceil(whole.length / parts);
+    const p = join(s.exchange, 'slow.xml');
+    const behind = () => {
+      const t = new Date(Date.now() - 10 * MIN);
+      utimesSync(p, t, t);
+    };
+    writeFileSync(p, whole.subarray(0, step));
+    behind();
+    let written = step;
+    const timer = setInterval(() => {
+      if (written >= whole.length) return;
+      appendFileSync(p, whole.subarray(written, written + step));
+      written += step;
+      behind();
+    }, 60);
+    try {
+      let cycles = 0;
+      let delivered = 0;
+      while (written < whole.length) {
+        const r = await s.cycle();
+        cycles++;
+        assert.equal(r.quarantined, 0, 'nothing part-written was fetched');
+        delivered += r.delivered;
+        if (r.delivered > 0) assert.equal(sha256(read(s.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
+      }
+      assert.ok(cycles >= 2, `ran ${cycles} cycles while the writer wrote`);
+      clearInterval(timer);
+      if (delivered === 0) assert.equal((await s.cycle()).delivered, 1);
+      assert.equal(sha256(read(s.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
+      assert.ok(s.count('MDTM') >= 1, 'its time was asked');
+      assert.ok(s.count('LIST') >= 2 * cycles, 'and every cycle listed twice all the same');
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it('"clockSkew: off" sends no MDTM and lists twice', T, async () => {
+    const s = await ftpStation('settle: 200ms\nclockSkew: "off"');
+    writeAged(s.exchange, 'day.xml', cdsXml('day'), 24 * 60 * MIN);
+    const r = await s.cycle();
+    assert.equal(r.delivered, 1);
+    assert.equal(s.count('MDTM'), 0);
+    assert.equal(s.count('LIST'), 2);
+  });
+
+  it('a budget too small for the entries: MDTM stops early, the rest waits for the second listing', T, async () => {
+    // settle 2 ms: half of it is far less than one MDTM round trip per entry for 40 entries
+    const s = await ftpStation('settle: 2ms');
+    const n = 40;
+    for (let i = 0; i < n; i++) writeAged(s.exchange, `f${i}.xml`, cdsXml(`f${i}`), 30 * MIN);
+    const r = await s.cycle();
+    assert.equal(r.delivered, n);
+    assert.ok(s.count('MDTM') >= 1 && s.count('MDTM') < n, `asked ${s.count('MDTM')} of ${n} times`);
+    assert.equal(s.count('LIST'), 2, 'not every entry got a time: the double listing');
+  });
+});
+
+describe('MDTM replies and the budget', () => {
+  it('an MDTM reply is read as UTC, with or without a fraction; anything else is no time', () => {
+    assert.equal(mdtmTime('213 20261202131800')?.toISOString(), '2026-12-02T13:18:00.000Z');
+    assert.equal(mdtmTime('213 20261202131800.5')?.toISOString(), '2026-12-02T13:18:00.500Z');
+    assert.equal(mdtmTime('213 20261202131800.123456')?.toISOString(), '2026-12-02T13:18:00.123Z');
+    for (const bad of [
+      '213 2026120213180', // a digit short
+      '213 20261302131800', // month 13
+      '213 20260231120000', // 31 February
+      '213 20261202131800Z',
+      '213 File status',
+      '550 No such file',
+      '213 00501202131800', // year 50 (Date.UTC would take it for 1950)
+    ])
+      assert.equal(mdtmTime(bad), null, bad);
+  });
+
+  it('withinBudget stops once spent + average x left would pass the budget', async () => {
+    let clock = 0;
+    const asked: number[] = [];
+    // each question costs 10 ms: eight would take 80 ms, more than the 50 there are
+    const done = await withinBudget(
+      [0, 1, 2, 3, 4, 5, 6, 7],
+      50,
+      async (i) => {
+        asked.push(i);
+        clock += 10;
+      },
+      () => clock,
+    );
+    // after the first (10 ms spent, 7 left: 80 ms estimated) the whole would not fit: stop
+    assert.equal(done, 1);
+    assert.deepEqual(asked, [0]);
+    const all = await withinBudget(
+      [0, 1, 2],
+      50,
+      async () => void (clock += 10),
+      () => clock,
+    );
+    assert.equal(all, 3, '30 ms for three fits in 50');
+    assert.equal(
+      await withinBudget(
+        [0],
+        0,
+        async () => void (clock += 10),
+        () => clock,
+      ),
+      0,
+      'no budget, no question',
+    );
+  });
+});
