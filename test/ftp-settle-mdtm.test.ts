@@ -36,8 +36,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A station whose in-route takes /exchange from an ftp-srv; `top` is extra top-level YAML. */
-async function ftpStation(top: string): Promise<FtpStation> {
+/**
+ * A station whose in-route takes /exchange from an ftp-srv (or, `perStation`, every folder of
+ * /from-stations into ./inbox/{station}); `top` is extra top-level YAML.
+ */
+async function ftpStation(top: string, perStation = false): Promise<FtpStation> {
   const seen: string[] = [];
   const server = await startFtpServer({ onCommand: (d) => seen.push(d) });
   cleanups.push(() => server.close());
@@ -46,7 +49,7 @@ async function ftpStation(top: string): Promise<FtpStation> {
   const inbox = join(dir, 'inbox');
   mkdirSync(inbox);
   mkdirSync(join(dir, 'data'));
-  const exchange = join(server.root, 'exchange');
+  const exchange = join(server.root, perStation ? 'from-stations' : 'exchange');
   mkdirSync(exchange);
   const yaml = `station: TEST-001
 dataDir: ./data
@@ -60,7 +63,12 @@ profiles:
     user: ${server.user}
     password: \${OFFICE_PASSWORD}
 routes:
-  - { name: import, direction: in, profile: office, remote: /exchange, local: ./inbox, schedule: "* * * * *" }
+  - name: import
+    direction: in
+    profile: office
+    remote: ${perStation ? '/from-stations/*' : '/exchange'}
+    local: ${perStation ? './inbox/{station}' : './inbox'}
+    schedule: "* * * * *"
 `;
   const configFile = join(dir, 'sprelay.yaml');
   writeFileSync(configFile, yaml);
@@ -174,6 +182,43 @@ describe('ftp settle by age from MDTM (no MLSD)', () => {
     assert.equal(r.delivered, n);
     assert.ok(s.count('MDTM') >= 1 && s.count('MDTM') < n, `asked ${s.count('MDTM')} of ${n} times`);
     assert.equal(s.count('LIST'), 2, 'not every entry got a time: the double listing');
+  });
+});
+
+describe('ftp settle by age from MDTM on a per-station office route', () => {
+  it(
+    'old files in every station folder: no settle sleep, each station listed once more by its own cycle',
+    T,
+    async () => {
+      const s = await ftpStation('settle: 10s', true);
+      for (const st of ['ST01', 'ST02']) {
+        mkdirSync(join(s.exchange, st));
+        for (let i = 0; i < 2; i++) writeAged(join(s.exchange, st), `p${i}.xml`, cdsXml(`${st}-${i}`), 30 * MIN);
+      }
+      const r = await s.cycle();
+      assert.equal(r.delivered, 4);
+      // the folders, then each station's pre-listing and its own cycle's one listing
+      assert.equal(s.count('LIST'), 1 + 2 * 2, 'no station listed twice');
+      // the own cycle's listing has no times either, and is not `settle` after the pre-listing
+      assert.equal(s.count('MDTM'), 2 * 4, 'each time asked by the pre-listing and by the own cycle');
+      for (const st of ['ST01', 'ST02'])
+        for (let i = 0; i < 2; i++)
+          assert.equal(sha256(read(join(s.inbox, st), `p${i}.xml`)), sha256(cdsXml(`${st}-${i}`)));
+    },
+  );
+
+  it('a recent file in one station folder: one sleep for all, after which no time is asked again', T, async () => {
+    const s = await ftpStation('settle: 300ms', true);
+    mkdirSync(join(s.exchange, 'ST01'));
+    mkdirSync(join(s.exchange, 'ST02'));
+    writeAged(join(s.exchange, 'ST01'), 'old.xml', cdsXml('old'), 30 * MIN);
+    writeAged(join(s.exchange, 'ST02'), 'recent.xml', cdsXml('recent'), 5 * MIN);
+    const r = await s.cycle();
+    assert.equal(r.delivered, 2);
+    // the pre-listing is remembered as listed (no times): after the one sleep every entry is
+    // settled by that listing, so neither station's own cycle asks MDTM or lists twice
+    assert.equal(s.count('MDTM'), 2, 'asked by the pre-listings only');
+    assert.equal(s.count('LIST'), 1 + 2 * 2, 'no station listed twice');
   });
 });
 
