@@ -11,7 +11,12 @@ import { Agent } from '../agent/agent.js';
 import { parseConfig } from '../agent/config.js';
 import { createLogger } from '../agent/log.js';
 import { createFtpTransport } from '../transports/ftp/index.js';
-import { mdtmTime } from '../transports/ftp/session.js';
+import { Lanes } from '../transports/ftp/lane.js';
+import { FtpSession, mdtmTime, tlsOptionsFor } from '../transports/ftp/session.js';
+import { ftpSource } from '../transports/ftp/source.js';
+import { wireFor } from '../transports/ftp/wire.js';
+import { TransportError } from '../transports/errors.js';
+import { testEndpoint } from './helpers/endpoint.js';
 import { withinBudget } from '../transports/times.js';
 import type { FtpProfile } from '../transports/types.js';
 import { startFtpServer, type TestFtpServer } from './servers/ftp-server.js';
@@ -180,7 +185,7 @@ describe('ftp settle by age from MDTM (no MLSD)', () => {
     for (let i = 0; i < n; i++) writeAged(s.exchange, `f${i}.xml`, cdsXml(`f${i}`), 30 * MIN);
     const r = await s.cycle();
     assert.equal(r.delivered, n);
-    assert.ok(s.count('MDTM') >= 1 && s.count('MDTM') < n, `asked ${s.count('MDTM')} of ${n} times`);
+    assert.ok(s.count('MDTM') < n, `asked ${s.count('MDTM')} of ${n} times`);
     assert.equal(s.count('LIST'), 2, 'not every entry got a time: the double listing');
   });
 });
@@ -222,6 +227,40 @@ describe('ftp settle by age from MDTM on a per-station office route', () => {
   });
 });
 
+describe('ftp times on a server that takes one connection only', () => {
+  it('the workers waiting for a connection get the one there is: every time asked, none left waiting', T, async () => {
+    const seen: number[] = [];
+    const server = await startFtpServer({ onCommand: (d, _a, conn) => d === 'MDTM' && seen.push(conn) });
+    cleanups.push(() => server.close());
+    const profile: FtpProfile = {
+      type: 'ftp',
+      host: server.host,
+      port: server.port,
+      security: 'none',
+      user: server.user,
+      password: server.password,
+      tls: { rejectUnauthorized: true },
+      encoding: 'utf8',
+    };
+    mkdirSync(join(server.root, 'in'));
+    for (let i = 0; i < 6; i++) writeAged(join(server.root, 'in'), `f${i}.xml`, cdsXml(`f${i}`), 30 * MIN);
+    let refused = 0;
+    const lanes = new Lanes(new FtpSession(profile, wireFor('utf8'), 5000, tlsOptionsFor(profile)), 4, () => {
+      refused++;
+      return Promise.reject(new TransportError('unavailable', '421 too many connections'));
+    });
+    cleanups.push(() => lanes.close());
+    const src = ftpSource(lanes, testEndpoint('mdtm', '/in'), '/in', null);
+    const entries = await src.list(AbortSignal.timeout(10_000));
+    // a worker left waiting for the one connection would hold this until the signal fires
+    const times = await src.times(entries, 60_000, 4, AbortSignal.timeout(10_000));
+    assert.equal(times.size, 6);
+    assert.ok(refused >= 1 && refused <= 3, `each of the other workers tried once at most: ${refused}`);
+    assert.deepEqual(new Set(seen), new Set([1]), 'all on the one connection');
+    for (const e of entries) assert.ok(Date.now() - times.get(e.ref)!.getTime() >= 30 * MIN - 2000, e.name);
+  });
+});
+
 describe('MDTM replies and the budget', () => {
   it('an MDTM reply is read as UTC, with or without a fraction; anything else is no time', () => {
     assert.equal(mdtmTime('213 20261202131800')?.toISOString(), '2026-12-02T13:18:00.000Z');
@@ -250,27 +289,90 @@ describe('MDTM replies and the budget', () => {
         asked.push(i);
         clock += 10;
       },
-      () => clock,
+      { now: () => clock },
     );
     // after the first (10 ms spent, 7 left: 80 ms estimated) the whole would not fit: stop
     assert.equal(done, 1);
     assert.deepEqual(asked, [0]);
-    const all = await withinBudget(
-      [0, 1, 2],
-      50,
-      async () => void (clock += 10),
-      () => clock,
-    );
+    const all = await withinBudget([0, 1, 2], 50, async () => void (clock += 10), { now: () => clock });
     assert.equal(all, 3, '30 ms for three fits in 50');
     assert.equal(
-      await withinBudget(
-        [0],
-        0,
-        async () => void (clock += 10),
-        () => clock,
-      ),
+      await withinBudget([0], 0, async () => void (clock += 10), { now: () => clock }),
       0,
       'no budget, no question',
     );
+    // a connection of 30 ms first, then 5 ms a question: 70 ms for eight, within 80; were the 30
+    // ms taken for part of the first question's time, the estimate would stop after one
+    const eight = await withinBudget([0, 1, 2, 3, 4, 5, 6, 7], 80, async () => void (clock += 5), {
+      begin: async () => void (clock += 30),
+      now: () => clock,
+    });
+    assert.equal(eight, 8);
+  });
+
+  it('withinBudget: the slow answers while connections open are neither judged alone nor kept in the pace', async () => {
+    let clock = 0;
+    let lane0Answers = 0;
+    let bothBegun = false;
+    let opened!: () => void;
+    const secondLane = new Promise<void>((resolve) => (opened = resolve));
+    // lane 0 answers in 10 ms while lane 1 opens (the handshakes take the CPU), then both in 1 ms
+    const asked = await withinBudget(
+      Array.from({ length: 200 }, (_, i) => i),
+      400,
+      async (_i, lane) => {
+        clock += bothBegun ? 1 : 10;
+        if (lane === 0 && ++lane0Answers === 3) opened();
+      },
+      {
+        width: 2,
+        begin: async (lane) => {
+          if (lane === 1) {
+            await secondLane;
+            bothBegun = true;
+          }
+        },
+        now: () => clock,
+      },
+    );
+    // judged on the first answers (10 ms each, 200 left: 2 s) it would stop; at 1 ms a question
+    // the 200 take about 230 ms
+    assert.equal(asked, 200);
+  });
+
+  it('withinBudget with width 3: at most three in flight, each lane one after the other; a failure stops all', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const lanesSeen = new Set<number>();
+    const tick = () => new Promise((resolve) => setImmediate(resolve));
+    const asked = await withinBudget(
+      Array.from({ length: 12 }, (_, i) => i),
+      1e9,
+      async (_i, lane) => {
+        lanesSeen.add(lane);
+        most = Math.max(most, ++inFlight);
+        await tick();
+        inFlight--;
+      },
+      { width: 3 },
+    );
+    assert.equal(asked, 12);
+    assert.equal(most, 3);
+    assert.deepEqual([...lanesSeen].sort(), [0, 1, 2]);
+    const started: number[] = [];
+    await assert.rejects(
+      withinBudget(
+        Array.from({ length: 12 }, (_, i) => i),
+        1e9,
+        async (i) => {
+          started.push(i);
+          await tick();
+          if (i === 1) throw new Error('lost');
+        },
+        { width: 3 },
+      ),
+      /lost/,
+    );
+    assert.ok(started.length <= 5, `no question started after the failure: ${started.join(',')}`);
   });
 });

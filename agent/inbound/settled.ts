@@ -119,7 +119,9 @@ export async function withRemoteTimes(
     } else if (!settledBefore(ctx, e)) ask.push(e);
   }
   if (ask.length === 0) return entries;
-  const times = await timed.times(ask, budgetMs, ctx.abort);
+  // as many connections as the fetches will use (FTP: lanes opened now serve the downloads)
+  const width = Math.max(1, Math.min(ctx.route.concurrency, source.parallel ?? 1));
+  const times = await timed.times(ask, budgetMs, width, ctx.abort);
   if (times.size === 0) return entries;
   return entries.map((e) => {
     const t = e.modifiedAt === undefined ? times.get(e.ref) : undefined;

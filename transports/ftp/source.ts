@@ -8,7 +8,7 @@ import { ackBudgetMs, withBudget } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import { withinBudget, type RemoteTimes } from '../times.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
-import { KeyedQueue, MAX_LANES, type Lanes } from './lane.js';
+import { KeyedQueue, MAX_LANES, type Held, type Lanes } from './lane.js';
 import { inDir, type FtpSession } from './session.js';
 import { download } from './transfer.js';
 
@@ -40,33 +40,60 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
     },
 
     /**
-     * MDTM for each entry (the times LIST does not give: vsftpd, no MLSD), on one lane, one after
-     * the other, within `budgetMs` (times.ts); nothing is asked when FEAT did not list MDTM.
+     * MDTM for each entry (the times LIST does not give: vsftpd, no MLSD), one after the other on
+     * each of up to `width` lanes (the ones the downloads then use), within `budgetMs` (times.ts);
+     * nothing is asked when FEAT did not list MDTM.
      */
-    async times(entries: readonly RemoteEntry[], budgetMs: number, sig: AbortSignal): Promise<Map<string, Date>> {
+    async times(
+      entries: readonly RemoteEntry[],
+      budgetMs: number,
+      width: number,
+      sig: AbortSignal,
+    ): Promise<Map<string, Date>> {
       const found = new Map<string, Date>();
       if (entries.length === 0) return found;
       const what = `ask the times of the files in ${dir}`;
-      const { session, release } = await lanes.acquire(sig, what);
+      const held: (Held | undefined)[] = [];
       try {
-        await session.ready(sig);
-        if (!session.hasMdtm) return found;
-        await withinBudget(entries, budgetMs, async (entry) => {
-          let file: string;
-          try {
-            file = inDir(dir, plainName(entry.ref, 'entry'));
-            session.wire.out(file, 'name');
-          } catch {
-            return; // a name we could not ask about has no time (the pipeline judges the name itself)
-          }
-          const t = await session.modifiedAt(file, `time of ${file}`, sig);
-          if (t) found.set(entry.ref, t);
-        });
+        const first = await lanes.acquire(sig, what);
+        held.push(first);
+        await first.session.ready(sig);
+        if (!first.session.hasMdtm) return found;
+        await withinBudget(
+          entries,
+          budgetMs,
+          async (entry, lane) => {
+            let file: string;
+            try {
+              file = inDir(dir, plainName(entry.ref, 'entry'));
+              first.session.wire.out(file, 'name');
+            } catch {
+              return; // a name we could not ask about has no time (the pipeline judges the name itself)
+            }
+            const { session } = held[lane]!;
+            try {
+              await session.ready(sig);
+              const t = await session.modifiedAt(file, `time of ${file}`, sig);
+              if (t) found.set(entry.ref, t);
+            } catch (err) {
+              throw session.classify(err, what, { missing: 'unavailable' });
+            }
+          },
+          {
+            width: Math.min(width, MAX_LANES),
+            // each worker its own lane, to the end (one opened now serves the downloads next)
+            begin: async (lane) => {
+              held[lane] ??= await lanes.acquire(sig, what);
+            },
+            // a server that takes no more connections: the worker waiting for one gets this one
+            end: (lane) => held[lane]?.release(),
+          },
+        );
         return found;
       } catch (err) {
-        throw session.classify(err, what, { missing: 'unavailable' });
+        throw held[0] && !(err instanceof TransportError) ? held[0].session.classify(err, what, {}) : err;
       } finally {
-        release();
+        for (const h of held) h?.release();
       }
     },
 
