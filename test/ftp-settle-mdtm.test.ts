@@ -310,6 +310,18 @@ describe('MDTM replies and the budget', () => {
     assert.equal(eight, 8);
   });
 
+  it('withinBudget does not wait for a worker still opening its connection once the questions are over', async () => {
+    let ended = 0;
+    const asked = await withinBudget([0, 1, 2, 3, 4], 1e9, async () => undefined, {
+      width: 2,
+      // lane 1's connection never opens (a slow link); lane 0 asks all five meanwhile
+      begin: (lane) => (lane === 1 ? new Promise<void>(() => undefined) : Promise.resolve()),
+      end: () => void ended++,
+    });
+    assert.equal(asked, 5);
+    assert.equal(ended, 1, 'the worker that asked has ended; the other has not begun');
+  });
+
   it('withinBudget: the slow answers while connections open are neither judged alone nor kept in the pace', async () => {
     let clock = 0;
     let lane0Answers = 0;

@@ -44,8 +44,9 @@ const PACE_WINDOW = 32;
  * until every worker has begun, only an estimate past `width` times the budget stops (a slow
  * link: each answer a round trip), and none in the first tenth of the budget. Judged on those
  * first answers alone, 1000 entries would never be asked. A failed `ask` (or `begin`) stops
- * every worker after its question in hand, and is thrown once all have stopped. Returns how many
- * were asked.
+ * every worker after its question in hand, and is thrown once none is in hand. Returns (how many
+ * were asked) once no question is in hand and none is to come, without waiting for a worker
+ * still in `begin`: a slow link's connections keep opening for what comes next (the downloads).
  */
 export async function withinBudget<T>(
   items: readonly T[],
@@ -57,8 +58,9 @@ export async function withinBudget<T>(
     /** Run by each worker before its first question (its connection). */
     begin?: (lane: number) => Promise<void>;
     /**
-     * Run by each worker once it has no more to ask (or failed), before the others are awaited:
-     * a worker whose `begin` waits for the connection another one holds gets it then.
+     * Run by each worker once it has no more to ask (or failed): a worker whose `begin` waits
+     * for the connection another one holds gets it then. A worker still in `begin` when the
+     * questions are over is not waited for; it runs `end` once its `begin` is done.
      */
     end?: (lane: number) => void;
     /** A monotonic clock in ms (tests give their own). */
@@ -90,6 +92,13 @@ export async function withinBudget<T>(
     const estimate = spent + ((t - from) / k) * (items.length - answered.length);
     return estimate > (all ? budgetMs : budgetMs * lanes);
   };
+  // Done once no question is in hand and none is to come; a worker still opening its connection
+  // then is not waited for (FTP: it goes back to the pool for the downloads when it is open).
+  let asking = 0;
+  let unfinished = lanes;
+  let failure: { err: unknown } | undefined;
+  let quiet!: () => void;
+  const over = new Promise<void>((resolve) => (quiet = resolve));
   const worker = async (lane: number) => {
     try {
       if (begin && !stop && next < items.length) await begin(lane);
@@ -97,23 +106,30 @@ export async function withinBudget<T>(
         early = answered.length;
         allBegunAt = now();
       }
-      while (!stop && next < items.length) {
-        if (tooLong()) {
-          stop = true;
-          return;
+      asking++;
+      try {
+        while (!stop && next < items.length) {
+          if (tooLong()) {
+            stop = true;
+            break;
+          }
+          await ask(items[next++]!, lane);
+          answered.push(now());
         }
-        await ask(items[next++]!, lane);
-        answered.push(now());
+      } finally {
+        asking--;
       }
     } catch (err) {
       stop = true;
-      throw err;
+      failure ??= { err };
     } finally {
       end?.(lane);
+      unfinished--;
+      if (unfinished === 0 || (asking === 0 && (stop || next >= items.length))) quiet();
     }
   };
-  const outcomes = await Promise.allSettled(Array.from({ length: lanes }, (_, i) => worker(i)));
-  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  if (failed) throw failed.reason;
+  for (let i = 0; i < lanes; i++) void worker(i);
+  await over;
+  if (failure) throw failure.err;
   return next;
 }
