@@ -9,11 +9,12 @@ import type { RemoteEntry, Source } from './types.js';
 export interface RemoteTimes {
   /**
    * The modification time of each of `entries` the remote reports, by ref, asked one after the
-   * other on each of at most `width` connections at once (withinBudget). Stops before the next question once the time spent plus the estimate for the rest (the
-   * average so far times the entries left) would pass `budgetMs`: the entries not reached, and
-   * those whose answer was refused or not a time, are absent from the map. A remote that cannot
-   * say (FTP without MDTM in FEAT) answers an empty map without asking anything. Rejects only as
-   * list() does: the connection failed, the deadline passed, `signal` fired.
+   * other on each of at most `width` connections at once, within `budgetMs` (withinBudget: it
+   * stops once the time spent plus the estimate for the rest would pass the budget). The entries
+   * not reached, and those whose answer was refused or not a time, are absent from the map. A
+   * remote that cannot say (FTP without MDTM in FEAT) answers an empty map without asking
+   * anything. Rejects only as list() does: the connection failed, the deadline passed, `signal`
+   * fired.
    */
   times(
     entries: readonly RemoteEntry[],

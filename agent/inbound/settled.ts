@@ -17,8 +17,8 @@
 // those times are judged exactly as listed ones (MDTM is UTC by RFC 3659; a server answering its
 // local time ahead of UTC only makes files look younger, behind UTC is what clockSkew covers).
 // The listing is remembered as listed, without the times asked, so that the next listing (which
-// has none either) compares like with like. The copy still checks the size it was listed with, and the content
-// check still judges the bytes.
+// has none either) compares like with like.
+// The copy still checks the size it was listed with, and the content check still judges the bytes.
 import type { RouteContext } from '../route-context.js';
 import { remoteTimesOf } from '../../transports/times.js';
 import type { RemoteEntry, Source } from '../../transports/types.js';
