@@ -180,7 +180,8 @@ describe('attachments fetched in FETCHes sized by the link', () => {
       files.set(`m${i}.xml`, randomBytes(9000 + i * 37));
       s.append('INBOX', await compose([[`m${i}.xml`, files.get(`m${i}.xml`)!]]));
     }
-    // a 2 s timeout: the first FETCH of attachments carries 16 KB (one of these messages)
+    // a 2 s timeout: with nothing measured a FETCH of attachments carries 16 KB (one of these
+    // messages), more only as far as what the link carried so far allows
     const src = await source(s, endpoint({ timeoutMs: 2000 }));
     s.commands.length = 0;
     const listed = await src.list(signal());
@@ -191,7 +192,8 @@ describe('attachments fetched in FETCHes sized by the link', () => {
     assert.equal(uids.length, files.size, `every message's attachment in one FETCH:\n${bodies.join('\n')}`);
     assert.equal(new Set(uids).size, files.size, 'none fetched twice');
     assert.ok(!s.commands.some((c) => /BODY\.PEEK\[2\]</i.test(c)), 'no download of pieces: the opens asked nothing');
-    // ~12 KB encoded each: the first FETCH (16 KB) carries one message, whatever came after it
-    assert.equal(/UID FETCH ([\d,:]+) /i.exec(bodies[0]!)![1]!.split(',').length, 1, bodies[0]);
+    // how many messages each FETCH carried depends on the link's measure (the listing's metadata
+    // FETCH counts, email.imap-roundtrips.test.ts); that the size with nothing measured is the
+    // first one is the unit test above
   });
 });

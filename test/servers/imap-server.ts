@@ -40,10 +40,20 @@ export interface TestImapServer {
   hasMailbox(mailbox: string): boolean;
   /** As if the mailbox had been deleted and recreated. */
   setUidValidity(mailbox: string, value: number): void;
-  /** The next download of an attachment beyond its first chunk resets / stalls the connection. */
-  faults: { resetDownload: boolean; stallDownload: boolean };
+  /**
+   * The next download of an attachment beyond its first chunk resets / stalls the connection;
+   * silentLogout: LOGOUT is never answered (the connection stays open until the client closes it).
+   */
+  faults: { resetDownload: boolean; stallDownload: boolean; silentLogout: boolean };
   /** Commands seen, as sent (credentials masked), for checking what a client did. */
   commands: string[];
+  /** Resolves once no client connection is open (what the clients sent before is in `sent`). */
+  allClosed(): Promise<void>;
+  /**
+   * The name of every command seen (`CAPABILITY`, `UID FETCH`, ...), in order, those `commands`
+   * leaves out included: the round trips of a session, counted.
+   */
+  sent: string[];
   close(): Promise<void>;
 }
 
@@ -98,8 +108,20 @@ export async function startImapServer(opts: TestImapOptions): Promise<TestImapSe
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  const faults = { resetDownload: false, stallDownload: false };
+  // open connections as net.Server counts them (hoodiecrow's STARTTLS takes every listener off
+  // the socket it upgrades, its 'close' among them): looked at until there are none
+  const allClosed = async (): Promise<void> => {
+    for (;;) {
+      const open = await new Promise<number>((resolve, reject) =>
+        server.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
+      if (open === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  const faults = { resetDownload: false, stallDownload: false, silentLogout: false };
   const commands: string[] = [];
+  const sent: string[] = [];
   const box = (name: string) => {
     const mb = server.getMailbox(name);
     if (!mb) throw new Error(`no mailbox ${name} on the test server`);
@@ -108,10 +130,16 @@ export async function startImapServer(opts: TestImapOptions): Promise<TestImapSe
   if (opts.noKeywords) for (const name of ['INBOX', ...(opts.mailboxes ?? [])]) box(name).allowPermanentFlags = false;
 
   // Record every command; inject the download faults into UID FETCH.
-  for (const name of ['UID FETCH', 'FETCH', 'LOGIN', 'SELECT', 'STATUS', 'UID SEARCH', 'UID STORE', 'UID MOVE']) {
+  const recorded = new Set(['UID FETCH', 'FETCH', 'LOGIN', 'SELECT', 'STATUS', 'UID SEARCH', 'UID STORE', 'UID MOVE']);
+  // only named in `sent`: what a session sends besides
+  const others = ['CAPABILITY', 'STARTTLS', 'ID', 'NAMESPACE', 'LIST', 'LSUB', 'EXAMINE', 'NOOP', 'CREATE'];
+  for (const name of [...recorded, ...others, 'EXPUNGE', 'UID EXPUNGE', 'CLOSE', 'ENABLE', 'LOGOUT']) {
     const original = server.getCommandHandler(name);
     if (!original) continue;
     server.setCommandHandler(name, (conn, parsed, data, cb) => {
+      sent.push(name);
+      if (name === 'LOGOUT' && faults.silentLogout) return; // never answered
+      if (!recorded.has(name)) return original(conn, parsed, data, cb);
       commands.push(name === 'LOGIN' ? 'LOGIN ***' : String(data));
       if (name === 'UID FETCH' && LATER_CHUNK_RE.test(String(data))) {
         if (faults.resetDownload) {
@@ -138,6 +166,8 @@ export async function startImapServer(opts: TestImapOptions): Promise<TestImapSe
     password,
     faults,
     commands,
+    sent,
+    allClosed,
     append(mailbox, raw, flags = []) {
       const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : raw;
       return server.appendMessage(box(mailbox), flags, undefined, text).message.uid;

@@ -1,8 +1,20 @@
 // The imapflow client as this source uses it: options (TLS as configured, never a silent fall back
 // to plaintext), `error`/`close` handlers attached before connect, and a kill for a connection that
 // missed a deadline.
+//
+// Round trips (issue 11): on a 100 ms link every command of a session costs 0.1 s, and imapflow
+// sends some that tell this source nothing and have no option to leave them out:
+// - ID, before the login and again after it when the server named itself in fewer than two
+//   fields (dovecot's default): 2 round trips for the server's name, which nothing here reads.
+// - LIST and LSUB of the mailbox before its SELECT, on the first SELECT of a session (imapflow
+//   caches the answer in `client.folders`): 2 round trips for its delimiter and subscription,
+//   which nothing here reads; a SELECT of a mailbox that does not exist fails with NO either way
+//   (and imapflow's LIST after that NO still runs).
+// Both are cut on our client only, through two imapflow internals (`commands` and `folders`,
+// both Maps): `withoutId` and `seedFolder` below. They fall back to imapflow's own behaviour when
+// those are not what they were (nothing cut, nothing broken); test/email.imap-roundtrips.test.ts
+// fails loudly when that happens, so an imapflow upgrade cannot quietly bring the round trips back.
 import { ImapFlow } from 'imapflow';
-import { withDeadline } from '../deadline.js';
 import type { MailServer, TlsOptions } from '../types.js';
 
 export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: number) {
@@ -29,6 +41,50 @@ export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: numbe
   };
 }
 
+/** imapflow internals this module relies on (see the top of the file); each may be missing. */
+interface ImapFlowInternals {
+  commands?: unknown;
+  folders?: unknown;
+}
+
+/**
+ * The client without ID: imapflow runs only the commands in its `commands` Map (a command not in
+ * it is answered `false` without a word to the server, which startSession takes as "no server
+ * info"). The Map is shared by every client, so this client gets its own copy. True when cut.
+ */
+export function withoutId(client: ImapFlow): boolean {
+  const internals = client as unknown as ImapFlowInternals;
+  const commands = internals.commands;
+  if (!(commands instanceof Map) || !commands.has('ID')) return false;
+  const own = new Map(commands as Map<unknown, unknown>);
+  own.delete('ID');
+  internals.commands = own;
+  return true;
+}
+
+/**
+ * Marks `mailbox` as listed, so that imapflow's SELECT of it sends no LIST and LSUB first: the
+ * entry it would have cached, without the delimiter's and subscription's details nothing here
+ * reads. The key is the path as imapflow's SELECT normalises it (INBOX in capitals, the
+ * personal namespace's prefix in front of anything else); a key that missed would only mean the
+ * LIST is sent. Call after connect() (the namespace is known then). True when seeded.
+ */
+export function seedFolder(client: ImapFlow, mailbox: string): boolean {
+  const folders = (client as unknown as ImapFlowInternals).folders;
+  if (!(folders instanceof Map)) return false;
+  const ns = client.namespace;
+  const path =
+    mailbox.toUpperCase() === 'INBOX'
+      ? 'INBOX'
+      : ns?.prefix && !mailbox.startsWith(ns.prefix)
+        ? ns.prefix + mailbox
+        : mailbox;
+  if (!folders.has(path)) {
+    folders.set(path, { path, flags: new Set<string>(), ...(ns?.delimiter ? { delimiter: ns.delimiter } : {}) });
+  }
+  return true;
+}
+
 /** A connected, logged-in client whose failures are remembered instead of thrown at nobody. */
 export class Connection {
   readonly client: ImapFlow;
@@ -37,6 +93,7 @@ export class Connection {
 
   constructor(server: MailServer, tls: TlsOptions, ms: number) {
     this.client = new ImapFlow(imapClientOptions(server, tls, ms));
+    withoutId(this.client);
     this.client.on('error', (err: Error) => {
       this.lastError = err;
     });
@@ -55,14 +112,19 @@ export class Connection {
     }
   }
 
-  async logout(ms: number): Promise<void> {
+  /**
+   * LOGOUT sent, the connection closed without waiting for the answer: called once everything
+   * of the session is committed (or failed), so the server's answer could change nothing, and on
+   * a slow link waiting for it is a round trip of every cycle (issue 11). The server sees the
+   * LOGOUT and then the connection's end.
+   */
+  async logout(): Promise<void> {
     if (this.closed) return;
-    try {
-      await withDeadline('imap logout', ms, new AbortController().signal, () => this.client.logout());
-    } catch {
-      // the connection goes either way
-    } finally {
-      this.kill();
-    }
+    // the answer is not awaited; when the connection closes first imapflow settles it (NoConnection)
+    this.client.logout().catch(() => undefined);
+    // imapflow writes a command a few promise steps after it is issued: one turn of the event
+    // loop, and it is on the socket before the close
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.kill();
   }
 }

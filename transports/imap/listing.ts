@@ -70,8 +70,9 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
   const { box, rules, filing } = deps;
   const { mailbox, maxPerCycle } = rules;
   await filing.flushMarks(sig);
-  const uidValidity = await box.currentUidValidity(sig);
-  if (uidValidity !== box.selectedUidValidity) await box.select(sig);
+  // the mailbox's generation as the server says now: from the SELECT when that was the last
+  // command (the first listing of a session), else asked (STATUS)
+  if (!box.justSelected && (await box.currentUidValidity(sig)) !== box.selectedUidValidity) await box.select(sig);
   box.messages.clear();
   box.held.clear(box.selectedUidValidity);
   // messages refused and recorded under these rules carry refusedMark: the server leaves them out
@@ -92,7 +93,10 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
     const batch = uids.slice(next, next + Math.max(1, Math.min(FETCH_BATCH, room)));
     next += batch.length;
     const what = `fetch ${mailbox}/${batch[0]}${batch.length > 1 ? `..${batch.at(-1)} (${batch.length} messages)` : ''}`;
-    // one command for the batch, read whole before anything else is sent (imapflow #219, #159)
+    // one command for the batch, read whole before anything else is sent (imapflow #219, #159);
+    // what it carried in what time is the first measure of the link (prefetch.ts)
+    const readBefore = box.client.stats().received;
+    const started = performance.now();
     const fetched = await box.cmd(what, sig, () =>
       box.client.fetchAll(
         batch.join(','),
@@ -100,6 +104,7 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
         { uid: true },
       ),
     );
+    const link = { bytes: box.client.stats().received - readBefore, ms: performance.now() - started };
     const byUid = new Map(fetched.map((m) => [m.uid, m]));
     // every attachment list() will measure in this batch, fetched together and held for open()
     if (rules.requireAuth !== 'dkim') {
@@ -112,7 +117,7 @@ export async function listMailbox(deps: ListingDeps, sig: AbortSignal): Promise<
         const parts = toMeasure(rules, msg, screened);
         if (parts.length > 0) wanted.push({ uid, parts });
       }
-      await prefetchParts(box, rules, wanted, sig);
+      await prefetchParts(box, rules, wanted, sig, link);
     }
     for (const uid of batch) {
       if (spent >= maxPerCycle) break;

@@ -7,17 +7,21 @@
 //   size. Holding the decoded bytes between list() and open() makes both the same bytes, for any
 //   encoding and any line length, without trusting a header (a declared size could lie; the
 //   decoded bytes cannot).
-// - Bounded: the first FETCH asks for at most what a 64 kbit/s link carries within the route's
-//   timeout (and FETCH_BYTES at most), so it finishes within the command deadline on a slow link;
+// - Bounded: with nothing measured yet, a FETCH asks for at most what a 64 kbit/s link carries
+//   within the route's timeout (and FETCH_BYTES at most), so it finishes within the command
+//   deadline on a slow link;
 //   a part larger than that or than PART_BYTES is never held (open() streams it under the idle
 //   deadline and minRate, as before); the session holds at most HELD_BYTES, beyond which list()
 //   measures parts one by one, as before.
 // - Each FETCH is a round trip the listing waits for (imapflow sends one command at a time), so
-//   the next ones are sized by the link this listing has seen: what the FETCHes so far carried
-//   per second (their round trips counted in), times the timeout, divided by LINK_MARGIN (the
-//   link may get that much slower and the command still finishes in time), at most
-//   FETCH_BYTES_FAST, never less than the first. A 100 x 20 KB mailbox on a 100 ms link: 2
-//   FETCHes of attachments instead of 6; a link that really is slow keeps the first size.
+//   they are sized by the link this listing has seen: what the batch's metadata FETCH (the
+//   listing's, counted by imapflow's stats()) and the FETCHes of attachments so far carried per
+//   second (their round trips and the server's work counted in, so the link is never thought
+//   faster than it is), times the timeout, divided by LINK_MARGIN (the link may get that much
+//   slower and the command still finishes in time), at most FETCH_BYTES_FAST, never less than
+//   fetchBytes(). A 100 x 20 KB mailbox on a 100 ms link: 1 FETCH of attachments (6 with the
+//   first size alone, 2 when the metadata FETCH was not counted); a link that really is slow
+//   keeps the first size.
 // - Decoded as imapflow's download() decodes (decodeText: false): the part's own MIME header read
 //   by mailsplit's Headers and libmime (the file name with RFC 2231 continuations, charsets and
 //   encoded-words), base64 and quoted-printable by the stream decoders of libbase64 and libqp
@@ -120,21 +124,23 @@ export interface Wanted {
 }
 
 /**
- * Fetches the wanted parts, messages with the same part numbers together, fetchBytes() in the
- * first command and then what the link has shown it carries (nextFetchBytes), while the session
- * has room; what was fetched is in `box.held`.
+ * Fetches the wanted parts, messages with the same part numbers together, each command as large
+ * as the link has shown it carries (nextFetchBytes: `seen` is what the listing's metadata FETCH
+ * read, then the FETCHes of attachments count), while the session has room; what was fetched is
+ * in `box.held`.
  */
 export async function prefetchParts(
   box: MailboxSession,
   rules: SourceRules,
   wanted: Wanted[],
   sig: AbortSignal,
+  seen: { bytes: number; ms: number } = { bytes: 0, ms: 0 },
 ): Promise<void> {
   const first = fetchBytes(rules);
-  let perCommand = first;
-  /** Encoded bytes fetched so far and the ms their commands took, round trips included. */
-  let carried = 0;
-  let took = 0;
+  /** Bytes read so far and the ms their commands took, round trips included: from `seen` on. */
+  let carried = seen.bytes;
+  let took = seen.ms;
+  let perCommand = nextFetchBytes(rules, carried, took);
   const groups = new Map<string, Wanted[]>();
   for (const w of wanted) {
     const parts = w.parts.filter((p) => p.encodedSize <= Math.min(PART_BYTES, first));

@@ -62,6 +62,6 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
     }
     return steps;
   } finally {
-    await conn.logout(ms);
+    await conn.logout();
   }
 }

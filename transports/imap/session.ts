@@ -16,7 +16,7 @@ import { watched } from '../common/streams.js';
 import { withDeadline } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { TlsOptions } from '../types.js';
-import { Connection } from './connection.js';
+import { Connection, seedFolder } from './connection.js';
 import { imapError, mailboxError } from './errors.js';
 import { sameMailbox, type MessageState, type Ref } from './message.js';
 import { HeldParts } from './prefetch.js';
@@ -27,6 +27,12 @@ export class MailboxSession {
   readonly client: ImapFlow;
   /** UIDVALIDITY of the mailbox as last selected. */
   selectedUidValidity = '';
+  /**
+   * The SELECT was this session's last command: its UIDVALIDITY is as current as a STATUS would
+   * say, so the listing right after it asks no STATUS (a round trip of every cycle, issue 11).
+   * Cleared by any other command.
+   */
+  justSelected = false;
   /** PERMANENTFLAGS allow keywords (turned off for the session when a STORE of one is refused). */
   keywordsAllowed = false;
   /** What the last list() learnt about each message with entries: its parts, which are acknowledged. */
@@ -56,7 +62,7 @@ export class MailboxSession {
     try {
       await session.select(signal);
     } catch (err) {
-      await conn.logout(ms);
+      await conn.logout();
       throw err;
     }
     return session;
@@ -69,6 +75,7 @@ export class MailboxSession {
         cause: this.conn.lastError,
       });
     }
+    this.justSelected = false;
     try {
       return await withDeadline(what, this.rules.ms, sig, fn);
     } catch (err) {
@@ -92,11 +99,14 @@ export class MailboxSession {
   async select(sig: AbortSignal): Promise<void> {
     const { mailbox } = this.rules;
     let box;
+    // no LIST and LSUB before the SELECT (connection.ts)
+    seedFolder(this.client, mailbox);
     try {
       box = await this.cmd(`open mailbox ${mailbox}`, sig, () => this.client.mailboxOpen(mailbox));
     } catch (err) {
       throw mailboxError(err, mailbox);
     }
+    this.justSelected = true;
     this.selectedUidValidity = String(box.uidValidity);
     this.held.clear(this.selectedUidValidity);
     const permanent = box.permanentFlags;
@@ -122,7 +132,7 @@ export class MailboxSession {
   }
 
   logout(): Promise<void> {
-    return this.conn.logout(this.rules.ms);
+    return this.conn.logout();
   }
 }
 
