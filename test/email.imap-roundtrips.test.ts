@@ -10,7 +10,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
 import { readAll, sha256 } from './conformance/suite.js';
-import { startImapServer, type TestImapServer } from './servers/imap-server.js';
+import { startImapServer, type TestImapOptions, type TestImapServer } from './servers/imap-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { createEmailTransport } from '../transports/email.js';
 import { seedFolder, withoutId } from '../transports/imap/connection.js';
@@ -37,8 +37,15 @@ after(async () => {
   await tls.cleanup();
 });
 
-async function server(): Promise<TestImapServer> {
-  imap = await startImapServer({ security: 'starttls', tls, mailboxes: ['Orders', 'Processed'] });
+/** Offering AUTH=PLAIN besides LOGIN, as dovecot does. */
+async function server(opts: Partial<TestImapOptions> = {}): Promise<TestImapServer> {
+  imap = await startImapServer({
+    security: 'starttls',
+    tls,
+    mailboxes: ['Orders', 'Processed'],
+    plugins: ['AUTH-PLAIN'],
+    ...opts,
+  });
   return imap;
 }
 
@@ -58,10 +65,10 @@ function endpoint(over: Partial<Endpoint> = {}): Endpoint {
   };
 }
 
-async function source(s: TestImapServer, ep = endpoint()): Promise<Source> {
+async function source(s: TestImapServer, ep = endpoint(), security: 'starttls' | 'none' = 'starttls'): Promise<Source> {
   const profile: EmailProfile = {
     type: 'email',
-    imap: { host: s.host, port: s.port, security: 'starttls', user: s.user, password: s.password },
+    imap: { host: s.host, port: s.port, security, user: s.user, password: s.password },
     tls: { ca: tls.caPem, rejectUnauthorized: true },
     maxPerMessage: 1,
   };
@@ -146,7 +153,7 @@ describe('the commands of one e-mail fetch', () => {
           'CAPABILITY',
           'STARTTLS',
           'CAPABILITY',
-          'LOGIN',
+          'LOGIN', // one round trip; AUTHENTICATE PLAIN would be two
           'CAPABILITY',
           'LIST', // the namespace, not the mailbox: LIST "" ""
           'SELECT',
@@ -219,6 +226,17 @@ describe('the commands of one e-mail fetch', () => {
       assert.equal(new Set(uids).size, 30);
     },
   );
+
+  it('a server that takes no LOGIN: AUTHENTICATE on a second connection, no LOGIN ever sent', CASE, async () => {
+    // hoodiecrow's LOGINDISABLED holds for a connection without TLS only
+    const s = await server({ security: 'none', plugins: ['AUTH-PLAIN', 'LOGINDISABLED'] });
+    const files = await fill(s, 2, 1000);
+    await cycle(await source(s, endpoint(), 'none'), files);
+    const session = await sessionOf(s);
+    assert.equal(session.filter((c) => c === 'LOGIN').length, 0, session.join('\n'));
+    assert.equal(session.filter((c) => c === 'AUTHENTICATE PLAIN').length, 1, session.join('\n'));
+    assert.deepEqual(s.messages('INBOX'), []);
+  });
 
   it('close() sends LOGOUT and does not wait for its answer', CASE, async () => {
     const s = await server();

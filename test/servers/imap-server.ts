@@ -27,6 +27,8 @@ export interface TestImapOptions {
   mailboxes?: string[];
   /** The mailboxes refuse keywords (PERMANENTFLAGS without \*). */
   noKeywords?: boolean;
+  /** More of hoodiecrow's plugins (`AUTH-PLAIN`, `LOGINDISABLED`: no LOGIN before TLS). */
+  plugins?: string[];
 }
 
 export interface TestImapServer {
@@ -97,7 +99,7 @@ export async function startImapServer(opts: TestImapOptions): Promise<TestImapSe
   const folders: Record<string, object> = {};
   for (const name of opts.mailboxes ?? []) folders[name] = {};
   const server = hoodiecrow({
-    plugins: [...(opts.security === 'starttls' ? ['STARTTLS'] : []), 'MOVE', 'UIDPLUS', 'ID'],
+    plugins: [...(opts.security === 'starttls' ? ['STARTTLS'] : []), 'MOVE', 'UIDPLUS', 'ID', ...(opts.plugins ?? [])],
     secureConnection: opts.security === 'tls',
     ...(opts.tls ? { credentials: { key: opts.tls.keyPem, cert: opts.tls.certPem } } : {}),
     users: { [user]: { password } },
@@ -133,7 +135,7 @@ export async function startImapServer(opts: TestImapOptions): Promise<TestImapSe
   const recorded = new Set(['UID FETCH', 'FETCH', 'LOGIN', 'SELECT', 'STATUS', 'UID SEARCH', 'UID STORE', 'UID MOVE']);
   // only named in `sent`: what a session sends besides
   const others = ['CAPABILITY', 'STARTTLS', 'ID', 'NAMESPACE', 'LIST', 'LSUB', 'EXAMINE', 'NOOP', 'CREATE'];
-  for (const name of [...recorded, ...others, 'EXPUNGE', 'UID EXPUNGE', 'CLOSE', 'ENABLE', 'LOGOUT']) {
+  for (const name of [...recorded, ...others, 'EXPUNGE', 'UID EXPUNGE', 'CLOSE', 'AUTHENTICATE PLAIN', 'LOGOUT']) {
     const original = server.getCommandHandler(name);
     if (!original) continue;
     server.setCommandHandler(name, (conn, parsed, data, cb) => {

@@ -15,9 +15,19 @@
 // those are not what they were (nothing cut, nothing broken); test/email.imap-roundtrips.test.ts
 // fails loudly when that happens, so an imapflow upgrade cannot quietly bring the round trips back.
 import { ImapFlow } from 'imapflow';
+import { withDeadline } from '../deadline.js';
 import type { MailServer, TlsOptions } from '../types.js';
 
-export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: number) {
+/**
+ * How the session logs in. LOGIN: one round trip. imapflow's AUTHENTICATE PLAIN (its choice
+ * when the server offers it) sends the credentials only after the server's "+" (it does not use
+ * SASL-IR): two round trips for the same credentials over the same connection (issue 11). A server
+ * that takes no LOGIN says so before it is sent (LOGINDISABLED): imapflow then fails without
+ * sending anything, and the session connects once more with AUTHENTICATE (session.ts).
+ */
+export type LoginMethod = 'LOGIN' | 'AUTHENTICATE';
+
+export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: number, login: LoginMethod = 'LOGIN') {
   return {
     host: server.host,
     port: server.port,
@@ -25,7 +35,15 @@ export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: numbe
     // starttls: required (imapflow fails when the server does not offer it); none: never tried.
     // Left unset, imapflow would fall back to plaintext silently when STARTTLS is not offered.
     ...(server.security === 'tls' ? {} : { doSTARTTLS: server.security === 'starttls' }),
-    ...(server.user ? { auth: { user: server.user, pass: server.password ?? '' } } : {}),
+    ...(server.user
+      ? {
+          auth: {
+            user: server.user,
+            pass: server.password ?? '',
+            ...(login === 'LOGIN' ? { loginMethod: 'LOGIN' } : {}),
+          },
+        }
+      : {}),
     tls: { rejectUnauthorized: tls.rejectUnauthorized, ...(tls.ca ? { ca: tls.ca } : {}) },
     logger: false as const,
     disableAutoIdle: true,
@@ -39,6 +57,31 @@ export function imapClientOptions(server: MailServer, tls: TlsOptions, ms: numbe
     socketTimeout: Math.max(ms, 5 * 60_000),
     clientInfo: { name: 'sprelay' },
   };
+}
+
+/**
+ * A connected, logged-in Connection: by LOGIN, or by AUTHENTICATE when the server takes no LOGIN
+ * (see LoginMethod). Otherwise what connect() threw (a missed deadline: TransportError timeout),
+ * with nothing left open.
+ */
+export async function connectClient(
+  server: MailServer,
+  tls: TlsOptions,
+  ms: number,
+  what: string,
+  signal: AbortSignal,
+): Promise<Connection> {
+  for (const login of ['LOGIN', 'AUTHENTICATE'] as const) {
+    const conn = new Connection(server, tls, ms, login);
+    try {
+      await withDeadline(what, ms * 4, signal, () => conn.client.connect());
+      return conn;
+    } catch (err) {
+      conn.kill();
+      if (!conn.loginDisabled || signal.aborted) throw err;
+    }
+  }
+  throw new Error(`${what}: unreachable`); // AUTHENTICATE never reads as loginDisabled
 }
 
 /** imapflow internals this module relies on (see the top of the file); each may be missing. */
@@ -91,8 +134,13 @@ export class Connection {
   closed = false;
   lastError: Error | undefined;
 
-  constructor(server: MailServer, tls: TlsOptions, ms: number) {
-    this.client = new ImapFlow(imapClientOptions(server, tls, ms));
+  constructor(
+    server: MailServer,
+    tls: TlsOptions,
+    ms: number,
+    readonly login: LoginMethod = 'LOGIN',
+  ) {
+    this.client = new ImapFlow(imapClientOptions(server, tls, ms, login));
     withoutId(this.client);
     this.client.on('error', (err: Error) => {
       this.lastError = err;
@@ -100,6 +148,11 @@ export class Connection {
     this.client.on('close', () => {
       this.closed = true;
     });
+  }
+
+  /** connect() failed because the server takes no LOGIN (nothing was sent): AUTHENTICATE may. */
+  get loginDisabled(): boolean {
+    return this.login === 'LOGIN' && !this.client.authenticated && this.client.capabilities.has('LOGINDISABLED');
   }
 
   /** Drops the connection without a word to the server (after a deadline was missed). */

@@ -2,7 +2,7 @@
 import { mailSetupSteps, mailSteps } from '../common/probe.js';
 import { withDeadline } from '../deadline.js';
 import type { EmailProfile, Endpoint, ProbeStep } from '../types.js';
-import { Connection } from './connection.js';
+import { connectClient, type Connection } from './connection.js';
 import { imapError, mailboxError } from './errors.js';
 
 /** `sprelay check` for an in-route: connect, TLS, log in, open the mailbox, the move target. */
@@ -16,14 +16,14 @@ export async function probeImap(profile: EmailProfile, ep: Endpoint, signal: Abo
   if (!server.user) {
     return [{ step: names.login, ok: false, detail: 'the imap server needs a user and password', code: 'auth' }];
   }
-  const conn = new Connection(server, profile.tls, ms);
+  let conn: Connection;
+  try {
+    conn = await connectClient(server, profile.tls, ms, `connect to imap ${where}`, signal);
+  } catch (err) {
+    return mailSetupSteps(imapError(err, `imap ${where}`), names);
+  }
   const client = conn.client;
   try {
-    try {
-      await withDeadline(`connect to imap ${where}`, ms * 4, signal, () => client.connect());
-    } catch (err) {
-      return mailSetupSteps(imapError(err, `imap ${where}`), names);
-    }
     const steps = mailSetupSteps(undefined, names);
     const mailbox = ep.remote || 'INBOX';
     const boxStep = `open mailbox ${mailbox}`;

@@ -16,14 +16,13 @@ import { watched } from '../common/streams.js';
 import { withDeadline } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { TlsOptions } from '../types.js';
-import { Connection, seedFolder } from './connection.js';
+import { connectClient, seedFolder, type Connection } from './connection.js';
 import { imapError, mailboxError } from './errors.js';
 import { sameMailbox, type MessageState, type Ref } from './message.js';
 import { HeldParts } from './prefetch.js';
 import type { SourceRules } from './rules.js';
 
 export class MailboxSession {
-  readonly conn: Connection;
   readonly client: ImapFlow;
   /** UIDVALIDITY of the mailbox as last selected. */
   selectedUidValidity = '';
@@ -42,23 +41,21 @@ export class MailboxSession {
 
   private constructor(
     private readonly rules: SourceRules,
-    tls: TlsOptions,
+    readonly conn: Connection,
   ) {
-    this.conn = new Connection(rules.server, tls, rules.ms);
-    this.client = this.conn.client;
+    this.client = conn.client;
   }
 
   /** Connected, logged in and the mailbox selected; or a TransportError, with nothing left open. */
   static async open(rules: SourceRules, tls: TlsOptions, signal: AbortSignal): Promise<MailboxSession> {
-    const session = new MailboxSession(rules, tls);
-    const { conn, client } = session;
     const { where, ms } = rules;
+    let conn: Connection;
     try {
-      await withDeadline(`connect to ${where}`, ms * 4, signal, () => client.connect());
+      conn = await connectClient(rules.server, tls, ms, `connect to ${where}`, signal);
     } catch (err) {
-      conn.kill();
       throw imapError(err, `connect to ${where}`);
     }
+    const session = new MailboxSession(rules, conn);
     try {
       await session.select(signal);
     } catch (err) {
