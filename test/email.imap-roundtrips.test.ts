@@ -14,7 +14,7 @@ import { startImapServer, type TestImapOptions, type TestImapServer } from './se
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { createEmailTransport } from '../transports/email.js';
 import { seedFolder, withoutId } from '../transports/imap/connection.js';
-import { FETCH_BYTES } from '../transports/imap/prefetch.js';
+import { FETCH_BYTES, FETCH_BYTES_FAST, TAIL } from '../transports/imap/prefetch.js';
 import type { EmailProfile, Endpoint, Source } from '../transports/types.js';
 
 const OFFICE = 'office@example.com';
@@ -224,6 +224,24 @@ describe('the commands of one e-mail fetch', () => {
       assert.ok(30 * 40 * 1024 * (4 / 3) > FETCH_BYTES, 'the batch is larger than an unmeasured FETCH takes');
       assert.equal(bodies.length, 1, bodies.join('\n'));
       assert.equal(new Set(uids).size, 30);
+    },
+  );
+
+  it(
+    'a batch a little larger than one FETCH may carry is fetched in one, not one more for its last messages',
+    CASE,
+    async () => {
+      const s = await server();
+      // one listing batch (100 messages), ~4.6 MB encoded: over FETCH_BYTES_FAST (the most a FETCH
+      // asks for), under it plus TAIL
+      const files = await fill(s, 100, 33 * 1024);
+      const src = await source(s);
+      s.commands.length = 0;
+      await cycle(src, files);
+      const bodies = s.commands.filter((c) => /BODY\.PEEK\[2\]/i.test(c));
+      const encoded = 100 * Math.ceil((33 * 1024) / 3) * 4;
+      assert.ok(encoded > FETCH_BYTES_FAST && encoded < FETCH_BYTES_FAST * (1 + TAIL), `${encoded} bytes`);
+      assert.equal(bodies.length, 1, bodies.map((c) => c.slice(0, 60)).join('\n'));
     },
   );
 
