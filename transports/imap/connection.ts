@@ -23,7 +23,7 @@ import type { MailServer, TlsOptions } from '../types.js';
  * when the server offers it) sends the credentials only after the server's "+" (it does not use
  * SASL-IR): two round trips for the same credentials over the same connection (issue 11). A server
  * that takes no LOGIN says so before it is sent (LOGINDISABLED): imapflow then fails without
- * sending anything, and the session connects once more with AUTHENTICATE (session.ts).
+ * sending anything, and connectClient connects once more with AUTHENTICATE.
  */
 export type LoginMethod = 'LOGIN' | 'AUTHENTICATE';
 
