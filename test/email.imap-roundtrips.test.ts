@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
+import libbase64 from 'libbase64';
 import nodemailer from 'nodemailer';
 import { readAll, sha256 } from './conformance/suite.js';
 import { startImapServer, type TestImapOptions, type TestImapServer } from './servers/imap-server.js';
 import { makeTestTls, type TestTls } from './servers/tls.js';
 import { createEmailTransport } from '../transports/email.js';
 import { seedFolder, withoutId } from '../transports/imap/connection.js';
-import { FETCH_BYTES, FETCH_BYTES_FAST, TAIL } from '../transports/imap/prefetch.js';
+import { decodeBase64, FETCH_BYTES, FETCH_BYTES_FAST, TAIL } from '../transports/imap/prefetch.js';
 import type { EmailProfile, Endpoint, Source } from '../transports/types.js';
 
 const OFFICE = 'office@example.com';
@@ -269,5 +270,39 @@ describe('the commands of one e-mail fetch', () => {
     });
     await cycle(src, files, (closing) => Promise.race([closing, hang]).finally(() => clearTimeout(hung)));
     assert.equal((await sessionOf(s)).at(-1), 'LOGOUT', 'the LOGOUT reached the server');
+  });
+});
+
+describe('base64 of held attachments, decoded as imapflow decodes a download', () => {
+  it("gives libbase64's bytes for every input, Node's decoder taking only those where the two agree", async () => {
+    const reference = async (b: Buffer) => Buffer.concat(await new libbase64.Decoder().end(b).toArray());
+    const data = randomBytes(3 * 1024 + 2);
+    const b64 = data.toString('base64');
+    const inputs = [
+      b64,
+      b64.replace(/.{76}/g, '$&\r\n'), // as MIME wraps it
+      `${b64.replace(/.{76}/g, '$&\r\n')}\r\n`,
+      b64.replace(/=+$/, ''), // no padding
+      'QUJD',
+      'QUJDRA==',
+      'QUJDRA=\r\n',
+      'QUJDR', // a dangling character
+      'QUJDRAx',
+      'QU*JD',
+      'QU JD\tRA',
+      'QU.JD!RA',
+      'QUJ\u00e9DRA',
+      '',
+      // where Node and libbase64 differ: URL-safe digits, data after the padding
+      'QUJD-_',
+      'QUJD-_RA==',
+      'QUJD=RA==',
+      'QQ==QQ==',
+      `${b64.slice(0, 400)}=${b64.slice(400)}`,
+    ];
+    for (const text of inputs) {
+      const input = Buffer.from(text, 'latin1');
+      assert.deepEqual(await decodeBase64(input), await reference(input), JSON.stringify(text.slice(0, 40)));
+    }
   });
 });

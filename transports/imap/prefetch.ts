@@ -27,7 +27,8 @@
 //   by mailsplit's Headers and libmime (the file name with RFC 2231 continuations, charsets and
 //   encoded-words), base64 and quoted-printable by the stream decoders of libbase64 and libqp
 //   (their decode() functions take a Buffer as it is), anything else as it is. These
-//   are imapflow's own dependencies, in the versions it uses.
+//   are imapflow's own dependencies, in the versions it uses. base64 goes through Node's own
+//   decoder wherever that gives the same bytes (decodeBase64), 3-4x faster.
 // - Only messages that passed every check that needs no download (sender, size cap, hash headers;
 //   not on DKIM routes, where the whole message is verified first) are fetched: a refused
 //   message's attachments are never downloaded.
@@ -209,6 +210,36 @@ function decodedUpperBound(p: AttachmentPart): number {
   return p.encoding === 'base64' ? Math.floor((p.encodedSize * 3) / 4) : p.encodedSize;
 }
 
+/** Bytes of the base64 alphabet, URL-safe `-` and `_` included (what libbase64's decode() looks for after a `=`). */
+function isBase64Char(c: number): boolean {
+  return (
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2b ||
+    c === 0x2f ||
+    c === 0x2d ||
+    c === 0x5f
+  );
+}
+
+/**
+ * base64 decoded as libbase64's Decoder (imapflow's download()) decodes it, by Node's own decoder
+ * where the two give the same bytes, 3-4x faster (issue 11: W3's 20 MB of attachments). Both skip
+ * what is not base64 (line breaks, stray characters); they differ on URL-safe `-` and `_` (Node
+ * takes them as digits, libbase64 drops them) and on data after a `=` (libbase64 decodes it as a
+ * new run, Node stops): those go to libbase64, whose answer is the reference.
+ */
+export async function decodeBase64(body: Buffer): Promise<Buffer> {
+  if (body.indexOf(0x2d) < 0 && body.indexOf(0x5f) < 0) {
+    const pad = body.indexOf(0x3d);
+    let after = false;
+    for (let i = pad < 0 ? body.length : pad + 1; i < body.length && !after; i++) after = isBase64Char(body[i]!);
+    if (!after) return Buffer.from(body.toString('latin1'), 'base64');
+  }
+  return Buffer.concat(await new libbase64.Decoder().end(body).toArray());
+}
+
 /** The part's bytes and file name, as imapflow's download() (decodeText: false) gives them. */
 export async function decodePart(mime: Buffer | undefined, body: Buffer): Promise<HeldPart> {
   const headers = new Headers(mime ?? false);
@@ -217,9 +248,12 @@ export async function decodePart(mime: Buffer | undefined, body: Buffer): Promis
     .value.replace(/\(.*\)/g, '')
     .toLowerCase()
     .trim();
-  const decoder =
-    encoding === 'base64' ? new libbase64.Decoder() : encoding === 'quoted-printable' ? new libqp.Decoder() : null;
-  const bytes = decoder ? Buffer.concat(await decoder.end(body).toArray()) : body;
+  const bytes =
+    encoding === 'base64'
+      ? await decodeBase64(body)
+      : encoding === 'quoted-printable'
+        ? Buffer.concat(await new libqp.Decoder().end(body).toArray())
+        : body;
   const disposition = libmime.parseHeaderValue(headers.getFirst('Content-Disposition'));
   const type = libmime.parseHeaderValue(headers.getFirst('Content-Type'));
   let name: string | undefined = disposition.params.filename || type.params.name || undefined;
