@@ -132,8 +132,9 @@ export function readPipelined(
   };
   const read = (at: number, len: number): Promise<Buffer> => {
     const p = conn.call<Buffer>(`${what}`, ms, signal, 'read', (s, cb) =>
-      // ssh2 answers EOF with (undefined, 0): no bytes
-      s.read(handle, Buffer.alloc(len), 0, len, at, (err, n, data) =>
+      // ssh2 answers EOF with (undefined, 0): no bytes. Not zero-filled: only the `n` bytes the
+      // server sent (copied in by ssh2) are ever looked at
+      s.read(handle, Buffer.allocUnsafe(len), 0, len, at, (err, n, data) =>
         err ? cb(err) : cb(undefined, data.subarray(0, n)),
       ),
     );
