@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import { createSftpTransport } from '../transports/sftp/index.js';
-import { CHUNK, WINDOW } from '../transports/sftp/pipeline.js';
+import { IN_FLIGHT, WINDOW } from '../transports/sftp/pipeline.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry, Source } from '../transports/types.js';
 import { packageOf, readAll, sha256 } from './conformance/suite.js';
 import { startSftpServer, type SftpServerOptions, type SftpTestServer } from './servers/sftp-server.js';
@@ -17,6 +17,12 @@ import { testEndpoint } from './helpers/endpoint.js';
 
 const signal = () => new AbortController().signal;
 const REMOTE = '/in/azs017';
+/** What ssh2 sends per READ/WRITE to a server that is not OpenSSH and states no limits (34000 - 2048). */
+const SSH2_CHUNK = 31_952;
+/** What OpenSSH states through limits@openssh.com. */
+const OPENSSH_CHUNK = 255 * 1024;
+/** Requests of that size in 2 MB (IN_FLIGHT): 8. */
+const OPENSSH_WINDOW = Math.floor(IN_FLIGHT / OPENSSH_CHUNK);
 
 describe('sftp with requests in flight', () => {
   const servers: SftpTestServer[] = [];
@@ -123,7 +129,8 @@ describe('sftp with requests in flight', () => {
       const inFlight = server.stats.maxInFlight.WRITE ?? 0;
       assert.ok(inFlight > 1, `WRITEs in flight at once: ${inFlight}`);
       assert.ok(inFlight <= WINDOW, `WRITEs in flight at once: ${inFlight} (window ${WINDOW})`);
-      const bound = WINDOW * CHUNK + 1024 * 1024;
+      // what is in flight (2 MB), and what the source's reads and the last partial request add
+      const bound = IN_FLIGHT + 1024 * 1024;
       assert.ok(mostAhead <= bound, `read ${mostAhead} bytes ahead of the server (bound ${bound})`);
       assert.equal(server.stats.fsyncs, 1);
     } finally {
@@ -160,6 +167,37 @@ describe('sftp with requests in flight', () => {
     }
   });
 
+  it('a server that allows 255 KB requests (limits@openssh.com) gets 255 KB WRITEs and READs, 2 MB of them in flight', async () => {
+    const server = await start({ limits: { maxReadLen: OPENSSH_CHUNK, maxWriteLen: OPENSSH_CHUNK } });
+    const size = 5 * 1024 * 1024 + 17;
+    const bytes = randomBytes(size);
+    const requests = Math.ceil(size / OPENSSH_CHUNK);
+    const sink = await transportFor(server).openSink(endpoint(), signal());
+    try {
+      const before = { ...server.stats.requests };
+      // read in 64 KB pieces, as a package file is: gathered into whole requests
+      await sink.put(packageOf('big.xml', bytes, 64 * 1024), signal());
+      assert.equal(since(server, before).WRITE, requests, 'one WRITE per 255 KB');
+      assert.ok((server.stats.maxInFlight.WRITE ?? 0) <= OPENSSH_WINDOW);
+    } finally {
+      await sink.close();
+    }
+    assert.deepEqual(await readFile(remotePath(server, 'big.xml')), bytes);
+
+    const source = await transportFor(server).openSource(endpoint(), signal());
+    try {
+      const [entry] = await source.list(signal());
+      const before = { ...server.stats.requests };
+      assert.deepEqual(await readAll(await source.open(entry!, signal())), bytes);
+      // one READ per 255 KB and the one that must say EOF
+      assert.equal(since(server, before).READ, requests + 1);
+      const inFlight = server.stats.maxInFlight.READ ?? 0;
+      assert.ok(inFlight > 1 && inFlight <= OPENSSH_WINDOW + 1, `READs in flight at once: ${inFlight}`);
+    } finally {
+      await source.close();
+    }
+  });
+
   for (const ack of ['delete', 'move'] as const) {
     it(`the source declares parallel and ${parallelName(ack)}`, async () => {
       const server = await start();
@@ -167,7 +205,7 @@ describe('sftp with requests in flight', () => {
       const files = new Map<string, Buffer>();
       for (let i = 0; i < 40; i++) {
         // sizes from empty to a few windows' worth: short, exact and partial chunks
-        const bytes = randomBytes([0, 1, 20 * 1024, CHUNK, 3 * CHUNK + 5, 300 * 1024][i % 6]!);
+        const bytes = randomBytes([0, 1, 20 * 1024, SSH2_CHUNK, 3 * SSH2_CHUNK + 5, 300 * 1024][i % 6]!);
         files.set(`p${String(i).padStart(2, '0')}.xml`, bytes);
         await writeFile(remotePath(server, `p${String(i).padStart(2, '0')}.xml`), bytes);
       }

@@ -29,6 +29,11 @@ export interface SftpServerOptions {
    * no extension at all; this patches its VERSION reply).
    */
   openSshExtensions?: boolean;
+  /**
+   * Offer `limits@openssh.com` too and answer it with these sizes, as OpenSSH does (255 KB READs and
+   * WRITEs); without it ssh2's client keeps to ~31 KB per request on a server that is not OpenSSH.
+   */
+  limits?: { maxReadLen: number; maxWriteLen: number };
   /** Stop answering READ once this many bytes were served on a connection (the session stays up). */
   stallReadsAfterBytes?: number;
   /** Stop answering WRITE once this many bytes were written on a connection. */
@@ -107,6 +112,7 @@ interface DirEntryHandle {
 }
 
 const OPENSSH_EXTENSIONS = ['posix-rename@openssh.com', 'fsync@openssh.com'];
+const LIMITS = 'limits@openssh.com';
 /** ssh2's server VERSION reply: length 5, type 2 (VERSION), version 3, no extension. */
 const PLAIN_VERSION = Buffer.from([0, 0, 0, 5, 2, 0, 0, 0, 3]);
 
@@ -221,13 +227,27 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
       outgoing: { id: number };
       _protocol: { channelData(id: number, data: Buffer): void };
     };
-    if (options.openSshExtensions) {
+    if (options.openSshExtensions || options.limits) {
       // ssh2 answers INIT with a fixed VERSION packet; swap it for one that lists the extensions.
       const proto = internal._protocol;
       const send = proto.channelData.bind(proto);
+      const names = [...(options.openSshExtensions ? OPENSSH_EXTENSIONS : []), ...(options.limits ? [LIMITS] : [])];
       proto.channelData = (id, data) =>
-        send(id, id === internal.outgoing.id && data.equals(PLAIN_VERSION) ? versionWithExtensions() : data);
+        send(id, id === internal.outgoing.id && data.equals(PLAIN_VERSION) ? versionWithExtensions(names) : data);
     }
+    /** limits@openssh.com's EXTENDED_REPLY: max packet, READ and WRITE lengths, open handles. */
+    const sendLimits = (reqid: number, limits: { maxReadLen: number; maxWriteLen: number }) => {
+      const reply = Buffer.alloc(4 + 1 + 4 + 4 * 8);
+      reply.writeUInt32BE(reply.length - 4, 0);
+      reply[4] = 201; // SSH_FXP_EXTENDED_REPLY
+      reply.writeUInt32BE(reqid, 5);
+      reply.writeBigUInt64BE(256n * 1024n, 9);
+      reply.writeBigUInt64BE(BigInt(limits.maxReadLen), 17);
+      reply.writeBigUInt64BE(BigInt(limits.maxWriteLen), 25);
+      reply.writeBigUInt64BE(0n, 33);
+      waiting.delete(reqid);
+      internal._protocol.channelData(internal.outgoing.id, reply);
+    };
 
     const newHandle = (h: FileEntryHandle | DirEntryHandle): Buffer => {
       const id = nextHandle++;
@@ -448,6 +468,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
 
     sftp.on('EXTENDED', (reqid, name, data) =>
       run(reqid, async () => {
+        if (name === LIMITS && options.limits) return sendLimits(reqid, options.limits);
         if (!options.openSshExtensions || !OPENSSH_EXTENSIONS.includes(name)) {
           return sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED);
         }
@@ -535,9 +556,9 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
 /** What a hostile server says about a name it claims: a regular file of 1 byte. */
 const ONE_BYTE_FILE = { mode: 0o100644, uid: 0, gid: 0, size: 1, atime: 0, mtime: 0 };
 
-function versionWithExtensions(): Buffer {
+function versionWithExtensions(names: string[]): Buffer {
   const parts: Buffer[] = [Buffer.from([2, 0, 0, 0, 3])];
-  for (const name of OPENSSH_EXTENSIONS) parts.push(sshString(name), sshString('1'));
+  for (const name of names) parts.push(sshString(name), sshString('1'));
   const body = Buffer.concat(parts);
   const len = Buffer.alloc(4);
   len.writeUInt32BE(body.length);

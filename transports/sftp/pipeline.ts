@@ -1,17 +1,34 @@
-// Several READ or WRITE requests in flight on one handle, as OpenSSH's sftp keeps them (64 x 32 KB):
-// on a link with a round trip of 100 ms one request at a time caps a transfer at ~320 KB/s. Every
-// request keeps its own deadline through Connection.call (a server that stops answering costs a
-// 'timeout' and the connection, never a hang), offsets are handed out in order, and what is in
-// flight is bounded (WINDOW requests of at most CHUNK bytes), whatever the file's size.
+// Several READ or WRITE requests in flight on one handle, 2 MB of them as OpenSSH's sftp keeps
+// (64 x 32 KB; here in as few requests as the server's size cap allows): on a link with a round
+// trip of 100 ms one request at a time caps a transfer at ~320 KB/s. Every request keeps its own
+// deadline through Connection.call (a server that stops answering costs a 'timeout' and the
+// connection, never a hang), offsets are handed out in order, and what is in flight is bounded
+// (IN_FLIGHT bytes, at most WINDOW requests), whatever the file's size.
 import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { TransportError } from '../errors.js';
 import type { Connection } from './connection.js';
 
-/** Requests in flight per handle (OpenSSH sftp's default, rclone's sftp `concurrency`). */
+/**
+ * Bytes in flight per handle: OpenSSH sftp's default (64 requests of 32 KB), rclone's (its sftp
+ * `concurrency` of 64 x 32 KB), and the channel window both OpenSSH and ssh2 give a session
+ * (2 MB): more in flight than that only waits in a queue.
+ */
+export const IN_FLIGHT = 2 * 1024 * 1024;
+/** Requests in flight per handle at most (OpenSSH sftp's default), whatever their size. */
 export const WINDOW = 64;
-/** Bytes per request: OpenSSH sftp's default buffer; every server takes it (ssh2's own cap is below for non-OpenSSH). */
-export const CHUNK = 32 * 1024;
+/**
+ * Bytes per request at most; the server's own cap applies below it (Connection.maxReadLen /
+ * maxWriteLen: OpenSSH says 255 KB through limits@openssh.com, any other server gets ssh2's
+ * 31,952). Every request costs the same work in ssh2, in the server and here whatever its size:
+ * 200 MB in 32 KB requests took ~1.5x the CPU of 255 KB ones (issue 11).
+ */
+export const CHUNK = 255 * 1024;
+
+/** Requests of `chunk` bytes in flight: IN_FLIGHT bytes, at most WINDOW requests, at least 1. */
+export function windowFor(chunk: number): number {
+  return Math.max(1, Math.min(WINDOW, Math.floor(IN_FLIGHT / chunk)));
+}
 
 /**
  * A signal for one transfer's requests, fired with `outer`: each request in flight listens to it
@@ -28,9 +45,10 @@ function transferSignal(outer: AbortSignal): { signal: AbortSignal; release: () 
 }
 
 /**
- * Writes `chunks` at consecutive offsets from 0, up to WINDOW WRITEs in flight; resolves with the
- * byte count once every WRITE was acknowledged, rejects with the first failure. A chunk is taken
- * from `chunks` only when there is room in the window: the package is never buffered whole.
+ * Writes `chunks` at consecutive offsets from 0, up to IN_FLIGHT bytes of WRITEs in flight;
+ * resolves with the byte count once every WRITE was acknowledged, rejects with the first failure.
+ * A chunk is taken from `chunks` only when there is room in the window: the package is never
+ * buffered whole.
  */
 export async function writePipelined(
   conn: Connection,
@@ -57,6 +75,7 @@ async function writeWindow(
   signal: AbortSignal,
 ): Promise<number> {
   const chunk = Math.min(CHUNK, conn.maxWriteLen);
+  const window = windowFor(chunk);
   const inFlight = new Set<Promise<void>>();
   let failure: { err: unknown } | undefined;
   /** The first failure, rethrown (a function: TypeScript cannot see the callbacks set it). */
@@ -78,18 +97,41 @@ async function writeWindow(
       );
     inFlight.add(request);
   };
-  for await (const buf of chunks) {
-    for (let i = 0; i < buf.length; i += chunk) {
+  /** Waits for room in the window; then `piece` goes out at the next offset. */
+  const push = async (piece: Buffer) => {
+    check();
+    while (inFlight.size >= window) {
+      await Promise.race(inFlight);
       check();
-      while (inFlight.size >= WINDOW) {
-        await Promise.race(inFlight);
-        check();
+    }
+    send(piece, offset);
+    offset += piece.length;
+  };
+  // WRITEs of `chunk` bytes, whatever sizes the source reads in (64 KB from a file): pieces of the
+  // source's buffers where they hold a whole request, copied together where they do not
+  let gather: Buffer | undefined;
+  let gathered = 0;
+  for await (const buf of chunks) {
+    let i = 0;
+    while (i < buf.length) {
+      if (gathered === 0 && buf.length - i >= chunk) {
+        await push(buf.subarray(i, i + chunk));
+        i += chunk;
+        continue;
       }
-      const piece = buf.subarray(i, Math.min(i + chunk, buf.length));
-      send(piece, offset);
-      offset += piece.length;
+      gather ??= Buffer.allocUnsafe(chunk);
+      const n = buf.copy(gather, gathered, i, Math.min(buf.length, i + chunk - gathered));
+      gathered += n;
+      i += n;
+      if (gathered === chunk) {
+        const full = gather;
+        gather = undefined;
+        gathered = 0;
+        await push(full);
+      }
     }
   }
+  if (gathered > 0) await push(gather!.subarray(0, gathered));
   await Promise.all(inFlight);
   check();
   return offset;
@@ -103,8 +145,8 @@ interface Slot {
 }
 
 /**
- * Exactly `size` bytes of an open handle, up to WINDOW READs in flight, delivered in order. One
- * more READ at `size`, sent along with the last ones, must answer EOF: a file longer than listed
+ * Exactly `size` bytes of an open handle, up to IN_FLIGHT bytes of READs in flight, delivered in
+ * order. One more READ at `size`, sent along with the last ones, must answer EOF: a file longer than listed
  * is 'busy' (still being written), as one that ends early is. The handle is closed (CLOSE sent,
  * not awaited) as soon as the last answer is in, before the stream ends, so a reader that removes
  * the file next finds it closed on servers that answer in order (Windows refuses to delete an
@@ -120,6 +162,7 @@ export function readPipelined(
 ): Readable {
   const { signal, release } = transferSignal(outer);
   const chunk = Math.min(CHUNK, conn.maxReadLen);
+  const window = windowFor(chunk);
   const slots: Slot[] = [];
   let next = 0;
   let eof: Promise<Buffer> | undefined;
@@ -142,7 +185,7 @@ export function readPipelined(
     return p;
   };
   const fill = () => {
-    while (slots.length < WINDOW && next < size) {
+    while (slots.length < window && next < size) {
       const len = Math.min(chunk, size - next);
       slots.push({ at: next, len, result: read(next, len) });
       next += len;
