@@ -5,9 +5,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
+import { once } from 'node:events';
+import { corkEachTick } from '../transports/sftp/connection.js';
 import { createSftpTransport } from '../transports/sftp/index.js';
 import { IN_FLIGHT, WINDOW } from '../transports/sftp/pipeline.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry, Source } from '../transports/types.js';
@@ -266,3 +269,48 @@ async function workConcurrently(source: Source, entries: RemoteEntry[], parallel
   );
   return got;
 }
+
+describe('sftp socket writes', () => {
+  it('the pieces written in one turn of the event loop go to the kernel in one call, in order', async () => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const received: Buffer[] = [];
+    let peer: Socket | undefined;
+    server.on('connection', (s: Socket) => {
+      peer = s;
+      s.on('data', (d: Buffer) => received.push(d));
+    });
+    const { port } = server.address() as { port: number };
+    const sock = connect(port, '127.0.0.1');
+    await once(sock, 'connect');
+    sock.setNoDelay(true); // as ssh2's socket is (connection.ts)
+    corkEachTick(sock);
+    // what reaches libuv: one call per write, or the corked ones together
+    const calls: number[] = [];
+    const internal = sock as unknown as {
+      _write: (...a: unknown[]) => void;
+      _writev: (chunks: unknown[], ...a: unknown[]) => void;
+    };
+    const write1 = internal._write.bind(sock);
+    const writev = internal._writev.bind(sock);
+    internal._write = (...a) => (calls.push(1), write1(...a));
+    internal._writev = (chunks, ...a) => (calls.push(chunks.length), writev(chunks, ...a));
+    try {
+      const pieces = Array.from({ length: 12 }, (_, i) => Buffer.from(`piece ${i};`));
+      for (const p of pieces.slice(0, 8)) sock.write(p); // one turn: an SSH packet in 3-4 pieces, twice
+      await new Promise((r) => setImmediate(r));
+      for (const p of pieces.slice(8)) sock.write(p); // the next turn: a batch of its own
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(calls, [8, 4]);
+      const all = Buffer.concat(pieces);
+      for (let i = 0; i < 200 && Buffer.concat(received).length < all.length; i++)
+        await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(Buffer.concat(received), all);
+    } finally {
+      sock.destroy();
+      peer?.destroy();
+      server.close();
+    }
+  });
+});
