@@ -163,6 +163,10 @@ describe('sftp with requests in flight', () => {
       assert.deepEqual(await readAll(await source.open(b!, signal())), big);
       const inFlight = server.stats.maxInFlight.READ ?? 0;
       assert.ok(inFlight > 1 && inFlight <= WINDOW + 1, `READs in flight at once: ${inFlight}`);
+      // the channel's window was opened beyond ssh2's 2 MB before the READs went out, and kept
+      // open: the server never had to hold an answer back for an adjustment to come
+      const room = server.stats.minReadWindow ?? 0;
+      assert.ok(room >= 4 * 1024 * 1024, `the window left ${room} bytes at a READ's answer`);
       await source.acknowledge(b!, signal());
       assert.deepEqual(await readdir(remotePath(server)), []);
     } finally {

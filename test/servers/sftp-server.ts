@@ -77,6 +77,8 @@ export interface SftpServerStats {
   requests: Record<string, number>;
   /** The most requests of a type (`*`: of any type) that were waiting for their answer at the same time. */
   maxInFlight: Record<string, number>;
+  /** The least room the client's receive window left when a READ was answered (bytes; null before any). */
+  minReadWindow: number | null;
 }
 
 export interface SftpTestServer {
@@ -159,6 +161,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
     readdirCalls: 0,
     requests: {},
     maxInFlight: {},
+    minReadWindow: null,
   };
   const live = new Set<Connection>();
   const sockets = new Set<Socket>();
@@ -224,7 +227,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
     let bytesRead = 0;
     let bytesWritten = 0;
     const internal = sftp as unknown as {
-      outgoing: { id: number };
+      outgoing: { id: number; window: number };
       _protocol: { channelData(id: number, data: Buffer): void };
     };
     if (options.openSshExtensions || options.limits) {
@@ -324,6 +327,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
         const { bytesRead: n } = await h.fd.read(buf, 0, want, offset);
         bytesRead -= want - n;
         if (n === 0) return sftp.status(reqid, STATUS_CODE.EOF);
+        stats.minReadWindow = Math.min(stats.minReadWindow ?? Infinity, internal.outgoing.window);
         sftp.data(reqid, buf.subarray(0, n));
       }),
     );

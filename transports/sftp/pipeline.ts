@@ -174,6 +174,8 @@ export function readPipelined(
     void conn.closeHandleQuietly(handle);
   };
   const read = (at: number, len: number): Promise<Buffer> => {
+    // the server never waits for the channel's window to answer what is asked (connection.ts)
+    conn.openReceiveWindow();
     const p = conn.call<Buffer>(`${what}`, ms, signal, 'read', (s, cb) =>
       // ssh2 answers EOF with (undefined, 0): no bytes. Not zero-filled: only the `n` bytes the
       // server sent (copied in by ssh2) are ever looked at
