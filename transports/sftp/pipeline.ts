@@ -108,30 +108,31 @@ async function writeWindow(
     offset += piece.length;
   };
   // WRITEs of `chunk` bytes, whatever sizes the source reads in (64 KB from a file): pieces of the
-  // source's buffers where they hold a whole request, copied together where they do not
-  let gather: Buffer | undefined;
-  let gathered = 0;
+  // source's buffers where they hold a whole request, joined (one copy, of the request's size)
+  // where they do not; a package smaller than a request goes as the source read it, uncopied
+  let pending: Buffer[] = [];
+  let pendingLen = 0;
   for await (const buf of chunks) {
     let i = 0;
     while (i < buf.length) {
-      if (gathered === 0 && buf.length - i >= chunk) {
+      if (pendingLen === 0 && buf.length - i >= chunk) {
         await push(buf.subarray(i, i + chunk));
         i += chunk;
         continue;
       }
-      gather ??= Buffer.allocUnsafe(chunk);
-      const n = buf.copy(gather, gathered, i, Math.min(buf.length, i + chunk - gathered));
-      gathered += n;
-      i += n;
-      if (gathered === chunk) {
-        const full = gather;
-        gather = undefined;
-        gathered = 0;
+      const take = Math.min(buf.length - i, chunk - pendingLen);
+      pending.push(buf.subarray(i, i + take));
+      pendingLen += take;
+      i += take;
+      if (pendingLen === chunk) {
+        const full = Buffer.concat(pending, chunk);
+        pending = [];
+        pendingLen = 0;
         await push(full);
       }
     }
   }
-  if (gathered > 0) await push(gather!.subarray(0, gathered));
+  if (pendingLen > 0) await push(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen));
   await Promise.all(inFlight);
   check();
   return offset;
