@@ -205,6 +205,28 @@ describe('sftp with requests in flight', () => {
     }
   });
 
+  it('a server that answers less than a READ asks gets smaller READs from then on, more of them in flight', async () => {
+    // as an OpenSSH before limits@openssh.com does: ssh2 asks 254 KB of it, it answers 64 KB
+    const server = await start({
+      limits: { maxReadLen: OPENSSH_CHUNK, maxWriteLen: OPENSSH_CHUNK },
+      readAnswerMax: 64 * 1024,
+    });
+    await mkdir(remotePath(server), { recursive: true });
+    const bytes = randomBytes(6 * 1024 * 1024 + 5);
+    await writeFile(remotePath(server, 'c.xml'), bytes);
+    const source = await transportFor(server).openSource(endpoint(), signal());
+    try {
+      const [entry] = await source.list(signal());
+      assert.deepEqual(await readAll(await source.open(entry!, signal())), bytes);
+      // 2 MB of 64 KB answers in flight once the first short answer came, not 8 of them
+      const inFlight = server.stats.maxInFlight.READ ?? 0;
+      assert.ok(inFlight > OPENSSH_WINDOW + 1, `READs in flight at once: ${inFlight}`);
+      assert.ok(inFlight <= WINDOW + OPENSSH_WINDOW + 1, `READs in flight at once: ${inFlight}`);
+    } finally {
+      await source.close();
+    }
+  });
+
   for (const ack of ['delete', 'move'] as const) {
     it(`the source declares parallel and ${parallelName(ack)}`, async () => {
       const server = await start();

@@ -34,6 +34,8 @@ export interface SftpServerOptions {
    * WRITEs); without it ssh2's client keeps to ~31 KB per request on a server that is not OpenSSH.
    */
   limits?: { maxReadLen: number; maxWriteLen: number };
+  /** Answer at most this many bytes per READ, whatever was asked (older OpenSSH: 64 KB). */
+  readAnswerMax?: number;
   /** Stop answering READ once this many bytes were served on a connection (the session stays up). */
   stallReadsAfterBytes?: number;
   /** Stop answering WRITE once this many bytes were written on a connection. */
@@ -319,7 +321,7 @@ export async function startSftpServer(options: SftpServerOptions = {}): Promise<
           await new Promise((r) => setTimeout(r, drip.everyMs));
           if (!handles.has(handle.readUInt32BE())) return; // the client went meanwhile
         }
-        const want = drip ? Math.min(length, drip.bytes ?? 1) : length;
+        const want = Math.min(drip ? Math.min(length, drip.bytes ?? 1) : length, options.readAnswerMax ?? Infinity);
         const buf = Buffer.alloc(want);
         // counted as the request is taken, not once the disk answered: a client with many READs in
         // flight meets the stall where a client with one at a time does

@@ -25,6 +25,9 @@ export const WINDOW = 64;
  */
 export const CHUNK = 255 * 1024;
 
+/** The least a READ asks for after short answers (a server that answers 1 byte at a time). */
+const MIN_CHUNK = 4096;
+
 /** Requests of `chunk` bytes in flight: IN_FLIGHT bytes, at most WINDOW requests, at least 1. */
 export function windowFor(chunk: number): number {
   return Math.max(1, Math.min(WINDOW, Math.floor(IN_FLIGHT / chunk)));
@@ -162,8 +165,8 @@ export function readPipelined(
   outer: AbortSignal,
 ): Readable {
   const { signal, release } = transferSignal(outer);
-  const chunk = Math.min(CHUNK, conn.maxReadLen);
-  const window = windowFor(chunk);
+  let chunk = Math.min(CHUNK, conn.maxReadLen);
+  let window = windowFor(chunk);
   const slots: Slot[] = [];
   let next = 0;
   let eof: Promise<Buffer> | undefined;
@@ -204,10 +207,17 @@ export function readPipelined(
         if (got.length === 0) {
           throw new TransportError('busy', `${what}: the file ended after ${slot.at} bytes, ${size} listed`);
         }
-        // a short answer: the rest of this range is asked for next, ahead of everything queued
+        // a short answer: the rest of this range is asked for next, ahead of everything queued;
+        // and what the server answers at most is what is asked from now on, more requests of it
+        // in flight (an OpenSSH before limits@openssh.com answers 64 KB of the 254 KB ssh2 asks:
+        // 8 requests in flight would keep 512 KB moving, not 2 MB)
         if (got.length < slot.len) {
           const at = slot.at + got.length;
           slots.unshift({ at, len: slot.len - got.length, result: read(at, slot.len - got.length) });
+          if (got.length < chunk) {
+            chunk = Math.max(got.length, MIN_CHUNK);
+            window = windowFor(chunk);
+          }
         }
         fill();
         if (slots.length === 0) {
