@@ -3,7 +3,7 @@
 // those times as it judges MLSD ones. Against the in-process ftp-srv, which has MDTM and no MLSD,
 // as vsftpd: the commands it receives are counted (LIST, MDTM), never timed.
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -20,7 +20,7 @@ import { testEndpoint } from './helpers/endpoint.js';
 import { withinBudget } from '../transports/times.js';
 import type { FtpProfile } from '../transports/types.js';
 import { startFtpServer, type TestFtpServer } from './servers/ftp-server.js';
-import { cdsXml, filesIn, read, sha256 } from './helpers/station.js';
+import { cdsXml, cyclesWhileWrittenBehind, filesIn, read, sha256 } from './helpers/station.js';
 
 const MIN = 60_000;
 const T = { timeout: 60_000 };
@@ -131,42 +131,15 @@ describe('ftp settle by age from MDTM (no MLSD)', () => {
 
   it('a file still being written (its MDTM 10 minutes behind our clock) is never taken part-written', T, async () => {
     const s = await ftpStation('settle: 150ms');
-    const whole = cdsXml('slow', 60);
-    const parts = 12;
-    const step = Math.ceil(whole.length / parts);
-    const p = join(s.exchange, 'slow.xml');
-    const behind = () => {
-      const t = new Date(Date.now() - 10 * MIN);
-      utimesSync(p, t, t);
-    };
-    writeFileSync(p, whole.subarray(0, step));
-    behind();
-    let written = step;
-    const timer = setInterval(() => {
-      if (written >= whole.length) return;
-      appendFileSync(p, whole.subarray(written, written + step));
-      written += step;
-      behind();
-    }, 60);
-    try {
-      let cycles = 0;
-      let delivered = 0;
-      while (written < whole.length) {
-        const r = await s.cycle();
-        cycles++;
-        assert.equal(r.quarantined, 0, 'nothing part-written was fetched');
-        delivered += r.delivered;
-        if (r.delivered > 0) assert.equal(sha256(read(s.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
-      }
-      assert.ok(cycles >= 2, `ran ${cycles} cycles while the writer wrote`);
-      clearInterval(timer);
-      if (delivered === 0) assert.equal((await s.cycle()).delivered, 1);
-      assert.equal(sha256(read(s.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
-      assert.ok(s.count('MDTM') >= 1, 'its time was asked');
-      assert.ok(s.count('LIST') >= 2 * cycles, 'and every cycle listed twice all the same');
-    } finally {
-      clearInterval(timer);
-    }
+    const cycles = await cyclesWhileWrittenBehind({
+      path: join(s.exchange, 'slow.xml'),
+      whole: cdsXml('slow', 60),
+      behindMs: 10 * MIN,
+      cycle: () => s.cycle(),
+      delivered: () => read(s.inbox, 'slow.xml'),
+    });
+    assert.ok(s.count('MDTM') >= 1, 'its time was asked');
+    assert.ok(s.count('LIST') >= 2 * cycles, 'and every cycle listed twice all the same');
   });
 
   it('"clockSkew: off" sends no MDTM and lists twice', T, async () => {

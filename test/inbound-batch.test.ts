@@ -5,14 +5,22 @@
 // delivered, one duplicate), bytes identical, maxPerCycle exact, and the work really grouped and
 // concurrent (counted: transactions, opens in flight).
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { RouteConfig } from '../agent/config.js';
 import type { Ledger } from '../store/ledger.js';
 import { createLanTransport } from '../transports/lan/index.js';
 import type { LanProfile, RemoteEntry, Source, Transport } from '../transports/types.js';
-import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
+import {
+  cdsXml,
+  cyclesWhileWrittenBehind,
+  filesIn,
+  makeStation,
+  read,
+  sha256,
+  type Station,
+} from './helpers/station.js';
 
 let st: Station | undefined;
 afterEach(() => {
@@ -311,48 +319,20 @@ describe('inbound groups: concurrency and group commit', () => {
   });
 
   it('settle by age: a file still being written on a server whose clock is 10 minutes behind is never taken part-written', async () => {
-    st = makeStation({ top: 'settle: 150ms' });
+    const station = makeStation({ top: 'settle: 150ms' });
+    st = station;
     const lan = lanWith({});
-    const agent = st.agent({ transportFor: lan.transportFor });
-    const whole = cdsXml('slow', 60);
-    const parts = 12;
-    const step = Math.ceil(whole.length / parts);
-    const p = join(st.exchange, 'slow.xml');
-    // the writer's times are ten minutes behind ours, as a server's clock that is behind
-    const behind = () => {
-      const t = new Date(Date.now() - 10 * MIN);
-      utimesSync(p, t, t);
-    };
-    writeFileSync(p, whole.subarray(0, step));
-    behind();
-    let written = step;
-    const timer = setInterval(() => {
-      if (written >= whole.length) return;
-      appendFileSync(p, whole.subarray(written, written + step));
-      written += step;
-      behind();
-    }, 60);
+    const agent = station.agent({ transportFor: lan.transportFor });
     try {
-      let cycles = 0;
-      let delivered = 0;
-      while (written < whole.length) {
-        const [r] = await agent.runOnce(['import']);
-        cycles++;
-        assert.equal(r!.quarantined, 0, 'nothing part-written was fetched');
-        delivered += r!.delivered;
-        // the writer may finish during a cycle's settle: then the file may go, but only whole
-        if (r!.delivered > 0) assert.equal(sha256(read(st.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
-      }
-      assert.ok(cycles >= 2, `ran ${cycles} cycles while the writer wrote`);
-      clearInterval(timer);
-      if (delivered === 0) {
-        const [done] = await agent.runOnce(['import']);
-        assert.equal(done!.delivered, 1);
-      }
-      assert.equal(sha256(read(st.inbox, 'slow.xml')), sha256(whole), 'delivered whole');
-      assert.deepEqual(filesIn(st.exchange), []);
+      await cyclesWhileWrittenBehind({
+        path: join(station.exchange, 'slow.xml'),
+        whole: cdsXml('slow', 60),
+        behindMs: 10 * MIN,
+        cycle: async () => (await agent.runOnce(['import']))[0]!,
+        delivered: () => read(station.inbox, 'slow.xml'),
+      });
+      assert.deepEqual(filesIn(station.exchange), []);
     } finally {
-      clearInterval(timer);
       agent.close();
     }
   });
