@@ -19,6 +19,7 @@ import { Scheduler } from '../agent/scheduler.js';
 import { Ledger } from '../store/ledger.js';
 import { LOCK_RENEW_MS, LOCK_STALE_MS, RouteLock, holderGone } from '../store/lock.js';
 import {
+  answerWithin,
   formatRate,
   IdleWatch,
   MIN_RATE_WINDOW_MS,
@@ -214,6 +215,55 @@ function watched(ms: number, signal = new AbortController().signal) {
   input.pipe(watch);
   return { watch, input, seen };
 }
+
+describe('answerWithin (fake clock): a callback request under the deadline', () => {
+  it("fires at the deadline in withDeadline's words, and its cleanup runs once", async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let cleanups = 0;
+    let answer: ((err: unknown, value?: string) => void) | undefined;
+    const call = track(
+      answerWithin<string>('read /in/a.xml', MINUTE, new AbortController().signal, (settle) => {
+        answer = settle;
+        return () => cleanups++;
+      }),
+    );
+    t.mock.timers.tick(MINUTE - 1);
+    await flush();
+    assert.equal(call.state, 'pending', 'still waiting at 59.999 s');
+    t.mock.timers.tick(1);
+    await flush();
+    assert.equal(call.state, 'rejected');
+    assert.equal(codeOf(call.error), 'timeout');
+    assert.equal(messageOf(call.error), 'read /in/a.xml: no answer within 1m');
+    answer!(null, 'late'); // a late answer changes nothing
+    await flush();
+    assert.equal(cleanups, 1);
+  });
+
+  it('an answer, an abort and an answer given while sending each settle it once, cleanup included', async () => {
+    let cleanups = 0;
+    const answered = await answerWithin<string>('stat /in', MINUTE, new AbortController().signal, (settle) => {
+      setImmediate(() => settle(null, 'ok'));
+      return () => cleanups++;
+    });
+    assert.equal(answered, 'ok');
+    const ctl = new AbortController();
+    const aborted = track(
+      answerWithin<string>('stat /in', MINUTE, ctl.signal, () => () => {
+        cleanups++;
+      }),
+    );
+    ctl.abort();
+    await flush();
+    assert.equal(codeOf(aborted.error), 'aborted');
+    const atOnce = await answerWithin<string>('stat /in', MINUTE, new AbortController().signal, (settle) => {
+      settle(null, 'at once');
+      return () => cleanups++;
+    });
+    assert.equal(atOnce, 'at once');
+    assert.equal(cleanups, 3, 'each cleanup ran once');
+  });
+});
 
 describe('IdleWatch (fake clock)', () => {
   it('no byte at all: alive at 59.999 s, fails with timeout at 60 s', async (t) => {

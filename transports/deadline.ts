@@ -20,6 +20,48 @@ export async function withDeadline<T>(
 }
 
 /**
+ * withDeadline for a request that takes no signal and answers by callback (ssh2's SFTP requests:
+ * it cannot take one back): the same deadline, abort and words, without an AbortController and a
+ * race per request (a transfer sends thousands). `start` sends the request and hands its answer to
+ * `settle` (also callable from elsewhere, e.g. when the connection is lost); what it returns is
+ * run once the request has settled, however.
+ */
+export function answerWithin<T>(
+  what: string,
+  ms: number,
+  outer: AbortSignal,
+  start: (settle: (err: unknown, value?: T) => void) => (() => void) | undefined,
+): Promise<T> {
+  if (outer.aborted) return Promise.reject(new TransportError('aborted', `${what}: aborted`));
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    let cleanup: (() => void) | undefined;
+    const settle = (err: unknown, value?: T) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      outer.removeEventListener('abort', onAbort);
+      cleanup?.();
+      if (err) reject(err);
+      else resolve(value as T);
+    };
+    const timer = setTimeout(
+      () => settle(new TransportError('timeout', `${what}: no answer within ${formatMs(ms)}`)),
+      ms,
+    );
+    const onAbort = () => settle(new TransportError('aborted', `${what}: aborted`));
+    outer.addEventListener('abort', onAbort, { once: true });
+    try {
+      cleanup = start(settle);
+    } catch (err) {
+      settle(err ?? new Error(`${what}: failed`));
+    }
+    // settled while `start` ran: its cleanup was not known to settle yet
+    if (settled) cleanup?.();
+  });
+}
+
+/**
  * Like withDeadline, for a whole job of several requests (each under its own deadline): the job
  * as a whole must be done within `ms` ("not done within 3m" rather than "no answer").
  */

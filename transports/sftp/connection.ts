@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import type { Client, ConnectConfig, SFTPWrapper } from 'ssh2';
 import SftpClient from 'ssh2-sftp-client';
 import { exactLength, watched } from '../common/streams.js';
-import { formatMs, withDeadline, type MinRate } from '../deadline.js';
+import { answerWithin, withDeadline, type MinRate } from '../deadline.js';
 import { TransportError } from '../errors.js';
 import type { SftpProfile } from '../types.js';
 import { classify, connectError, type Level, type RequestKind } from './errors.js';
@@ -156,9 +156,8 @@ export class Connection {
   }
 
   /**
-   * Runs one SFTP request under the deadline; a timeout or abort ends the connection. The same
-   * deadline as withDeadline's (and its words), without an AbortController and a race per request:
-   * the request takes no signal (ssh2 cannot take one back), and a transfer sends thousands of them.
+   * Runs one SFTP request under the deadline (answerWithin: no AbortController and race per
+   * request, a transfer sends thousands); a timeout or abort ends the connection.
    */
   async call<T>(
     what: string,
@@ -169,31 +168,15 @@ export class Connection {
   ): Promise<T> {
     if (this.lost) throw new TransportError('network', `${what}: ${this.lost.message}`);
     try {
-      if (signal.aborted) throw new TransportError('aborted', `${what}: aborted`);
-      return await new Promise<T>((resolve, reject) => {
-        let settled = false;
-        const settle = (err: unknown, value?: T) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
-          this.waiters.delete(onLost);
-          if (err) reject(err);
-          else resolve(value as T);
-        };
-        const timer = setTimeout(
-          () => settle(new TransportError('timeout', `${what}: no answer within ${formatMs(ms)}`)),
-          ms,
-        );
-        const onAbort = () => settle(new TransportError('aborted', `${what}: aborted`));
+      return await answerWithin<T>(what, ms, signal, (settle) => {
         const onLost = (err: TransportError) => settle(err);
-        signal.addEventListener('abort', onAbort, { once: true });
         this.waiters.add(onLost);
         try {
           fn(this.sftp, (err, value) => settle(err ?? undefined, value));
         } catch (err) {
           settle(err ?? new Error(`${what}: failed`));
         }
+        return () => this.waiters.delete(onLost);
       });
     } catch (err) {
       throw this.failure(err, what, kind);
