@@ -138,7 +138,7 @@ export async function copyChecked(
       created = true;
       out = await fsp.open(dest, 'w', opts.mode ?? 0o666); // an empty file
     }
-    await (out as FileHandle).sync();
+    await out.sync();
     keep = true;
     return { size, sha256: hash.digest('hex'), refused: null, tooLong: false };
   } finally {
@@ -147,7 +147,7 @@ export async function copyChecked(
     await writing?.catch(() => undefined);
     // closed before we return: on Windows an open handle would refuse the outbox file's removal
     await input?.close().catch(() => undefined);
-    await (out as FileHandle | undefined)?.close().catch(() => undefined);
+    await out?.close().catch(() => undefined);
     if (created && !keep) await fsp.rm(dest, { force: true }).catch(() => undefined);
   }
 }
