@@ -56,6 +56,28 @@ describe('copyChecked', () => {
     });
   }
 
+  it('a large file goes through three buffers in turn: the memory held is bounded, and a chunk is checked while the next is read and the one before written', async () => {
+    const size = 6 * CHUNK_BYTES + 7;
+    const bytes = randomBytes(size);
+    const src = join(dir, 'src');
+    writeFileSync(src, bytes);
+    const held: ArrayBufferLike[] = [];
+    const check: CopyCheck = {
+      write(chunk) {
+        held.push(chunk.buffer);
+        return null;
+      },
+      end: () => null,
+    };
+    const copy = await copyChecked(src, join(dir, 'dest'), { check, maxBytes: size });
+    assert.equal(copy.sha256, sha256(bytes));
+    assert.ok(readFileSync(join(dir, 'dest')).equals(bytes));
+    assert.equal(held.length, 7);
+    assert.equal(new Set(held).size, 3, 'three buffers whatever the size');
+    // chunk k's buffer is neither k-1's (being written) nor k+1's (being read)
+    for (let k = 2; k < held.length; k++) assert.equal(new Set(held.slice(k - 2, k + 1)).size, 3, `chunk ${k}`);
+  });
+
   it('longer than listed (grown since): tooLong, no copy left', async () => {
     for (const size of [1000, 2 * CHUNK_BYTES + 7]) {
       const src = join(dir, `grown-${size}`);
