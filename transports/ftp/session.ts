@@ -287,7 +287,13 @@ export class FtpSession {
    * probe files. The listing is counted as it arrives (common/listing.ts): past a cap it is
    * refused with 'protocol', and the connection goes with the transfer that was cut.
    */
-  async listHere(dir: string, what: string, signal: AbortSignal, all = false): Promise<RemoteEntry[]> {
+  async listHere(
+    dir: string,
+    what: string,
+    signal: AbortSignal,
+    all = false,
+    printed?: Map<string, string>,
+  ): Promise<RemoteEntry[]> {
     const infos = await this.infosHere(dir, what, signal);
     const entries: RemoteEntry[] = [];
     for (const info of infos) {
@@ -296,7 +302,9 @@ export class FtpSession {
       if (!all && !isVisible(name)) continue;
       const entry: RemoteEntry = { name, size: info.size, ref: name };
       // only MLSD gives a real timestamp; LIST's `May 11 08:01` has no year, zone or seconds
+      // (`printed` gets it as printed, by ref: listtimes.ts makes it a time with one MDTM)
       if (info.modifiedAt && !Number.isNaN(info.modifiedAt.getTime())) entry.modifiedAt = info.modifiedAt;
+      else if (printed && info.rawModifiedAt) printed.set(entry.ref, info.rawModifiedAt);
       entries.push(entry);
     }
     return entries;

@@ -9,6 +9,7 @@ import { TransportError } from '../errors.js';
 import { withinBudget, type RemoteTimes } from '../times.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
 import { KeyedQueue, MAX_LANES, type Held, type Lanes } from './lane.js';
+import { latestMoment, listClock, zoneOffset } from './listtimes.js';
 import { inDir, type FtpSession } from './session.js';
 import { download } from './transfer.js';
 
@@ -31,7 +32,10 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
       try {
         await session.ready(sig);
         await session.enterDir(dir, true, sig);
-        return await session.listHere(dir, what, sig);
+        const printed = new Map<string, string>();
+        const entries = await session.listHere(dir, what, sig, false, printed);
+        await timesFromListing(session, dir, entries, printed, sig);
+        return entries;
       } catch (err) {
         throw session.classify(err, what, { missing: 'unavailable' });
       } finally {
@@ -168,6 +172,50 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
       return Promise.resolve();
     },
   } satisfies Source & RemoteTimes;
+}
+
+/** Entries of one listing whose MDTM calibrates its printed times (listtimes.ts): the first and the last. */
+const SAMPLES = 2;
+
+/**
+ * The times of `entries` that have none, from the times the listing printed (`printed`, by ref),
+ * once MDTM of up to SAMPLES of them has said how far the listing's clock is from UTC and they
+ * agree (listtimes.ts): one or two round trips for the listing instead of one per entry. Without
+ * MDTM in FEAT, or when the samples do not settle it, nothing is set (times() asks per entry).
+ */
+async function timesFromListing(
+  session: FtpSession,
+  dir: string,
+  entries: RemoteEntry[],
+  printed: ReadonlyMap<string, string>,
+  sig: AbortSignal,
+): Promise<void> {
+  if (!session.hasMdtm || printed.size === 0) return;
+  const recent = entries.filter((e) => listClock(printed.get(e.ref))?.hour !== undefined);
+  if (recent.length === 0) return;
+  const samples = recent.length <= SAMPLES ? recent : [recent[0]!, recent[recent.length - 1]!];
+  let offset: number | null = null;
+  for (const e of samples) {
+    let file: string;
+    try {
+      file = inDir(dir, plainName(e.ref, 'entry'));
+      session.wire.out(file, 'name');
+    } catch {
+      return; // a name we could not ask about (the pipeline judges the name itself)
+    }
+    const t = await session.modifiedAt(file, `time of ${file}`, sig);
+    const o = t ? zoneOffset(listClock(printed.get(e.ref))!, t) : null;
+    if (o === null || (offset !== null && o !== offset)) return;
+    offset = o;
+  }
+  if (offset === null) return;
+  const now = Date.now();
+  for (const e of entries) {
+    if (e.modifiedAt !== undefined) continue;
+    const c = listClock(printed.get(e.ref));
+    const t = c && latestMoment(c, offset, now);
+    if (t) e.modifiedAt = t;
+  }
 }
 
 /**
