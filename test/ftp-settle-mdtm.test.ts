@@ -1,7 +1,10 @@
 // Settle by age over FTP without MLSD (issue 11): LIST gives no usable time, so the pipeline asks
-// MDTM for the entries that have none (transports/times.ts, agent/inbound/settled.ts) and judges
-// those times as it judges MLSD ones. Against the in-process ftp-srv, which has MDTM and no MLSD,
-// as vsftpd: the commands it receives are counted (LIST, MDTM), never timed.
+// the source for the times of the entries that have none (transports/times.ts,
+// agent/inbound/settled.ts) and judges those times as it judges MLSD ones. The source reads the
+// times a Unix LIST printed once MDTM of one or two entries has said the listing's zone
+// (transports/ftp/listtimes.ts), and asks MDTM per entry when it cannot (a DOS listing). Against
+// the in-process ftp-srv, which has MDTM and no MLSD, as vsftpd: the commands it receives are
+// counted (LIST, MDTM), never timed.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +15,7 @@ import { parseConfig } from '../agent/config.js';
 import { createLogger } from '../agent/log.js';
 import { createFtpTransport } from '../transports/ftp/index.js';
 import { Lanes } from '../transports/ftp/lane.js';
+import { latestMoment, listClock, zoneOffset } from '../transports/ftp/listtimes.js';
 import { FtpSession, mdtmTime, tlsOptionsFor } from '../transports/ftp/session.js';
 import { ftpSource } from '../transports/ftp/source.js';
 import { wireFor } from '../transports/ftp/wire.js';
@@ -19,7 +23,7 @@ import { TransportError } from '../transports/errors.js';
 import { testEndpoint } from './helpers/endpoint.js';
 import { withinBudget } from '../transports/times.js';
 import type { FtpProfile } from '../transports/types.js';
-import { startFtpServer, type TestFtpServer } from './servers/ftp-server.js';
+import { startFtpServer, type FtpServerOptions, type TestFtpServer } from './servers/ftp-server.js';
 import { cdsXml, cyclesWhileWrittenBehind, filesIn, read, sha256 } from './helpers/station.js';
 
 const MIN = 60_000;
@@ -45,9 +49,13 @@ afterEach(async () => {
  * A station whose in-route takes /exchange from an ftp-srv (or, `perStation`, every folder of
  * /from-stations into ./inbox/{station}); `top` is extra top-level YAML.
  */
-async function ftpStation(top: string, perStation = false): Promise<FtpStation> {
+async function ftpStation(
+  top: string,
+  perStation = false,
+  listTimes?: FtpServerOptions['listTimes'],
+): Promise<FtpStation> {
   const seen: string[] = [];
-  const server = await startFtpServer({ onCommand: (d) => seen.push(d) });
+  const server = await startFtpServer({ onCommand: (d) => seen.push(d), ...(listTimes ? { listTimes } : {}) });
   cleanups.push(() => server.close());
   const dir = mkdtempSync(join(tmpdir(), 'sprelay-mdtm-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -104,9 +112,42 @@ function writeAged(dir: string, name: string, bytes: Buffer, ageMs: number): voi
 }
 
 describe('ftp settle by age from MDTM (no MLSD)', () => {
-  it('files older than settle + clockSkew are taken from one listing, their times asked once each', T, async () => {
-    // settle 10 s: a cycle that slept it would list twice (counted), and asking has 5 s
+  it('files older than settle + clockSkew are taken from one listing, its times read with two MDTM', T, async () => {
+    // settle 10 s: a cycle that slept it would list twice (counted)
     const s = await ftpStation('settle: 10s');
+    const n = 6;
+    for (let i = 0; i < n; i++) writeAged(s.exchange, `old${i}.xml`, cdsXml(`old${i}`), (20 + i) * MIN);
+    const r = await s.cycle();
+    assert.equal(r.error ?? null, null);
+    assert.equal(r.delivered, n);
+    assert.equal(s.count('LIST') + s.count('MLSD'), 1, 'one listing: every time said the file has settled');
+    assert.equal(s.count('MDTM'), 2, "the listing's zone from its first and last entry, not one MDTM per entry");
+    assert.deepEqual(readdirSync(s.exchange), [], 'all acknowledged');
+  });
+
+  it('a listing printed 3 hours ahead of UTC (local time): its zone is taken into account', T, async () => {
+    // read as UTC, these times would be hours in the future: not settled, a second listing
+    const s = await ftpStation('settle: 10s', false, { aheadMinutes: 180 });
+    for (let i = 0; i < 4; i++) writeAged(s.exchange, `old${i}.xml`, cdsXml(`old${i}`), (20 + i) * MIN);
+    const r = await s.cycle();
+    assert.equal(r.delivered, 4);
+    assert.equal(s.count('LIST'), 1, 'settled by the times the listing printed');
+    assert.equal(s.count('MDTM'), 2);
+  });
+
+  it('a listing printed 3 hours behind UTC: a file 5 minutes old is not taken for 3 hours old', T, async () => {
+    // read as UTC, the recent file would look settled; its zone says it is within clockSkew
+    const s = await ftpStation('settle: 300ms', false, { aheadMinutes: -180 });
+    writeAged(s.exchange, 'old.xml', cdsXml('old'), 30 * MIN);
+    writeAged(s.exchange, 'recent.xml', cdsXml('recent'), 5 * MIN);
+    const r = await s.cycle();
+    assert.equal(r.delivered, 2);
+    assert.equal(s.count('LIST'), 2, 'the recent file waited for the second listing');
+  });
+
+  it('a DOS listing (no time to read): MDTM per entry, as many as there are entries', T, async () => {
+    // settle 10 s: a cycle that slept it would list twice (counted), and asking has 5 s
+    const s = await ftpStation('settle: 10s', false, 'dos');
     const n = 6;
     for (let i = 0; i < n; i++) writeAged(s.exchange, `old${i}.xml`, cdsXml(`old${i}`), (20 + i) * MIN);
     const r = await s.cycle();
@@ -153,7 +194,7 @@ describe('ftp settle by age from MDTM (no MLSD)', () => {
 
   it('a budget too small for the entries: MDTM stops early, the rest waits for the second listing', T, async () => {
     // settle 2 ms: half of it is far less than one MDTM round trip per entry for 40 entries
-    const s = await ftpStation('settle: 2ms');
+    const s = await ftpStation('settle: 2ms', false, 'dos');
     const n = 40;
     for (let i = 0; i < n; i++) writeAged(s.exchange, `f${i}.xml`, cdsXml(`f${i}`), 30 * MIN);
     const r = await s.cycle();
@@ -203,7 +244,10 @@ describe('ftp settle by age from MDTM on a per-station office route', () => {
 describe('ftp times on a server that takes one connection only', () => {
   it('the workers waiting for a connection get the one there is: every time asked, none left waiting', T, async () => {
     const seen: number[] = [];
-    const server = await startFtpServer({ onCommand: (d, _a, conn) => d === 'MDTM' && seen.push(conn) });
+    const server = await startFtpServer({
+      onCommand: (d, _a, conn) => d === 'MDTM' && seen.push(conn),
+      listTimes: 'dos', // no times to read: one MDTM per entry
+    });
     cleanups.push(() => server.close());
     const profile: FtpProfile = {
       type: 'ftp',
@@ -359,5 +403,45 @@ describe('MDTM replies and the budget', () => {
       /lost/,
     );
     assert.ok(started.length <= 5, `no question started after the failure: ${started.join(',')}`);
+  });
+});
+
+describe('LIST times made usable by an MDTM (listtimes.ts)', () => {
+  const at = (iso: string) => new Date(iso);
+
+  it('reads `Mon DD HH:MM` and `Mon DD  YYYY`; anything else is no time', () => {
+    assert.deepEqual(listClock('Dec 02 16:13'), { month: 11, day: 2, hour: 16, minute: 13 });
+    assert.deepEqual(listClock('Jun  2  2025'), { month: 5, day: 2, year: 2025 });
+    for (const raw of ['12-02-26 04:13PM', 'Dec 02 25:13', 'Foo 02 16:13', 'Dec 32 16:13', '', undefined])
+      assert.equal(listClock(raw), null, String(raw));
+  });
+
+  it("the listing's zone is whole quarter hours between its minute and the MDTM's; else none", () => {
+    const c = listClock('Dec 02 19:43')!;
+    assert.equal(zoneOffset(c, at('2026-12-02T16:13:59.900Z')), 3.5 * 3_600_000);
+    assert.equal(zoneOffset(listClock('Dec 02 16:13')!, at('2026-12-02T16:13:00Z')), 0);
+    // the file changed between the LIST and the MDTM: not a zone
+    assert.equal(zoneOffset(listClock('Dec 02 16:13')!, at('2026-12-02T16:20:00Z')), null);
+    // more than any zone apart, or only a date printed
+    assert.equal(zoneOffset(listClock('Dec 03 16:13')!, at('2026-12-02T16:13:00Z')), null);
+    assert.equal(zoneOffset(listClock('Dec 02  2026')!, at('2026-12-02T16:13:00Z')), null);
+    // across New Year: the printed date is in the MDTM's next year
+    assert.equal(zoneOffset(listClock('Jan 01 02:00')!, at('2026-12-31T23:00:00Z')), 3 * 3_600_000);
+  });
+
+  it('each time is the latest moment it can stand for: the end of its minute, or of its day', () => {
+    const now = at('2026-12-02T17:00:00Z').getTime();
+    assert.equal(latestMoment(listClock('Dec 02 16:13')!, 0, now)!.toISOString(), '2026-12-02T16:13:59.999Z');
+    assert.equal(
+      latestMoment(listClock('Dec 02 19:13')!, 3 * 3_600_000, now)!.toISOString(),
+      '2026-12-02T16:13:59.999Z',
+    );
+    assert.equal(latestMoment(listClock('Jun 02  2025')!, 0, now)!.toISOString(), '2025-06-02T23:59:59.999Z');
+    // the year nearest our clock: last December seen in January, a server a day ahead in this year
+    const jan = at('2027-01-01T00:30:00Z').getTime();
+    assert.equal(latestMoment(listClock('Dec 31 23:50')!, 0, jan)!.getUTCFullYear(), 2026);
+    assert.equal(latestMoment(listClock('Dec 03 16:13')!, 0, now)!.getUTCFullYear(), 2026);
+    // no year near ours has that date: no time (and no evidence)
+    assert.equal(latestMoment(listClock('Feb 29 10:00')!, 0, now), undefined);
   });
 });

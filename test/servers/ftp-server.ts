@@ -44,6 +44,12 @@ export interface FtpServerOptions {
    * stop coming until the client closes the data connection.
    */
   listing?: { bytes?: number; nameBytes?: number };
+  /**
+   * How LIST prints times: 'dos' (`12-02-26  04:13PM`, IIS style: no time a client can use), or a
+   * Unix listing whose clock is `aheadMinutes` ahead of UTC (a server printing its local time).
+   * Default: ftp-srv's own (Unix, UTC).
+   */
+  listTimes?: 'dos' | { aheadMinutes: number };
   /** Listen (control and passive data ports) on this loopback address instead of 127.0.0.1. */
   host?: string;
   /**
@@ -363,6 +369,7 @@ export async function startFtpServer(opts: FtpServerOptions = {}): Promise<TestF
       pasv_url: (clientIp: string) => opts.pasvHost ?? clientIp,
       tls: security === 'none' ? false : { cert: opts.tls!.certPem, key: opts.tls!.keyPem },
       blacklist: [...(opts.disableEpsv ? ['EPSV'] : []), ...(cp1251 ? ['OPTS'] : [])],
+      ...(opts.listTimes ? { file_format: listLine(opts.listTimes) } : {}),
       log: silentLog,
     } as unknown as ConstructorParameters<typeof FtpSrv>[0]);
     for (const s of SIGNALS) {
@@ -511,4 +518,29 @@ class TestFileSystem extends FileSystem {
     stalled.on('close', () => res.stream.destroy());
     return { stream: stalled, clientPath: res.clientPath };
   }
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/** A LIST line maker for ftp-srv's `file_format` (FtpServerOptions.listTimes). */
+function listLine(
+  how: 'dos' | { aheadMinutes: number },
+): (st: { name: string; size: number; mtime: Date | number; isDirectory(): boolean }) => string {
+  return (st) => {
+    const mtime = new Date(st.mtime).getTime();
+    if (how === 'dos') {
+      const t = new Date(mtime);
+      const h = t.getUTCHours();
+      const date = `${pad2(t.getUTCMonth() + 1)}-${pad2(t.getUTCDate())}-${pad2(t.getUTCFullYear() % 100)}`;
+      const time = `${pad2(h % 12 || 12)}:${pad2(t.getUTCMinutes())}${h < 12 ? 'AM' : 'PM'}`;
+      return `${date}  ${time}  ${st.isDirectory() ? '     <DIR>' : String(st.size).padStart(10)} ${st.name}`;
+    }
+    // as `ls -l`: the time of day for the last six months, else the year
+    const t = new Date(mtime + how.aheadMinutes * 60_000);
+    const recent = Date.now() - mtime < 182 * 24 * 3_600_000;
+    const when = recent ? `${pad2(t.getUTCHours())}:${pad2(t.getUTCMinutes())}` : ` ${t.getUTCFullYear()}`;
+    const date = `${MONTHS[t.getUTCMonth()]} ${pad2(t.getUTCDate())} ${when}`;
+    return `${st.isDirectory() ? 'drwxr-xr-x' : '-rw-r--r--'} 1 1 1 ${String(st.size).padStart(12)} ${date} ${st.name}`;
+  };
 }

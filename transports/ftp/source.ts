@@ -22,6 +22,8 @@ import { download } from './transfer.js';
 export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: string | null): Source & RemoteTimes {
   const moves = new KeyedQueue();
   let moveDirReady = false;
+  /** The times the latest listing printed, by ref (LIST's, which times() can make usable). */
+  let printed: ReadonlyMap<string, string> = new Map();
 
   return {
     parallel: MAX_LANES,
@@ -32,9 +34,9 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
       try {
         await session.ready(sig);
         await session.enterDir(dir, true, sig);
-        const printed = new Map<string, string>();
-        const entries = await session.listHere(dir, what, sig, false, printed);
-        await timesFromListing(session, dir, entries, printed, sig);
+        const times = new Map<string, string>();
+        const entries = await session.listHere(dir, what, sig, false, times);
+        printed = times;
         return entries;
       } catch (err) {
         throw session.classify(err, what, { missing: 'unavailable' });
@@ -44,9 +46,10 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
     },
 
     /**
-     * MDTM for each entry (the times LIST does not give: vsftpd, no MLSD), one after the other on
-     * each of up to `width` lanes (the ones the downloads then use), within `budgetMs` (times.ts);
-     * nothing is asked when FEAT did not list MDTM.
+     * The times LIST does not give (vsftpd, no MLSD): those the listing printed, once MDTM of one
+     * or two of them has said the listing's zone (timesFromListing); else, for the entries left,
+     * MDTM for each, one after the other on each of up to `width` lanes (the ones the downloads
+     * then use), within `budgetMs` (times.ts). Nothing is asked when FEAT did not list MDTM.
      */
     async times(
       entries: readonly RemoteEntry[],
@@ -63,8 +66,11 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
         held.push(first);
         await first.session.ready(sig);
         if (!first.session.hasMdtm) return found;
+        for (const [ref, t] of await timesFromListing(first.session, dir, entries, printed, sig)) found.set(ref, t);
+        const rest = entries.filter((e) => !found.has(e.ref));
+        if (rest.length === 0) return found;
         await withinBudget(
-          entries,
+          rest,
           budgetMs,
           async (entry, lane) => {
             let file: string;
@@ -178,21 +184,21 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
 const SAMPLES = 2;
 
 /**
- * The times of `entries` that have none, from the times the listing printed (`printed`, by ref),
- * once MDTM of up to SAMPLES of them has said how far the listing's clock is from UTC and they
- * agree (listtimes.ts): one or two round trips for the listing instead of one per entry. Without
- * MDTM in FEAT, or when the samples do not settle it, nothing is set (times() asks per entry).
+ * The times of `entries`, by ref, from the times their listing printed (`printed`, by ref), once
+ * MDTM of up to SAMPLES of them has said how far the listing's clock is from UTC and they agree
+ * (listtimes.ts): one or two round trips for the listing instead of one per entry. Empty when the
+ * samples do not settle it (times() then asks per entry). The session is ready and has MDTM.
  */
 async function timesFromListing(
   session: FtpSession,
   dir: string,
-  entries: RemoteEntry[],
+  entries: readonly RemoteEntry[],
   printed: ReadonlyMap<string, string>,
   sig: AbortSignal,
-): Promise<void> {
-  if (!session.hasMdtm || printed.size === 0) return;
+): Promise<Map<string, Date>> {
+  const found = new Map<string, Date>();
   const recent = entries.filter((e) => listClock(printed.get(e.ref))?.hour !== undefined);
-  if (recent.length === 0) return;
+  if (recent.length === 0) return found;
   const samples = recent.length <= SAMPLES ? recent : [recent[0]!, recent[recent.length - 1]!];
   let offset: number | null = null;
   for (const e of samples) {
@@ -201,21 +207,21 @@ async function timesFromListing(
       file = inDir(dir, plainName(e.ref, 'entry'));
       session.wire.out(file, 'name');
     } catch {
-      return; // a name we could not ask about (the pipeline judges the name itself)
+      return found; // a name we could not ask about (the pipeline judges the name itself)
     }
     const t = await session.modifiedAt(file, `time of ${file}`, sig);
     const o = t ? zoneOffset(listClock(printed.get(e.ref))!, t) : null;
-    if (o === null || (offset !== null && o !== offset)) return;
+    if (o === null || (offset !== null && o !== offset)) return found;
     offset = o;
   }
-  if (offset === null) return;
+  if (offset === null) return found;
   const now = Date.now();
   for (const e of entries) {
-    if (e.modifiedAt !== undefined) continue;
     const c = listClock(printed.get(e.ref));
     const t = c && latestMoment(c, offset, now);
-    if (t) e.modifiedAt = t;
+    if (t) found.set(e.ref, t);
   }
+  return found;
 }
 
 /**
