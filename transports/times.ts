@@ -1,6 +1,7 @@
 // An optional capability of a Source: the modification times its listing did not carry, asked
 // one entry at a time (FTP: MDTM on a server whose LIST has no usable time and that has no MLSD,
-// vsftpd). The pipeline asks only when those times could spare it the settle interval's second
+// vsftpd; or the times a Unix LIST printed, once one or two MDTM said the listing's zone:
+// ftp/listtimes.ts). The pipeline asks only when those times could spare it the settle interval's second
 // listing (agent/inbound/settled.ts decides, and judges the times as it judges listed ones).
 // (Kept out of Source in types.ts, as whole.ts is, so that wrappers built field by field stay
 // complete: a wrapper without it simply lists twice.)

@@ -156,8 +156,8 @@ export function writeBenchMd(file: string, info: RunInfo, results: Results): voi
     '  times as a person gets them: the package files are written a minute before each run, as a station exporter leaves them',
     '  before a cron tick, so the outbox takes them at once (settle by age); remote files are written 20 minutes before',
     "  each run, as the office's packages wait for a station's pull: older than settle + clockSkew (15 min), so they are",
-    "  taken from one listing; vsftpd's listing has no file times (no MLSD): sprelay asks MDTM per file, for at most",
-    '  half the settle, and lists twice when the answers do not all come in that time)' +
+    "  taken from one listing; vsftpd's listing has no usable file times (no MLSD): sprelay reads the times LIST prints",
+    '  once MDTM of two files has said their zone (per file only where that fails, for at most half the settle)' +
       (info.notes.length ? '; set beyond the defaults:' : ''),
     ...info.notes.map((n) => `  - ${n}`),
     `- Times: wall time from spawn to exit of each command (Node's start included), median of ${info.runs} run${info.runs === 1 ? '' : 's'};`,
