@@ -3,7 +3,7 @@
 // (so that the suite's outage case can take the server away); the refusals and one agent cycle
 // each way talk to vsftpd directly.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { chown, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +182,89 @@ routes:
         await sink.close();
         await rm(join(ftpRoot, 'again'), { recursive: true, force: true });
       }
+    });
+  });
+
+  describe('ftp (vsftpd): settle by age from the times LIST prints', () => {
+    let dir: string;
+    before(() => {
+      dir = mkdtempSync(join(tmpdir(), 'sprelay-interop-ftp-times-'));
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    /** The commands vsftpd logged (log_ftp_protocol) while `fn` ran, by verb. */
+    const commandsDuring = async (fn: () => Promise<void>): Promise<Map<string, number>> => {
+      const log = need('VSFTPD_LOG');
+      const from = statSync(log).size;
+      await fn();
+      const text = readFileSync(log).subarray(from).toString('utf8');
+      const counts = new Map<string, number>();
+      for (const m of text.matchAll(/FTP command: Client "[^"]*", "([A-Z]+)/g))
+        counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+      return counts;
+    };
+
+    const cycleWith = async (settle: string, files: Map<string, number>) => {
+      const remote = join(ftpRoot, 'aged');
+      await mkdirOwnedHere(remote);
+      for (const [name, ageMs] of files) {
+        const p = join(remote, name);
+        writeFileSync(p, cdsXml(name));
+        await chown(p, uid, gid);
+        const t = new Date(Date.now() - ageMs);
+        utimesSync(p, t, t);
+      }
+      for (const d of ['inbox', 'data']) mkdirSync(join(dir, d), { recursive: true });
+      writeFileSync(join(dir, 'ca.pem'), ca);
+      const yaml = `station: AZS-017
+dataDir: ./data
+settle: ${settle}
+timeout: 10s
+profiles:
+  office-ftp: { type: ftp, host: ${need('FTP_HOST')}, port: ${need('FTP_PORT')}, security: explicit, user: ${need('TEST_USER')}, password: \${FTP_PASSWORD}, tls: { ca: ./ca.pem } }
+routes:
+  - { name: import, direction: in, profile: office-ftp, remote: aged, local: ./inbox, schedule: "* * * * *" }
+`;
+      const config = parseConfig(yaml, join(dir, 'sprelay.yaml'), { FTP_PASSWORD: need('TEST_PASSWORD') });
+      const agent = new Agent(config, {
+        log: createLogger({ level: 'warn', quiet: !process.env.SPRELAY_TEST_LOG }),
+        transportFor: (route) => createFtpTransport(route.profile as FtpProfile),
+      });
+      try {
+        let delivered = -1;
+        const counts = await commandsDuring(async () => {
+          const [r] = await agent.runOnce(['import']);
+          assert.equal(r!.error, null);
+          delivered = r!.delivered;
+        });
+        return { delivered, counts, inbox: filesIn(join(dir, 'inbox')) };
+      } finally {
+        agent.close();
+        await rm(join(ftpRoot, 'aged'), { recursive: true, force: true });
+        await rm(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+      }
+    };
+
+    it('files 20 minutes old: one listing, two MDTM for its zone, not one per file', async () => {
+      const files = new Map(Array.from({ length: 8 }, (_, i) => [`old${i}.xml`, (20 + i) * 60_000] as const));
+      // settle 10 s: a cycle that listed twice would have slept it
+      const { delivered, counts, inbox } = await cycleWith('10s', files);
+      assert.equal(delivered, 8);
+      assert.deepEqual(inbox, [...files.keys()].sort());
+      assert.equal(counts.get('LIST') ?? 0, 1, 'settled by the times the listing printed');
+      assert.equal(counts.get('MDTM') ?? 0, 2);
+      assert.equal(counts.get('RETR') ?? 0, 8);
+    });
+
+    it('one file written a minute ago among old ones: the second listing, as ever', async () => {
+      const files = new Map([
+        ['old.xml', 30 * 60_000],
+        ['new.xml', 60_000],
+      ]);
+      const { delivered, counts } = await cycleWith('300ms', files);
+      assert.equal(delivered, 2);
+      assert.equal(counts.get('LIST') ?? 0, 2);
     });
   });
 }
