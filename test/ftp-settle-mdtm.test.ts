@@ -125,14 +125,17 @@ describe('ftp settle by age from MDTM (no MLSD)', () => {
     assert.deepEqual(readdirSync(s.exchange), [], 'all acknowledged');
   });
 
-  it('a listing printed 3 hours ahead of UTC (local time): its zone is taken into account', T, async () => {
+  it('a listing printed 3 hours ahead of UTC (local time): old files read from it, recent ones asked', T, async () => {
     // read as UTC, these times would be hours in the future: not settled, a second listing
     const s = await ftpStation('settle: 10s', false, { aheadMinutes: 180 });
-    for (let i = 0; i < 4; i++) writeAged(s.exchange, `old${i}.xml`, cdsXml(`old${i}`), (20 + i) * MIN);
+    for (let i = 0; i < 3; i++) writeAged(s.exchange, `recent${i}.xml`, cdsXml(`recent${i}`), (20 + i) * MIN);
+    for (let i = 0; i < 2; i++) writeAged(s.exchange, `day${i}.xml`, cdsXml(`day${i}`), 24 * 60 * MIN);
     const r = await s.cycle();
-    assert.equal(r.delivered, 4);
-    assert.equal(s.count('LIST'), 1, 'settled by the times the listing printed');
-    assert.equal(s.count('MDTM'), 2);
+    assert.equal(r.delivered, 5);
+    assert.equal(s.count('LIST'), 1, 'settled by the times the listing printed and the MDTM asked');
+    // the two newest say the zone; the third recent one (within 2 hours: a daylight-saving change
+    // could put its printed time an hour off) is asked; the day-old ones are read from the listing
+    assert.equal(s.count('MDTM'), 3);
   });
 
   it('a listing printed 3 hours behind UTC: a file 5 minutes old is not taken for 3 hours old', T, async () => {
@@ -144,6 +147,25 @@ describe('ftp settle by age from MDTM (no MLSD)', () => {
     assert.equal(r.delivered, 2);
     assert.equal(s.count('LIST'), 2, 'the recent file waited for the second listing');
   });
+
+  it(
+    'daylight saving ended (UK: +1 to 0): a file 5 minutes old printed an hour behind the older ones is not taken',
+    T,
+    async () => {
+      // the older files print +1 h, the new one UTC: read with the older files' offset, the new one
+      // would look 65 minutes old; a listing in local time is read an hour later, recent files asked
+      const s = await ftpStation('settle: 300ms', false, {
+        aheadMinutes: 0,
+        before: { ms: 30 * MIN, aheadMinutes: 60 },
+      });
+      writeAged(s.exchange, 'a-old.xml', cdsXml('a'), 40 * MIN);
+      writeAged(s.exchange, 'm-new.xml', cdsXml('m'), 5 * MIN);
+      writeAged(s.exchange, 'z-old.xml', cdsXml('z'), 45 * MIN);
+      const r = await s.cycle();
+      assert.equal(r.delivered, 3);
+      assert.equal(s.count('LIST'), 2, 'the new file waited for the second listing');
+    },
+  );
 
   it('a DOS listing (no time to read): MDTM per entry, as many as there are entries', T, async () => {
     // settle 10 s: a cycle that slept it would list twice (counted), and asking has 5 s

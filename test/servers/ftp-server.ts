@@ -46,10 +46,11 @@ export interface FtpServerOptions {
   listing?: { bytes?: number; nameBytes?: number };
   /**
    * How LIST prints times: 'dos' (`12-02-26  04:13PM`, IIS style: no time a client can use), or a
-   * Unix listing whose clock is `aheadMinutes` ahead of UTC (a server printing its local time).
-   * Default: ftp-srv's own (Unix, UTC).
+   * Unix listing whose clock is `aheadMinutes` ahead of UTC (a server printing its local time);
+   * files last written more than `before.ms` ago printed `before.aheadMinutes` ahead instead (the
+   * offset of their date: daylight saving). Default: ftp-srv's own (Unix, UTC).
    */
-  listTimes?: 'dos' | { aheadMinutes: number };
+  listTimes?: ListTimes;
   /** Listen (control and passive data ports) on this loopback address instead of 127.0.0.1. */
   host?: string;
   /**
@@ -58,6 +59,8 @@ export interface FtpServerOptions {
    */
   onCommand?: (directive: string, arg: string | null, connection: number) => void;
 }
+
+export type ListTimes = 'dos' | { aheadMinutes: number; before?: { ms: number; aheadMinutes: number } };
 
 export interface TestFtpServer {
   /** 127.0.0.1 unless `host` was given. */
@@ -525,7 +528,7 @@ const pad2 = (n: number) => String(n).padStart(2, '0');
 
 /** A LIST line maker for ftp-srv's `file_format` (FtpServerOptions.listTimes). */
 function listLine(
-  how: 'dos' | { aheadMinutes: number },
+  how: ListTimes,
 ): (st: { name: string; size: number; mtime: Date | number; isDirectory(): boolean }) => string {
   return (st) => {
     const mtime = new Date(st.mtime).getTime();
@@ -537,7 +540,8 @@ function listLine(
       return `${date}  ${time}  ${st.isDirectory() ? '     <DIR>' : String(st.size).padStart(10)} ${st.name}`;
     }
     // as `ls -l`: the time of day for the last six months, else the year
-    const t = new Date(mtime + how.aheadMinutes * 60_000);
+    const ahead = how.before && Date.now() - mtime > how.before.ms ? how.before.aheadMinutes : how.aheadMinutes;
+    const t = new Date(mtime + ahead * 60_000);
     const recent = Date.now() - mtime < 182 * 24 * 3_600_000;
     const when = recent ? `${pad2(t.getUTCHours())}:${pad2(t.getUTCMinutes())}` : ` ${t.getUTCFullYear()}`;
     const date = `${MONTHS[t.getUTCMonth()]} ${pad2(t.getUTCDate())} ${when}`;

@@ -12,6 +12,13 @@
 // Anything else (another listing format, an MDTM refused or not a time, samples that disagree,
 // a difference that is not whole quarter hours: the file changed between the LIST and the MDTM)
 // gives no times, and the source asks MDTM per entry as before.
+// Daylight saving: a listing in local time prints each file in the offset of its own date, so
+// files from before a change of the clocks are an hour off the offset learned now. The source
+// reads a listing whose offset is not 0 an hour later and asks MDTM for its recent files
+// (ftp/source.ts). One case stays: a zone at UTC+0 in summer and UTC-1 in winter (the Azores),
+// whose listing is in local time, in the hour after the autumn change, reads a file up to an
+// hour older than it is: the class of a server clock an hour behind, which `clockSkew` covers
+// (75m there, or off), as for an MDTM answered in local time behind UTC.
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 const MINUTE = 60_000;

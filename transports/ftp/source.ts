@@ -9,7 +9,7 @@ import { TransportError } from '../errors.js';
 import { withinBudget, type RemoteTimes } from '../times.js';
 import type { Endpoint, RemoteEntry, Source } from '../types.js';
 import { KeyedQueue, MAX_LANES, type Held, type Lanes } from './lane.js';
-import { latestMoment, listClock, zoneOffset } from './listtimes.js';
+import { latestMoment, listClock, zoneOffset, type ListClock } from './listtimes.js';
 import { inDir, type FtpSession } from './session.js';
 import { download } from './transfer.js';
 
@@ -180,14 +180,32 @@ export function ftpSource(lanes: Lanes, ep: Endpoint, dir: string, moveTo: strin
   } satisfies Source & RemoteTimes;
 }
 
-/** Entries of one listing whose MDTM calibrates its printed times (listtimes.ts): the first and the last. */
+/** Entries of one listing whose MDTM says its zone (listtimes.ts): the two it printed newest. */
 const SAMPLES = 2;
 
 /**
+ * The most a zone's daylight saving moves its clock. A listing in local time prints each file in
+ * the offset of the file's own date: a file from before the last change of the clocks (an autumn
+ * one) printed an hour off the offset learned now would look an hour older than it is.
+ */
+const DST_SHIFT = 60 * 60_000;
+
+/**
+ * Entries a listing printed in local time (an offset other than 0) whose time is within this of
+ * ours are asked MDTM each (exact) instead of being read from the listing an hour later.
+ */
+const LOCAL_RECENT = 2 * DST_SHIFT;
+
+/**
  * The times of `entries`, by ref, from the times their listing printed (`printed`, by ref), once
- * MDTM of up to SAMPLES of them has said how far the listing's clock is from UTC and they agree
- * (listtimes.ts): one or two round trips for the listing instead of one per entry. Empty when the
- * samples do not settle it (times() then asks per entry). The session is ready and has MDTM.
+ * MDTM of the SAMPLES it printed newest has said how far the listing's clock is from UTC and they
+ * agree (listtimes.ts): one or two round trips for the listing instead of one per entry. The
+ * newest, because a file being written now is among them: its MDTM then moves between the LIST and
+ * the question (no whole quarter hours: no times from the listing), and its offset is the one in
+ * force now. A listing in local time (offset not 0) may have files printed in another offset
+ * (daylight saving): those are read an hour later (never older than they are), and the recent ones
+ * are left to MDTM each. Empty when the samples do not settle it (times() then asks per entry).
+ * The session is ready and has MDTM.
  */
 async function timesFromListing(
   session: FtpSession,
@@ -197,9 +215,18 @@ async function timesFromListing(
   sig: AbortSignal,
 ): Promise<Map<string, Date>> {
   const found = new Map<string, Date>();
-  const recent = entries.filter((e) => listClock(printed.get(e.ref))?.hour !== undefined);
+  const now = Date.now();
+  const clocks = new Map<string, ListClock>();
+  for (const e of entries) {
+    const c = listClock(printed.get(e.ref));
+    if (c) clocks.set(e.ref, c);
+  }
+  const recent = entries.filter((e) => clocks.get(e.ref)?.hour !== undefined);
   if (recent.length === 0) return found;
-  const samples = recent.length <= SAMPLES ? recent : [recent[0]!, recent[recent.length - 1]!];
+  // newest first as printed (the order across zones does not matter among entries of one listing)
+  const at = (e: RemoteEntry) => latestMoment(clocks.get(e.ref)!, 0, now)?.getTime() ?? -Infinity;
+  const samples = [...recent].sort((a, b) => at(b) - at(a)).slice(0, SAMPLES);
+  const exact = new Map<string, Date>();
   let offset: number | null = null;
   for (const e of samples) {
     let file: string;
@@ -210,16 +237,19 @@ async function timesFromListing(
       return found; // a name we could not ask about (the pipeline judges the name itself)
     }
     const t = await session.modifiedAt(file, `time of ${file}`, sig);
-    const o = t ? zoneOffset(listClock(printed.get(e.ref))!, t) : null;
+    const o = t ? zoneOffset(clocks.get(e.ref)!, t) : null;
     if (o === null || (offset !== null && o !== offset)) return found;
     offset = o;
+    exact.set(e.ref, t!);
   }
   if (offset === null) return found;
-  const now = Date.now();
   for (const e of entries) {
-    const c = listClock(printed.get(e.ref));
+    const c = clocks.get(e.ref);
     const t = c && latestMoment(c, offset, now);
-    if (t) found.set(e.ref, t);
+    if (!t) continue;
+    if (offset === 0) found.set(e.ref, t);
+    else if (exact.has(e.ref)) found.set(e.ref, exact.get(e.ref)!);
+    else if (now - (t.getTime() + DST_SHIFT) >= LOCAL_RECENT) found.set(e.ref, new Date(t.getTime() + DST_SHIFT));
   }
   return found;
 }
