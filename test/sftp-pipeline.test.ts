@@ -15,7 +15,7 @@ import { createSftpTransport } from '../transports/sftp/index.js';
 import { IN_FLIGHT, WINDOW } from '../transports/sftp/pipeline.js';
 import type { Endpoint, OutgoingPackage, RemoteEntry, Source } from '../transports/types.js';
 import { packageOf, readAll, sha256 } from './conformance/suite.js';
-import { startSftpServer, type SftpServerOptions, type SftpTestServer } from './servers/sftp-server.js';
+import { startSftpServer, type SftpServerOptions, type SftpTestServer, sftpProfileOf } from './servers/sftp-server.js';
 import { testEndpoint } from './helpers/endpoint.js';
 
 const signal = () => new AbortController().signal;
@@ -37,15 +37,7 @@ describe('sftp with requests in flight', () => {
     servers.push(server);
     return server;
   };
-  const transportFor = (server: SftpTestServer) =>
-    createSftpTransport({
-      type: 'sftp',
-      host: '127.0.0.1',
-      port: server.port,
-      user: server.user,
-      password: server.password,
-      hostKey: server.hostKeyFingerprint,
-    });
+  const transportFor = (server: SftpTestServer) => createSftpTransport(sftpProfileOf(server));
   const endpoint = (o: Partial<Endpoint> = {}): Endpoint => testEndpoint('pipeline', REMOTE, o);
   const remotePath = (server: SftpTestServer, ...parts: string[]) => join(server.root, 'in', 'azs017', ...parts);
   /** Requests of each type since `before` (a copy of server.stats.requests). */

@@ -9,7 +9,7 @@ import { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createSftpTransport } from '../transports/sftp/index.js';
 import { packageOf } from './conformance/suite.js';
-import { startSftpServer, type SftpTestServer } from './servers/sftp-server.js';
+import { startSftpServer, type SftpTestServer, sftpProfileOf } from './servers/sftp-server.js';
 import { testEndpoint } from './helpers/endpoint.js';
 
 describe('sftp connection socket', () => {
@@ -42,14 +42,7 @@ describe('sftp connection socket', () => {
       return _writev.apply(this, a);
     };
     const signal = new AbortController().signal;
-    const sink = await createSftpTransport({
-      type: 'sftp',
-      host: '127.0.0.1',
-      port: server.port,
-      user: server.user,
-      password: server.password,
-      hostKey: server.hostKeyFingerprint,
-    }).openSink(testEndpoint('wiring', '/in'), signal);
+    const sink = await createSftpTransport(sftpProfileOf(server)).openSink(testEndpoint('wiring', '/in'), signal);
     try {
       const before = { pieces, calls };
       await sink.put(packageOf('big.xml', randomBytes(8 * 1024 * 1024)), signal);

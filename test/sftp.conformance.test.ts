@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSftpTransport } from '../transports/sftp/index.js';
 import { runConformance } from './conformance/suite.js';
-import { startSftpServer } from './servers/sftp-server.js';
+import { startSftpServer, sftpProfileOf } from './servers/sftp-server.js';
 import { testEndpoint } from './helpers/endpoint.js';
 
 const namesIn = (dir: string) => readdir(dir).catch(() => [] as string[]);
@@ -16,14 +16,7 @@ for (const openSshExtensions of [false, true]) {
     const remote = join(server.root, 'Обмен', 'from station'); // spaces and Cyrillic in the path too
     const done = join(server.root, 'done');
     return {
-      transport: createSftpTransport({
-        type: 'sftp',
-        host: '127.0.0.1',
-        port: server.port,
-        user: server.user,
-        password: server.password,
-        hostKey: server.hostKeyFingerprint,
-      }),
+      transport: createSftpTransport(sftpProfileOf(server)),
       endpoint: (o) => testEndpoint('sftp', '/Обмен/from station', o),
       placeRemote: async (name, bytes) => {
         await mkdir(remote, { recursive: true });

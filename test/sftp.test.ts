@@ -11,7 +11,13 @@ import { TransportError } from '../transports/errors.js';
 import { createSftpTransport } from '../transports/sftp/index.js';
 import type { Endpoint, ProbeStep, SftpProfile } from '../transports/types.js';
 import { packageOf, readAll, rejectsWith, sha256, slowPackage } from './conformance/suite.js';
-import { sshKeyPair, startSftpServer, type SftpServerOptions, type SftpTestServer } from './servers/sftp-server.js';
+import {
+  sshKeyPair,
+  startSftpServer,
+  type SftpServerOptions,
+  type SftpTestServer,
+  sftpProfileOf,
+} from './servers/sftp-server.js';
 import { testEndpoint } from './helpers/endpoint.js';
 
 const signal = () => new AbortController().signal;
@@ -30,15 +36,7 @@ describe('sftp transport', () => {
     servers.push(server);
     return server;
   };
-  const profileFor = (server: SftpTestServer, o: Partial<SftpProfile> = {}): SftpProfile => ({
-    type: 'sftp',
-    host: '127.0.0.1',
-    port: server.port,
-    user: server.user,
-    password: server.password,
-    hostKey: server.hostKeyFingerprint,
-    ...o,
-  });
+  const profileFor = (server: SftpTestServer, o: Partial<SftpProfile> = {}): SftpProfile => sftpProfileOf(server, o);
   const endpoint = (o: Partial<Endpoint> = {}): Endpoint => testEndpoint('sftp-test', REMOTE, o);
   const remotePath = (server: SftpTestServer, ...parts: string[]) => join(server.root, 'in', 'azs017', ...parts);
   const place = async (server: SftpTestServer, name: string, bytes: Buffer) => {

@@ -17,7 +17,7 @@ import { rejectsWith } from './conformance/suite.js';
 import { testEndpoint } from './helpers/endpoint.js';
 import { startFtpServer } from './servers/ftp-server.js';
 import { startImapServer } from './servers/imap-server.js';
-import { startSftpServer } from './servers/sftp-server.js';
+import { startSftpServer, sftpProfileOf } from './servers/sftp-server.js';
 
 const CASE = { timeout: 30_000 };
 const signal = () => new AbortController().signal;
@@ -160,14 +160,7 @@ describe('ftp (windows-1251): folders', () => {
 describe('sftp: folders', () => {
   const sftp = async () => {
     const server = keep(await startSftpServer());
-    const transport = createSftpTransport({
-      type: 'sftp',
-      host: '127.0.0.1',
-      port: server.port,
-      user: server.user,
-      password: server.password,
-      hostKey: server.hostKeyFingerprint,
-    });
+    const transport = createSftpTransport(sftpProfileOf(server));
     return { server, transport };
   };
 

@@ -25,12 +25,12 @@ import { FREE_NAME_MAX, freeName } from '../../transports/common/names.js';
 import { TransportError } from '../../transports/errors.js';
 import { createFtpTransport } from '../../transports/ftp/index.js';
 import { createSftpTransport } from '../../transports/sftp/index.js';
-import type { Endpoint, FtpProfile, SftpProfile, Source, Transport } from '../../transports/types.js';
+import type { Endpoint, FtpProfile, Source, Transport } from '../../transports/types.js';
 import { testEndpoint } from '../helpers/endpoint.js';
 import { requireBuild, runAgent, startAgent, killAll } from '../helpers/child.js';
 import { cdsXml, sha256 } from '../helpers/station.js';
 import { startFtpServer, type TestFtpServer } from '../servers/ftp-server.js';
-import { startSftpServer, type SftpServerOptions, type SftpTestServer } from '../servers/sftp-server.js';
+import { startSftpServer, type SftpServerOptions, type SftpTestServer, sftpProfileOf } from '../servers/sftp-server.js';
 import { freePortRange, TcpProxy } from '../servers/tcp-proxy.js';
 
 const MB = 1024 * 1024;
@@ -58,17 +58,6 @@ async function sftpServer(opts: SftpServerOptions): Promise<SftpTestServer> {
   cleanups.push(() => server.close());
   mkdirSync(join(server.root, 'exchange'));
   return server;
-}
-
-function sftpProfile(server: SftpTestServer): SftpProfile {
-  return {
-    type: 'sftp',
-    host: '127.0.0.1',
-    port: server.port,
-    user: server.user,
-    password: server.password,
-    hostKey: server.hostKeyFingerprint,
-  };
 }
 
 async function ftpServer(opts: Parameters<typeof startFtpServer>[0]): Promise<TestFtpServer> {
@@ -210,7 +199,7 @@ describe('a listing that never ends', () => {
       const server = await sftpServer({ endlessReaddir: { batch: 300, nameBytes: 250 } });
       const bytes = Buffer.from(cdsXml('still readable'));
       writeFileSync(join(server.root, 'exchange', 'real.xml'), bytes);
-      const source = await openSource(createSftpTransport(sftpProfile(server)), testEndpoint('import', '/exchange'));
+      const source = await openSource(createSftpTransport(sftpProfileOf(server)), testEndpoint('import', '/exchange'));
       const { error, growth } = await measured(() => source.list(new AbortController().signal));
       const e = transportError(error);
       assert.equal(e.code, 'protocol');
@@ -319,7 +308,7 @@ describe('a server that says every name exists (afterReceive: move)', () => {
       mkdirSync(join(server.root, 'done'));
       writeFileSync(join(server.root, 'exchange', 'a.xml'), cdsXml('a'));
       const ep = testEndpoint('import', '/exchange', { afterReceive: { kind: 'move', to: '/done' } });
-      const source = await openSource(createSftpTransport(sftpProfile(server)), ep);
+      const source = await openSource(createSftpTransport(sftpProfileOf(server)), ep);
       const entry = (await source.list(new AbortController().signal))[0]!;
       const statsBefore = server.stats.statCalls;
       const { error, ms } = await measured(() => source.acknowledge(entry, new AbortController().signal));
@@ -343,7 +332,7 @@ describe('a server that says every name exists (afterReceive: move)', () => {
       mkdirSync(join(server.root, 'done'));
       writeFileSync(join(server.root, 'exchange', 'a.xml'), cdsXml('a'));
       const ep = testEndpoint('import', '/exchange', { timeoutMs: 1000, afterReceive: { kind: 'move', to: '/done' } });
-      const source = await openSource(createSftpTransport(sftpProfile(server)), ep);
+      const source = await openSource(createSftpTransport(sftpProfileOf(server)), ep);
       const entry = (await source.list(new AbortController().signal))[0]!;
       const { error, ms } = await measured(() => source.acknowledge(entry, new AbortController().signal));
       const e = transportError(error);
@@ -498,7 +487,7 @@ describe('a peer that drips', () => {
       const bytes = Buffer.from(cdsXml('dripped'));
       writeFileSync(join(server.root, 'exchange', 'a.xml'), bytes);
       const ep = testEndpoint('import', '/exchange', { minRate: { bytesPerSecond: 1024, windowMs: 2000 } });
-      const source = await openSource(createSftpTransport(sftpProfile(server)), ep);
+      const source = await openSource(createSftpTransport(sftpProfileOf(server)), ep);
       const entry = (await source.list(new AbortController().signal))[0]!;
       const { error, ms } = await measured(async () => collect(await source.open(entry, new AbortController().signal)));
       const e = transportError(error);

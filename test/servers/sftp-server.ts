@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ParsedKey, SFTPWrapper } from 'ssh2';
+import type { SftpProfile } from '../../transports/types.js';
 
 const { Server, utils } = ssh2;
 const { STATUS_CODE } = utils.sftp;
@@ -124,6 +125,19 @@ const PLAIN_VERSION = Buffer.from([0, 0, 0, 5, 2, 0, 0, 0, 3]);
  * An ed25519 key pair in OpenSSH format. ssh2's keygen strips leading zero bytes off the public
  * key, so about one key in 256 comes out malformed (its own parser refuses it): draw again.
  */
+/** A profile that logs in to `server` with its password and pins its host key (`o` overrides). */
+export function sftpProfileOf(server: SftpTestServer, o: Partial<SftpProfile> = {}): SftpProfile {
+  return {
+    type: 'sftp',
+    host: '127.0.0.1',
+    port: server.port,
+    user: server.user,
+    password: server.password,
+    hostKey: server.hostKeyFingerprint,
+    ...o,
+  };
+}
+
 export function sshKeyPair(passphrase?: string): { private: string; public: string } {
   for (;;) {
     const pair = passphrase
