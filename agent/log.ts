@@ -52,25 +52,28 @@ export function rotateLogFile(file: string, maxSize: number, keep: number): bool
   }
 }
 
+/** pino-pretty's options for our line (fastLine writes the common line the same way). */
+export const LINE_FORMAT = {
+  colorize: false,
+  singleLine: true,
+  translateTime: 'SYS:yyyy-mm-dd HH:MM:ss o',
+  ignore: 'pid,hostname,route,file',
+  messageFormat: '{if route}[{route}] {end}{if file}"{file}" {end}{msg}',
+};
+
 export function createLogger(opts: LogOptions): Logger {
-  const lineFormat = {
-    colorize: false,
-    singleLine: true,
-    translateTime: 'SYS:yyyy-mm-dd HH:MM:ss o',
-    ignore: 'pid,hostname,route,file',
-    messageFormat: '{if route}[{route}] {end}{if file}"{file}" {end}{msg}',
-  };
   // pino's JSON line -> one readable line, written at once (a line logged just before a crash is
   // on disk); names and server messages in it are untrusted, so controls and invisible characters
   // are escaped on the way out.
-  const prettify = prettyFactory(lineFormat);
+  const prettify = prettyFactory(LINE_FORMAT);
   // the console and the file get the same line: rendered once (multistream hands each stream the
-  // same JSON string, one after the other)
+  // same JSON string, one after the other); the common line by fastLine, the same text for less
+  // CPU (issue 11: two lines per package), anything unusual by pino-pretty itself
   let lastJson = '';
   let lastLine = '';
   const render = (json: string) => {
     if (json !== lastJson) {
-      lastLine = visibleLines(prettify(json));
+      lastLine = visibleLines(fastLine(json) ?? prettify(json));
       lastJson = json;
     }
     return lastLine;
@@ -112,6 +115,83 @@ export function createLogger(opts: LogOptions): Logger {
       : pino({ level: 'silent' }),
   );
   return logger;
+}
+
+// ---- the common line without pino-pretty -------------------------------------------------------
+
+/** pino's numeric levels and pino-pretty's words for them. */
+const LEVEL_WORDS: Record<number, string> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
+/** Keys that never reach the trailing JSON: the line's own parts and what `ignore` names. */
+const LINE_KEYS = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'route', 'file']);
+/**
+ * Keys pino-pretty treats in ways of its own (metadata, error objects, its own timestamp key,
+ * an `Error` line): a line with any of them goes to pino-pretty.
+ */
+const SPECIAL_KEYS = ['name', 'caller', 'timestamp', 'type', 'stack', 'err', 'error'];
+// eslint-disable-next-line no-control-regex -- the characters pino-pretty strips from a message
+const UNSAFE_CONTROLS = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/g;
+
+/** dateformat's `yyyy-mm-dd HH:MM:ss o` in local time, as pino-pretty's translateTime writes it. */
+function localTime(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number, len = 2) => String(n).padStart(len, '0');
+  const o = d.getTimezoneOffset();
+  const offset = (o > 0 ? '-' : '+') + pad(Math.floor(Math.abs(o) / 60) * 100 + (Math.abs(o) % 60), 4);
+  return (
+    `${pad(d.getFullYear(), 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${offset}`
+  );
+}
+
+/** A route or file name that pino-pretty's messageFormat passes through as it is. */
+const plainPart = (v: unknown) => v === undefined || (typeof v === 'string' && !/[${}]/.test(v));
+
+/**
+ * The line pino-pretty renders for `json` with createLogger's format (`[time] LEVEL: [route]
+ * "file" msg {other fields}`), or null when the line is not the common kind (pino-pretty renders
+ * it). The same text, each step as pino-pretty 13 takes it: the message format's conditionals,
+ * its whitespace collapsed and trimmed, unsafe controls stripped from the message, the remaining
+ * fields as one JSON object with escaped backslashes unescaped (test/log.test.ts compares the two
+ * on lines of every kind).
+ */
+export function fastLine(json: string): string | null {
+  // secure-json-parse drops or refuses these: pino-pretty's own way
+  if (json.includes('__proto__') || json.includes('constructor')) return null;
+  let log: Record<string, unknown>;
+  try {
+    const v: unknown = JSON.parse(json);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return null;
+    log = v as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  const { level, time, msg, route, file } = log;
+  if (typeof level !== 'number' || !LEVEL_WORDS[level] || typeof time !== 'number' || typeof msg !== 'string') {
+    return null;
+  }
+  if (!Number.isFinite(new Date(time).getTime()) || !plainPart(route) || !plainPart(file)) return null;
+  for (const k of SPECIAL_KEYS) if (k in log) return null;
+  let format = `${route ? `[${route as string}] ` : ''}${file ? `"${file as string}" ` : ''}`;
+  format = format
+    .replace(/[^\S\r\n]+/g, ' ')
+    .replace(/\n[^\S\r\n]*\n/g, '\n')
+    .trim();
+  const message = (format === '' ? msg : `${format} ${msg}`).replace(UNSAFE_CONTROLS, '');
+  let line = `[${localTime(time)}] ${LEVEL_WORDS[level]}: ${message}`;
+  let rest: Record<string, unknown> | null = null;
+  for (const k of Object.keys(log)) {
+    if (LINE_KEYS.has(k)) continue;
+    (rest ??= {})[k] = log[k];
+  }
+  if (rest) line += ' ' + JSON.stringify(rest).replace(/\\\\/g, '\\');
+  return line + '\n';
 }
 
 /** The logger's file alone (silent without one): for lines the console gets another way. */

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { heartbeatLine, main } from '../agent/cli.js';
-import { createLogger, maintainLog, rotateLogFile } from '../agent/log.js';
+import { pino } from 'pino';
+import { prettyFactory } from 'pino-pretty';
+import { createLogger, fastLine, LINE_FORMAT, maintainLog, rotateLogFile } from '../agent/log.js';
 import { cdsXml, makeStation, type Station } from './helpers/station.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -123,5 +125,68 @@ describe('log', () => {
     } finally {
       agent.close();
     }
+  });
+
+  it('the common line is rendered without pino-pretty, to the same text, and every other line by pino-pretty', () => {
+    // pino's own JSON lines, of every kind the agent logs and of names and messages that
+    // pino-pretty's message format treats in ways of its own (whitespace collapsed, controls
+    // stripped, `$` and braces in a name, backslashes unescaped in the fields)
+    const jsons: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (j: string) => jsons.push(j) });
+    const names = [
+      'a.xml',
+      'GSM 11_05_2023 0_01 - 1.XML',
+      'two  spaces\tand tab.xml',
+      ' lead.xml',
+      'new\nline.xml',
+      'x\n \ny.xml',
+    ];
+    const odd = ['cost$&.xml', 'a{msg}.xml', 'b}.xml', '', 'ctl\u0001\u007f\u0085.xml', 'nbsp\u00a0\u3000.xml'];
+    const messages = [
+      'queued',
+      'sent',
+      '',
+      'back\\slash "q" {file} $1',
+      'ctl\u0000\u0007\u001b[31m\u009b end\t',
+      'ünïcödé ✓',
+    ];
+    for (const file of [...names, ...odd]) {
+      for (const msg of messages) {
+        logger.info({ route: 'export', file, id: 7, size: 20480 }, msg);
+        logger.warn({ route: 'in box', file, remote: `in\\${file}`, ok: true, none: null }, msg);
+      }
+    }
+    logger.error({ route: 'export' }, 'cannot reach office');
+    logger.info('sprelay 1.0 started for station AZS-017');
+    logger.debug({ file: 'a.xml', nested: { deep: ['x\\y', 1] } }, 'step');
+    logger.trace({ route: 'r' }, 'trace');
+    logger.fatal({ route: 'r', file: 'f' }, 'fatal');
+    logger.info({ route: 'r', err: new Error('boom') }, 'with an error');
+    logger.info({ route: 'r', error: 'text' }, 'with an error field');
+    logger.info({ route: 'r', name: 'n', caller: 'c' }, 'metadata');
+    logger.info({ route: 7, file: 'f' }, 'a number for a route');
+    logger.info({ route: 'r' });
+    jsons.push(
+      '{"level":35,"time":1,"msg":"custom level"}',
+      '{"level":30,"time":"soon","msg":"time as text"}',
+      '{"level":30,"time":1,"msg":"proto","__proto__":{"x":1}}',
+      '{"level":30,"time":1,"msg":"ctor","constructor":{"prototype":{}}}',
+      '{"level":30,"time":1,"msg":"type","type":"Error","stack":"s"}',
+      '[1,2]',
+      'not json',
+    );
+    const prettify = prettyFactory(LINE_FORMAT);
+    let fast = 0;
+    for (const json of jsons) {
+      const line = fastLine(json);
+      if (line === null) continue;
+      fast++;
+      assert.equal(line, prettify(json), json);
+    }
+    // the common lines (a plain route and file name, any message) took the fast way
+    const common = names.length * messages.length * 2;
+    assert.ok(fast >= common, `${fast} lines rendered fast, ${common} common ones`);
+    assert.notEqual(fastLine(jsons[0]!), null);
+    assert.ok(fast < jsons.length, 'the unusual lines went to pino-pretty');
   });
 });
