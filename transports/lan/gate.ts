@@ -34,6 +34,43 @@ export class ShareGate {
     }
   }
 
+  /**
+   * Starts `start` when a slot is free (at once when one is): `start` returns the call's promise,
+   * and the slot is held until that settles. Returns what takes the call back while it still
+   * waits for a slot (a no-op once it has started). For Share.fsCall, which brings its own
+   * deadline and abort: no AbortSignal and no promise of its own per call (issue 11).
+   */
+  enter(start: () => Promise<unknown>): () => void {
+    if (this.busy < this.slots) {
+      this.busy++;
+      this.begin(start);
+      return noop;
+    }
+    const waiter = { grant: () => this.begin(start) };
+    this.waiting.push(waiter);
+    return () => {
+      const i = this.waiting.indexOf(waiter);
+      if (i >= 0) this.waiting.splice(i, 1);
+    };
+  }
+
+  private begin(start: () => Promise<unknown>): void {
+    const mark = { at: Date.now() };
+    this.started.add(mark);
+    const done = () => {
+      this.started.delete(mark);
+      this.release();
+    };
+    let call: Promise<unknown>;
+    try {
+      call = start();
+    } catch {
+      done();
+      return;
+    }
+    call.then(done, done);
+  }
+
   /** Calls in flight for longer than `ms`. */
   stuckFor(ms: number): number {
     const before = Date.now() - ms;
@@ -73,6 +110,8 @@ export class ShareGate {
     else this.busy--;
   }
 }
+
+const noop = () => undefined;
 
 /**
  * File-system calls on any share that have not settled yet. Node cannot end a process while one of

@@ -7,7 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir as fsyncDirNow, LOCKED_ERRNOS, retryWhileLocked } from '../../store/durable.js';
 import { plainName, refuseMoveIntoSelf } from '../common/names.js';
-import { formatMs, withDeadline } from '../deadline.js';
+import { answerWithin, formatMs } from '../deadline.js';
 import { TransportError, errnoCode, fromSystemError, type TransportErrorCode } from '../errors.js';
 import type { Endpoint } from '../types.js';
 import { LINK_WORDS } from './files.js';
@@ -32,7 +32,25 @@ export class Share {
    */
   async fsCall<T>(what: string, ms: number, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     try {
-      return await withDeadline(what, ms, signal, (s) => this.gate.run(fn, s));
+      // answerWithin, not withDeadline: a package takes about ten of these, and the calls take no
+      // signal (an fs call cannot be taken back), so no AbortController and race per call (issue
+      // 11). The deadline runs from the call's start, a wait for a slot included; a call that has
+      // not got its slot when the deadline passes or `signal` fires leaves the queue, unstarted.
+      return await answerWithin<T>(what, ms, signal, (settle) =>
+        this.gate.enter(() => {
+          let call: Promise<T>;
+          try {
+            call = fn();
+          } catch (err) {
+            call = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+          }
+          call.then(
+            (value) => settle(null, value),
+            (err: unknown) => settle(err ?? new Error(`${what}: failed`)),
+          );
+          return call;
+        }),
+      );
     } catch (err) {
       const stuck = this.gate.stuckFor(ms);
       if (err instanceof TransportError && err.code === 'timeout' && stuck >= this.gate.slots) {
