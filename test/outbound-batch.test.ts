@@ -265,9 +265,11 @@ describe('outbound file-system calls (issue 11)', () => {
       // share: lstat of the folder, lstat of the name, create, write, sync, stat, lstat of the
       // folder again, rename = 8 per package; the sink's open and its flush once
       assert.ok(per('share') <= 8 * n + 12, `${per('share')} calls on the share for ${n} packages`);
-      // data: the spool copy (create, write, sync, rename), its read for the put (open, read,
-      // close), the archive rename = 8 per package; per cycle and batch a few (folders, fsyncs)
-      assert.ok(per('data') <= 8 * n + 16, `${per('data')} calls on the data folder for ${n} packages`);
+      // data: the spool copy (create, write, sync, rename), the archive rename = 5 per package;
+      // per cycle and batch a few (folders, fsyncs). The put reads a small package's spool copy
+      // with synchronous calls (not through the thread pool, not counted here): as a read stream
+      // (open, read, close) it made this 8 per package.
+      assert.ok(per('data') <= 5 * n + 16, `${per('data')} calls on the data folder for ${n} packages`);
     } finally {
       calls.restore();
       agent.close();
