@@ -276,6 +276,44 @@ describe('outbound file-system calls (issue 11)', () => {
     }
   });
 
+  it('a small package is read from its spool copy up to its size and no further; a short copy is not sent', async () => {
+    st = makeStation();
+    const agent = st.agent();
+    try {
+      const spool = new Spool(st.data);
+      await spool.prepare('export');
+      const queue = (name: string, bytes: Buffer, stored: Buffer) => {
+        const row = agent.ledger.insert(
+          {
+            route: 'export',
+            direction: 'out',
+            name,
+            size: bytes.length,
+            sha256: sha256(bytes),
+            state: 'queued',
+            storedPath: spool.spoolPath('export', name, sha256(bytes)),
+          },
+          'queued',
+        );
+        writeFileSync(spool.abs(row.storedPath!), stored);
+        return row;
+      };
+      const a = cdsXml('a');
+      const b = cdsXml('b', 3);
+      queue('A.XML', a, Buffer.concat([a, Buffer.from('bytes past the package')]));
+      queue('B.XML', b, b.subarray(0, b.length - 10));
+      const [r] = await agent.runOnce(['export']);
+      assert.equal(r!.sent, 1);
+      assert.deepEqual(readdirSync(st.exchange), ['A.XML'], 'no B.XML and no .part of it');
+      assert.equal(sha256(read(st.exchange, 'A.XML')), sha256(a), 'the package, not the bytes after it');
+      const rowB = agent.ledger.list({ route: 'export' }).find((x) => x.name === 'B.XML')!;
+      assert.notEqual(rowB.state, 'sent');
+      assert.match(rowB.lastError ?? '', /bytes/);
+    } finally {
+      agent.close();
+    }
+  });
+
   it('a queued package whose spool copy is gone is sent from its archive copy; with neither it is dead', async () => {
     st = makeStation();
     const agent = st.agent();
