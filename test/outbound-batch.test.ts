@@ -9,6 +9,7 @@ import { afterEach, describe, it } from 'node:test';
 import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
 import type { RouteConfig } from '../agent/config.js';
 import type { Ledger } from '../store/ledger.js';
+import { CALLS_AT_ONCE } from '../store/at-once.js';
 import { Spool } from '../store/spool.js';
 import { createLanTransport } from '../transports/lan/index.js';
 import type { LanProfile, Sink, Transport } from '../transports/types.js';
@@ -272,6 +273,47 @@ describe('outbound file-system calls (issue 11)', () => {
       assert.ok(per('data') <= 5 * n + 16, `${per('data')} calls on the data folder for ${n} packages`);
     } finally {
       calls.restore();
+      agent.close();
+    }
+  });
+
+  it('the outbox is looked at a few files at once, and its files are taken in the listing order', async () => {
+    st = makeStation();
+    const n = 24;
+    const names = Array.from({ length: n }, (_, i) => `S${String(i).padStart(2, '0')}.XML`);
+    for (const name of names) writeFileSync(join(st.outbox, name), cdsXml(name));
+    const listed = readdirSync(st.outbox);
+    const agent = st.agent();
+    const original = fs.promises.stat;
+    const outbox = st.outbox;
+    let inFlight = 0;
+    let most = 0;
+    let stats = 0;
+    fs.promises.stat = (async (...a: Parameters<typeof original>) => {
+      if (!String(a[0]).startsWith(outbox)) return original(...a);
+      stats++;
+      most = Math.max(most, ++inFlight);
+      try {
+        return await original(...a);
+      } finally {
+        inFlight--;
+      }
+    }) as typeof original;
+    try {
+      const [r] = await agent.runOnce(['export']);
+      fs.promises.stat = original;
+      assert.equal(r!.sent, n);
+      assert.ok(stats >= n, `${stats} stats of outbox files`);
+      assert.ok(most > 1, 'more than one stat in flight at once');
+      assert.ok(most <= CALLS_AT_ONCE, `${most} stats in flight at once, at most ${CALLS_AT_ONCE}`);
+      const queued = agent.ledger.list({ route: 'export' }).sort((a, b) => a.id - b.id);
+      assert.deepEqual(
+        queued.map((row) => row.name),
+        listed,
+        'queued in the order the outbox listed them',
+      );
+    } finally {
+      fs.promises.stat = original;
       agent.close();
     }
   });
