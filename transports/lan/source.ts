@@ -18,6 +18,7 @@ import type { Endpoint, RemoteEntry, Source } from '../types.js';
 import type { WholeRead } from '../whole.js';
 import { kindOf, refusalOf, unchanged } from './files.js';
 import { openRegular, readExactly, reader } from './read.js';
+import { inPool } from '../../store/at-once.js';
 import { CALLS_PER_SHARE } from './gate.js';
 import { endpointDirs, type Share } from './share.js';
 
@@ -36,10 +37,22 @@ export async function listDir(
   ms: number,
   signal: AbortSignal,
 ) {
+  const names = (await readDir(share, dir, label, ms, signal)).map((d) => d.name).filter(isVisible);
+  // the lstats as many at once as the share's gate lets through (issue 11: one after the other, a
+  // thousand entries were a thousand round trips in a row); the first failure stops the rest
+  const stats: (Stats | null)[] = names.map(() => null);
+  const { error } = await inPool(
+    names,
+    CALLS_PER_SHARE,
+    async (name, i) => {
+      stats[i] = await share.lstatOrNull(path.join(dir, name), ms, signal);
+    },
+    () => false,
+  );
+  if (error !== undefined) throw error;
   const entries: RemoteEntry[] = [];
-  for (const { name } of await readDir(share, dir, label, ms, signal)) {
-    if (!isVisible(name)) continue;
-    const st = await share.lstatOrNull(path.join(dir, name), ms, signal);
+  for (const [i, name] of names.entries()) {
+    const st = stats[i];
     if (!st) continue;
     if (st.isFile()) {
       entries.push({ name, size: st.size, modifiedAt: st.mtime, ref: name });
