@@ -18,6 +18,22 @@ let st: Station | undefined;
 afterEach(() => st?.cleanup());
 
 /** Counts the ledger's outermost transactions (each is one commit, one WAL fsync). */
+/** A `queued` row of the export route whose spool path is where `bytes` would be stored (no file written). */
+function queuedRow(ledger: Ledger, spool: Spool, name: string, bytes: Buffer) {
+  return ledger.insert(
+    {
+      route: 'export',
+      direction: 'out',
+      name,
+      size: bytes.length,
+      sha256: sha256(bytes),
+      state: 'queued',
+      storedPath: spool.spoolPath('export', name, sha256(bytes)),
+    },
+    'queued',
+  );
+}
+
 function countCommits(ledger: Ledger): () => number {
   const original = ledger.transaction.bind(ledger);
   let depth = 0;
@@ -326,18 +342,7 @@ describe('outbound file-system calls (issue 11)', () => {
       const spool = new Spool(st.data);
       await spool.prepare('export');
       const queue = (name: string, bytes: Buffer, stored: Buffer) => {
-        const row = agent.ledger.insert(
-          {
-            route: 'export',
-            direction: 'out',
-            name,
-            size: bytes.length,
-            sha256: sha256(bytes),
-            state: 'queued',
-            storedPath: spool.spoolPath('export', name, sha256(bytes)),
-          },
-          'queued',
-        );
+        const row = queuedRow(agent.ledger, spool, name, bytes);
         writeFileSync(spool.abs(row.storedPath!), stored);
         return row;
       };
@@ -365,19 +370,7 @@ describe('outbound file-system calls (issue 11)', () => {
       await spool.prepare('export');
       const a = cdsXml('a');
       const b = cdsXml('b', 3);
-      const queue = (name: string, bytes: Buffer) =>
-        agent.ledger.insert(
-          {
-            route: 'export',
-            direction: 'out',
-            name,
-            size: bytes.length,
-            sha256: sha256(bytes),
-            state: 'queued',
-            storedPath: spool.spoolPath('export', name, sha256(bytes)),
-          },
-          'queued',
-        );
+      const queue = (name: string, bytes: Buffer) => queuedRow(agent.ledger, spool, name, bytes);
       const rowA = queue('A.XML', a); // its bytes only at its archive path (moved there by hand)
       const archived = spool.abs(spool.archivePath('export', rowA.id, rowA.name, rowA.createdAt));
       mkdirSync(dirname(archived), { recursive: true });
