@@ -6,7 +6,14 @@
 // Rows and their mapping, migrations, the SQL texts and the legal moves live in store/ledger/.
 import { dirname } from 'node:path';
 import { ensurePrivateDir, ensurePrivateFile } from './durable.js';
-import { openSqlite, type LedgerDriverName, type SqlDatabase, type SqlStatement, type SqlValue } from './sqlite.js';
+import {
+  openSqlite,
+  retryBusy,
+  type LedgerDriverName,
+  type SqlDatabase,
+  type SqlStatement,
+  type SqlValue,
+} from './sqlite.js';
 import { ControlStore } from './ledger/control.js';
 import { MIGRATIONS } from './ledger/migrations.js';
 import { IllegalTransitionError, isLegalMove, type LedgerEvent } from './ledger/moves.js';
@@ -84,9 +91,13 @@ export class Ledger {
       // created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database's mode
       ensurePrivateFile(path);
     }
-    const db = openSqlite(path, { busyTimeoutMs: 10_000 });
+    const busyTimeoutMs = 10_000;
+    const db = openSqlite(path, { busyTimeoutMs });
     try {
-      db.exec('PRAGMA journal_mode = WAL');
+      // A new file's switch to WAL takes its exclusive lock, and SQLite answers "database is locked"
+      // at once, without waiting out busy_timeout, when several processes switch it together (a
+      // scheduled `once` and a person's `status` on a station's first run; seen with node:sqlite).
+      retryBusy(() => db.exec('PRAGMA journal_mode = WAL'), busyTimeoutMs);
       db.exec('PRAGMA synchronous = FULL');
       db.exec('PRAGMA foreign_keys = ON');
       const ledger = new Ledger(db, opts.now ?? Date.now);

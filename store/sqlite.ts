@@ -240,6 +240,32 @@ export function ledgerDriverInfo(env: NodeJS.ProcessEnv = process.env): DriverIn
   return info.name === 'node:sqlite' && other ? { ...info, passedOver: `better-sqlite3: ${other}` } : info;
 }
 
+/** SQLite's "database is locked" (SQLITE_BUSY, also its extended codes), from either driver. */
+export function isBusy(err: unknown): boolean {
+  const e = err as { code?: unknown; errcode?: unknown } | null;
+  if (typeof e?.code === 'string' && e.code.startsWith('SQLITE_BUSY')) return true; // better-sqlite3
+  return typeof e?.errcode === 'number' && (e.errcode & 0xff) === 5; // node:sqlite
+}
+
+/**
+ * Runs `fn` again while SQLite answers "database is locked", for up to `withinMs`. For the few
+ * statements where SQLite gives up at once instead of waiting out busy_timeout: it does so when
+ * waiting could deadlock, e.g. two processes switching one new file to WAL together.
+ */
+export function retryBusy<T>(fn: () => T, withinMs: number): T {
+  const deadline = Date.now() + withinMs;
+  for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+    try {
+      return fn();
+    } catch (err) {
+      const left = deadline - Date.now();
+      if (!isBusy(err) || left <= 0) throw err;
+      // a synchronous pause (the ledger is opened synchronously); one last try at the deadline
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(pause, left));
+    }
+  }
+}
+
 /** Opens a SQLite file with the process's driver (the ledger, or a test reading it). */
 export function openSqlite(path: string, opts: OpenOptions = {}): SqlDatabase {
   return ledgerDriver().open(path, opts);

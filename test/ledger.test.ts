@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { IllegalTransitionError, isLegalMove, Ledger, LEGAL_MOVES, type PackageState } from '../store/ledger.js';
-import { ledgerDriverInfo, openSqlite, type SqlDatabase } from '../store/sqlite.js';
+import { isBusy, ledgerDriverInfo, openSqlite, retryBusy, type SqlDatabase } from '../store/sqlite.js';
 import { MIGRATIONS } from '../store/ledger/migrations.js';
 import { SQL } from '../store/ledger/queries.js';
 
@@ -151,6 +151,53 @@ describe('ledger', () => {
       } finally {
         l.close();
       }
+    }
+  });
+
+  it('retryBusy waits out a lock SQLite would not wait for, and gives up with "database is locked" at its deadline', async () => {
+    const path = tempLedgerPath();
+    Ledger.open(path).close();
+    const sqliteJs = new URL('../dist/store/sqlite.js', import.meta.url).href;
+    assert.ok(existsSync(new URL(sqliteJs)), 'dist/ is missing: run npm run build (npm test does)');
+    // another process holds the write lock for 600 ms (the same driver: SPRELAY_LEDGER_DRIVER is inherited)
+    const holder = `import(${JSON.stringify(sqliteJs)}).then(({ openSqlite }) => { const db = openSqlite(process.argv[1]); db.exec('BEGIN EXCLUSIVE'); process.stdout.write('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 600); })`;
+    // resolves once the lock is held, with the holder's exit (an object: an async function would
+    // flatten a returned promise and wait for the exit)
+    const hold = async (): Promise<{ exited: Promise<number | null> }> => {
+      const child = spawn(process.execPath, ['-e', holder, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.once('data', () => resolve());
+        child.once('exit', (code) => reject(new Error(`the lock holder exited (${code}) before locking`)));
+      });
+      return { exited };
+    };
+    const db = openSqlite(path, { busyTimeoutMs: 0 });
+    try {
+      let { exited } = await hold();
+      const started = Date.now();
+      assert.throws(
+        () => retryBusy(() => db.exec('BEGIN IMMEDIATE'), 100),
+        (err: unknown) => isBusy(err) && /locked/.test(String(err)),
+      );
+      assert.ok(Date.now() - started >= 90, 'it tried again until its deadline');
+      assert.equal(await exited, 0);
+      ({ exited } = await hold());
+      let tries = 0;
+      retryBusy(() => {
+        tries++;
+        db.exec('BEGIN IMMEDIATE');
+      }, 10_000);
+      db.exec('COMMIT');
+      assert.ok(tries > 1, `it waited for the holder (${tries} tries)`);
+      assert.equal(await exited, 0);
+      assert.throws(
+        () => retryBusy(() => db.exec('NOT SQL'), 10_000),
+        (err: unknown) => !isBusy(err),
+        'other errors are not retried',
+      );
+    } finally {
+      db.close();
     }
   });
 
