@@ -4,7 +4,7 @@
 // `npm test`. See README.md ("Benchmark") and BENCH.md for the last run's table.
 //
 //   npm run bench -- [--quick] [--runs N] [--only W1,W2,W3,link,idle] [--out FILE] [--note TEXT]
-//                    [--use-dist] [--allow-type-errors] [--keep]
+//                    [--use-dist] [--allow-type-errors] [--keep] [--node-flags FLAGS]
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,7 @@ interface Options {
   useDist: boolean;
   allowTypeErrors: boolean;
   keep: boolean;
+  nodeFlags: string[];
 }
 
 const USAGE = `usage: npm run bench -- [options]   (as root: it installs and starts servers)
@@ -47,7 +48,9 @@ const USAGE = `usage: npm run bench -- [options]   (as root: it installs and sta
   --note TEXT          a line for the report's header (e.g. what else ran on the machine)
   --use-dist           run bin/sprelay.js on the project's dist/ as built (default: compile a snapshot into .cache/bench)
   --allow-type-errors  run what tsc emitted even if it reported errors
-  --keep               keep the temp folder (packages, configs, logs, server logs)`;
+  --keep               keep the temp folder (packages, configs, logs, server logs)
+  --node-flags FLAGS   extra flags for Node in every sprelay run, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+                       (a profile per run; its times then say little: the table notes the flags)`;
 
 /** A wrong command line: said with the usage, without a stack. */
 class UsageError extends Error {}
@@ -62,6 +65,7 @@ function parseArgs(argv: string[]): Options {
     useDist: false,
     allowTypeErrors: false,
     keep: false,
+    nodeFlags: [],
   };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -91,6 +95,7 @@ function parseArgs(argv: string[]): Options {
       }
     } else if (a === '--out') o.out = value(i++, a);
     else if (a === '--note') o.note = value(i++, a);
+    else if (a === '--node-flags') o.nodeFlags = value(i++, a).split(/\s+/).filter(Boolean);
     else if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -114,7 +119,11 @@ async function main(): Promise<void> {
 
   installAll();
   const revision = gitRevision(); // of the tree about to be built: HEAD may move during a long run
-  const build = buildSprelay({ useDist: opts.useDist, allowTypeErrors: opts.allowTypeErrors });
+  const build = buildSprelay({
+    useDist: opts.useDist,
+    allowTypeErrors: opts.allowTypeErrors,
+    nodeFlags: opts.nodeFlags,
+  });
   const defaults = await routeDefaults(build);
   process.stdout.write(
     `bench: sprelay ${build.describe}; settle ${defaults.settleMs / 1000} s (its default: the configs set none)\n`,

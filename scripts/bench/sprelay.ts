@@ -24,11 +24,19 @@ export interface SprelayBuild {
   dist: string;
   /** What was built, for BENCH.md. */
   describe: string;
+  /** Extra flags for Node in every run (--node-flags: a profiler). */
+  nodeFlags: string[];
 }
 
-export function buildSprelay(opts: { useDist: boolean; allowTypeErrors: boolean }): SprelayBuild {
+export function buildSprelay(opts: { useDist: boolean; allowTypeErrors: boolean; nodeFlags: string[] }): SprelayBuild {
+  const flags = opts.nodeFlags.length > 0 ? `, run with node ${opts.nodeFlags.join(' ')}` : '';
   if (opts.useDist) {
-    return { launcher: join(PROJECT, 'bin', 'sprelay.js'), dist: join(PROJECT, 'dist'), describe: 'dist/ as built' };
+    return {
+      launcher: join(PROJECT, 'bin', 'sprelay.js'),
+      dist: join(PROJECT, 'dist'),
+      describe: `dist/ as built${flags}`,
+      nodeFlags: opts.nodeFlags,
+    };
   }
   const root = join(PROJECT, '.cache', 'bench');
   const dist = join(root, 'dist');
@@ -55,7 +63,8 @@ export function buildSprelay(opts: { useDist: boolean; allowTypeErrors: boolean 
   return {
     launcher: join(root, 'bin', 'sprelay.js'),
     dist,
-    describe: `a snapshot of the working tree compiled into .cache/bench${tsc.status !== 0 ? ' (WITH TYPE ERRORS)' : ''}`,
+    describe: `a snapshot of the working tree compiled into .cache/bench${tsc.status !== 0 ? ' (WITH TYPE ERRORS)' : ''}${flags}`,
+    nodeFlags: opts.nodeFlags,
   };
 }
 
@@ -135,7 +144,7 @@ export async function sprelayOnce(
   const code = await new Promise<number | null>((resolve, reject) => {
     const child = spawn(
       '/usr/bin/time',
-      ['-f', '%M', '-o', rssFile, process.execPath, build.launcher, '--config', configFile, 'once'],
+      ['-f', '%M', '-o', rssFile, process.execPath, ...build.nodeFlags, build.launcher, '--config', configFile, 'once'],
       { stdio: ['ignore', fd, fd], detached: true, env: { ...process.env, ...env } },
     );
     cleanup.track(child);

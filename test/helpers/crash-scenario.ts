@@ -349,6 +349,7 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
         at += n;
       }
       drop(st, batches.shift()!);
+      let lastOutput = '';
       const dropEvery = Math.max(1, Math.floor((sizes.randomKills - 4) / Math.max(1, batches.length)));
       for (let i = 0; i < sizes.randomKills; i++) {
         const killAfter = r.int(sizes.killMinMs, sizes.killMaxMs);
@@ -365,6 +366,7 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
         }
         assert.equal(early, null, `sprelay run exited by itself before kill ${i + 1} (${what}):\n${tail(a.stderr())}`);
         const e = await a.kill();
+        lastOutput = `stdout:\n${tail(a.stdout(), 3000)}\nstderr:\n${tail(a.stderr(), 3000)}`;
         assert.equal(e.signal, 'SIGKILL', `kill ${i + 1}: ${JSON.stringify(e)}\n${tail(a.stderr())}`);
         stats.kills++;
         if (staleLocks(st).length > 0) stats.midCycle++;
@@ -385,7 +387,8 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
       tt.diagnostic(`after the random kills: ${JSON.stringify(where)} of ${forRandom.length} packages`);
       assert.ok(
         where.inbox + where.imported > 0,
-        `the agent delivered nothing between ${stats.kills} kills: the kills come too early to test anything`,
+        `the agent delivered nothing between ${stats.kills} kills: the kills come too early to test anything ` +
+          `(${what}); the last agent's output:\n${lastOutput}`,
       );
       phase('random kills', since);
     });
@@ -406,7 +409,12 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
           assert.ok(finished.length >= k, `${point}: only ${finished.length} file(s) on the remote for @${k}`);
         }
         const res = await runAgent(agent(['once'], `${point}@${k}`));
-        assert.equal(res.timedOut, false, `sprelay once with ${point}@${k} hung and was killed by the test (${what})`);
+        assert.equal(
+          res.timedOut,
+          false,
+          `sprelay once with ${point}@${k} hung and was killed by the test (${what})\n` +
+            `stdout:\n${tail(res.stdout)}\nstderr:\n${tail(res.stderr)}`,
+        );
         // Windows reports a process that killed itself (TerminateProcess) as exit code 1 with no
         // signal, like a fatal error: there the agent's last stderr line names the crash point.
         const killedItself =
