@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The installed `sprelay` command: runs the compiled CLI (npm ci builds dist/ through `prepare`).
+// The installed `sprelay` command: runs the CLI as bundled into dist/app/ (npm ci builds dist/
+// through `prepare`: tsc, then scripts/bundle-app.mjs).
 
 // Node runs every file-system call (and DNS lookups, zlib, crypto) on a pool of 4 threads by
 // default. A call stuck on a dead share holds its thread until the OS answers, however soon the
@@ -12,7 +13,7 @@
 // runs (4 threads): set UV_THREADPOOL_SIZE=16 in the environment there. A value set by the user wins.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-const { main, endProcess } = await import('../dist/agent/cli.js');
+const { main, endProcess } = await import('../dist/app/cli.js');
 
 const code = await main(process.argv.slice(2), {
   out: (text) => process.stdout.write(text + '\n'),

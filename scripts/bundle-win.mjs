@@ -29,6 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 import yazl from 'yazl';
 import { encodeTaskXml, taskXml } from '../packaging/win/task-xml.mjs';
+import { BANNER, EXTERNAL } from './bundle-app.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -65,21 +66,17 @@ function nodeExe() {
 
 // ---- the application, bundled ----------------------------------------------------------------------
 
-// Left out of the bundle and absent from the zip: better-sqlite3 is a native addon (the ledger falls
-// back to node:sqlite); ssh2's optional native crypto binding and cpu-features have pure-JS fallbacks
-// that ssh2 takes when their require() throws.
-const EXTERNAL = ['better-sqlite3', 'cpu-features', '*.node'];
+// EXTERNAL and BANNER: what both bundles leave out (better-sqlite3 is absent from the zip: the ledger
+// falls back to node:sqlite), and what CommonJS code in an ESM bundle needs (scripts/bundle-app.mjs).
 
-// CommonJS code in an ESM bundle still calls require() (node built-ins, the externals above, each in
-// its own try/catch) and reads __dirname; give it both, relative to app/sprelay.mjs.
-const BANNER = [
-  "import { createRequire as __sprelayCreateRequire } from 'node:module';",
-  "import { fileURLToPath as __sprelayFileURLToPath } from 'node:url';",
-  "import { dirname as __sprelayDirname } from 'node:path';",
-  'const require = __sprelayCreateRequire(import.meta.url);',
-  'const __filename = __sprelayFileURLToPath(import.meta.url);',
-  'const __dirname = __sprelayDirname(__filename);',
-].join('\n');
+// bin/sprelay.js runs dist/app/cli.js, the installed build's split bundle; here the one file is made
+// from the compiled tree itself.
+const fromCompiledTree = {
+  name: 'sprelay-compiled-cli',
+  setup(build) {
+    build.onResolve({ filter: /\/dist\/app\/cli\.js$/ }, () => ({ path: join(root, 'dist', 'agent', 'cli.js') }));
+  },
+};
 
 async function bundleApp() {
   const entry = join(root, 'dist', 'agent', 'cli.js');
@@ -95,6 +92,7 @@ async function bundleApp() {
     outfile: join(root, 'release', 'app', 'sprelay.mjs'),
     external: EXTERNAL,
     banner: { js: BANNER },
+    plugins: [fromCompiledTree],
     define: { __SPRELAY_VERSION__: JSON.stringify(pkg.version) },
     legalComments: 'none', // the licenses go to THIRD-PARTY-LICENSES.txt, whole
     metafile: true,

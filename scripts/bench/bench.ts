@@ -95,8 +95,12 @@ function parseArgs(argv: string[]): Options {
       }
     } else if (a === '--out') o.out = value(i++, a);
     else if (a === '--note') o.note = value(i++, a);
-    else if (a === '--node-flags') o.nodeFlags = value(i++, a).split(/\s+/).filter(Boolean);
-    else if (a === '--help' || a === '-h') {
+    else if (a === '--node-flags') {
+      // its value starts with "--" itself
+      const v = argv[++i];
+      if (v === undefined) throw new UsageError(`--node-flags needs a value\n${USAGE}`);
+      o.nodeFlags = v.split(/\s+/).filter(Boolean);
+    } else if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     } else throw new UsageError(`unknown option ${a}\n${USAGE}`);

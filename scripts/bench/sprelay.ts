@@ -57,7 +57,13 @@ export function buildSprelay(opts: { useDist: boolean; allowTypeErrors: boolean;
     }
     process.stdout.write(`bench: WARNING: tsc reported errors, running what it emitted:\n${errors}\n`);
   }
-  // bin/sprelay.js imports ../dist/agent/cli.js; package.json makes the copy ESM and names the version
+  // bin/sprelay.js imports ../dist/app/cli.js, the bundle `npm run build` makes of the compiled tree
+  const bundle = spawnSync(process.execPath, [join(PROJECT, 'scripts', 'bundle-app.mjs'), dist], {
+    cwd: PROJECT,
+    encoding: 'utf8',
+  });
+  if (bundle.status !== 0) throw new Error(`bundling the snapshot failed:\n${bundle.stdout}${bundle.stderr}`);
+  // package.json makes the copy ESM and names the version
   copyFileSync(join(PROJECT, 'bin', 'sprelay.js'), join(root, 'bin', 'sprelay.js'));
   copyFileSync(join(PROJECT, 'package.json'), join(root, 'package.json'));
   return {

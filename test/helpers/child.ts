@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = fileURLToPath(new URL('../../bin/sprelay.js', import.meta.url));
-export const CLI_JS = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
+/** What BIN runs: the CLI as `npm run build` bundles it. */
+export const CLI_JS = fileURLToPath(new URL('../../dist/app/cli.js', import.meta.url));
 
 /** Throws a clear error when the compiled CLI the bin runs is not there. */
 export function requireBuild(): void {
