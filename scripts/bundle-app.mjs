@@ -38,7 +38,8 @@ export async function bundleApp(dist = join(root, 'dist')) {
   const out = join(dist, 'app');
   rmSync(out, { recursive: true, force: true });
   const result = await esbuild.build({
-    entryPoints: { cli: entry },
+    // the XML check's worker thread (agent/check/parallel.ts looks for it beside cli.js)
+    entryPoints: { cli: entry, 'check-worker': join(dist, 'agent', 'check', 'check-worker.js') },
     absWorkingDir: root,
     bundle: true,
     splitting: true,
