@@ -86,7 +86,6 @@ export function isZipName(name: string): boolean {
 // Content: XML and zip checks under the limits of config `check:` (agent/check/)
 
 export { checkXmlFile, createXmlCheck, type ContentCheck, type XmlCheckOptions } from './check/xml.js';
-export { createPackageXmlCheck, type FedCheck } from './check/parallel.js';
 export { checkZipFile } from './check/zip.js';
 export { DEFAULT_CHECK_LIMITS, type CheckLimits, type XmlLimits, type ZipLimits } from './check/limits.js';
 

@@ -38,8 +38,7 @@ export async function bundleApp(dist = join(root, 'dist')) {
   const out = join(dist, 'app');
   rmSync(out, { recursive: true, force: true });
   const result = await esbuild.build({
-    // the XML check's worker thread (agent/check/parallel.ts looks for it beside cli.js)
-    entryPoints: { cli: entry, 'check-worker': join(dist, 'agent', 'check', 'check-worker.js') },
+    entryPoints: { cli: entry },
     absWorkingDir: root,
     bundle: true,
     splitting: true,

@@ -13,18 +13,12 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { WrittenFile } from './files.js';
 
-/**
- * Fed the bytes in order as they are copied (agent/check's FedCheck, structurally). A check on a
- * worker thread answers a write with a promise when it wants the copy to wait for it, and its
- * verdict with a promise.
- */
+/** Fed the bytes in order as they are copied (agent/check's ContentCheck, structurally). */
 export interface CopyCheck {
   /** Null while nothing is wrong, else the reason. The chunk is not kept after the call. */
-  write(chunk: Uint8Array): string | null | Promise<string | null>;
+  write(chunk: Uint8Array): string | null;
   /** No more bytes: the verdict. */
-  end(): string | null | Promise<string | null>;
-  /** The copy stops before end() (it failed, or the file was too long): the check is let go. */
-  abandon?(): void;
+  end(): string | null;
 }
 
 export interface CheckedCopy extends WrittenFile {
@@ -66,7 +60,6 @@ export async function copyChecked(
   let out: FileHandle | undefined;
   let created = false;
   let keep = false;
-  let checkEnded = false;
   // the read and the write in flight, awaited before the handles are closed
   let reading: Promise<number> | null = null;
   let writing: Promise<void> | null = null;
@@ -119,14 +112,11 @@ export async function copyChecked(
         // the next buffer's earlier chunk (k-2) was written: `writing` is chunk k-1's
         reading = quiet(fill(buffers[(k + 1) % buffers.length]!, size));
       }
-      // hashed before the check's answer is awaited: a check on a worker thread that asks the copy
-      // to wait for it still gets the hash of this chunk done meanwhile
-      hash.update(chunk);
       if (check) {
-        const answer = check.write(chunk);
-        refused = typeof answer === 'object' && answer !== null ? await answer : answer;
+        refused = check.write(chunk);
         if (refused !== null) break;
       }
+      hash.update(chunk);
       if (!more) {
         last = chunk;
         break;
@@ -141,10 +131,7 @@ export async function copyChecked(
     const closing = input;
     input = undefined;
     await closing.close();
-    if (!tooLong && refused === null && check) {
-      checkEnded = true;
-      refused = await check.end();
-    }
+    if (!tooLong && refused === null && check) refused = check.end();
     if (tooLong || refused !== null) return { size, sha256: '', refused, tooLong };
     if (last) await write(last);
     if (!out) {
@@ -155,7 +142,6 @@ export async function copyChecked(
     keep = true;
     return { size, sha256: hash.digest('hex'), refused: null, tooLong: false };
   } finally {
-    if (check && !checkEnded) check.abandon?.();
     // nothing in flight on a handle we close
     await reading?.catch(() => undefined);
     await writing?.catch(() => undefined);

@@ -161,13 +161,7 @@ export async function exists(path: string): Promise<boolean> {
 export async function writeDurably(
   source: Readable,
   path: string,
-  opts: {
-    maxBytes?: number;
-    signal?: AbortSignal;
-    mode?: number;
-    /** May answer with a promise: the next chunk waits for it (a check on a worker thread catching up). */
-    observe?: (chunk: Buffer) => void | Promise<unknown>;
-  } = {},
+  opts: { maxBytes?: number; signal?: AbortSignal; mode?: number; observe?: (chunk: Buffer) => void } = {},
 ): Promise<WrittenFile> {
   const counter = opts.observe ? new ObservingCounter(opts.observe, opts.maxBytes) : new HashCounter(opts.maxBytes);
   const fh = await fsp.open(path, 'w', opts.mode ?? 0o666);
@@ -186,26 +180,15 @@ export async function writeDurably(
 
 class ObservingCounter extends HashCounter {
   constructor(
-    private readonly observe: (chunk: Buffer) => void | Promise<unknown>,
+    private readonly observe: (chunk: Buffer) => void,
     limit?: number,
   ) {
     super(limit);
   }
   override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
     super._transform(chunk, enc, (err, data) => {
-      if (err) return cb(err, data);
-      let waited: void | Promise<unknown>;
-      try {
-        waited = this.observe(chunk);
-      } catch (e) {
-        return cb(e instanceof Error ? e : new Error(String(e)));
-      }
-      if (waited)
-        waited.then(
-          () => cb(null, data),
-          (e: unknown) => cb(e instanceof Error ? e : new Error(String(e))),
-        );
-      else cb(null, data);
+      if (!err) this.observe(chunk);
+      cb(err, data);
     });
   }
 }

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { createPackageXmlCheck, isXmlName } from '../inspect.js';
+import { createXmlCheck, isXmlName } from '../inspect.js';
 import { crashPoint } from '../crash-points.js';
 import { errorText } from '../secrets.js';
 import type { RouteContext } from '../route-context.js';
@@ -65,8 +65,7 @@ export async function fetchEntry(
   const { route, log } = ctx;
   const tempName = nextTempName(ctx);
   const temp = join(route.local, tempName);
-  // a large package's check runs on a worker thread beside the download's hash and writes (check/parallel.ts)
-  const check = isXmlName(entry.name) ? createPackageXmlCheck(ctx.config.check.xml, { size: entry.size }) : null;
+  const check = isXmlName(entry.name) ? createXmlCheck(ctx.config.check.xml, { size: entry.size }) : null;
   let verdict: string | null = null;
   let got: { size: number; sha256: string };
   const whole = wholeReadOf(source);
@@ -75,7 +74,7 @@ export async function fetchEntry(
       // a small entry: its bytes in one buffer (one read on a share), hashed, checked and written
       // from that buffer in one write, no stream
       const bytes = await whole.readWhole(entry, ctx.abort);
-      if (check) verdict = await check.write(bytes);
+      if (check) verdict = check.write(bytes);
       got = { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
       await writeNewFileDurably(temp, bytes);
     } else {
@@ -86,16 +85,11 @@ export async function fetchEntry(
         // the check stops at the first offending byte and keeps its verdict; the bytes are still
         // all taken (a quarantined package is kept whole)
         observe: (chunk) => {
-          if (!check || verdict !== null) return undefined;
-          const answer = check.write(chunk);
-          if (typeof answer === 'object' && answer !== null) return answer.then((r) => void (verdict = r));
-          verdict = answer;
-          return undefined;
+          if (check && verdict === null) verdict = check.write(chunk);
         },
       });
     }
   } catch (err) {
-    check?.abandon?.();
     await fsp.rm(temp, { force: true });
     if (err instanceof TooLargeError) {
       // downloaded up to maxSize first: work done, whether or not the refusal was known
@@ -113,7 +107,6 @@ export async function fetchEntry(
   }
   crashPoint('in:after-download');
   if (got.size !== entry.size) {
-    check?.abandon?.();
     await fsp.rm(temp, { force: true });
     log.warn(
       { route: route.name, file: entry.name },
@@ -121,18 +114,6 @@ export async function fetchEntry(
     );
     return null;
   }
-  let xml: string | null | undefined;
-  if (check && verdict !== null) {
-    check.abandon?.();
-    xml = verdict;
-  } else if (check) {
-    try {
-      xml = await check.end();
-    } catch (err) {
-      // the check's worker thread failed: nothing is known of these bytes; tried again next cycle
-      await fsp.rm(temp, { force: true });
-      throw new RouteStop(`the check of ${JSON.stringify(entry.name)} failed: ${errorText(err)}`);
-    }
-  }
+  const xml = check ? (verdict ?? check.end()) : undefined;
   return { entry, tempName, temp, got, xml };
 }

@@ -12,7 +12,7 @@
 // central directory is at the end), before it is renamed into the spool.
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { checkName, checkZipFile, createPackageXmlCheck, isXmlName, isZipName, matchesInclude } from '../inspect.js';
+import { checkName, checkZipFile, createXmlCheck, isXmlName, isZipName, matchesInclude } from '../inspect.js';
 import { crashPoint } from '../crash-points.js';
 import { errorText } from '../secrets.js';
 import { settle, type CycleResult, type RouteContext } from '../route-context.js';
@@ -245,8 +245,7 @@ async function takeBatch(
  */
 async function copyOne(ctx: RouteContext, f: Seen): Promise<Copied | string | 'changed' | null> {
   const { route, spool, config } = ctx;
-  // a large package's check runs on a worker thread beside the copy's hash and I/O (check/parallel.ts)
-  const check = isXmlName(f.name) ? createPackageXmlCheck(config.check.xml, { size: f.size }) : null;
+  const check = isXmlName(f.name) ? createXmlCheck(config.check.xml, { size: f.size }) : null;
   let copy;
   try {
     copy = await spool.copyIn(route.name, f.path, { signal: ctx.abort, check, maxBytes: f.size });
