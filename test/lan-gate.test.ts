@@ -2,8 +2,8 @@
 // out keeps its slot until the OS answers, a call still waiting for a slot when its deadline passes
 // or its signal fires leaves the queue and never starts, and the slots come back.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { countInFlight } from './helpers/in-flight.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -85,37 +85,28 @@ describe('lan share gate', () => {
     for (let i = 0; i < 20; i++) await writeFile(join(dir, `P${String(i).padStart(2, '0')}.xml`), `<p n="${i}"/>`);
     await symlink(join(dir, 'P00.xml'), join(dir, 'LINK.xml'));
     const order = (await readdir(dir)).filter((n) => !n.startsWith('.'));
-    const original = fs.promises.lstat;
-    let inFlight = 0;
-    let most = 0;
-    const looked: string[] = [];
-    fs.promises.lstat = (async (...a: Parameters<typeof original>) => {
-      if (!String(a[0]).startsWith(dir + '/')) return original(...a);
-      looked.push(String(a[0]).slice(dir.length + 1));
-      most = Math.max(most, ++inFlight);
-      try {
-        return await original(...a);
-      } finally {
-        inFlight--;
-      }
-    }) as typeof original;
+    const looks = countInFlight('lstat', dir);
     try {
       const signal = new AbortController().signal;
       const source = await createLanTransport({ type: 'lan', root }).openSource(testEndpoint('gate', 'out'), signal);
       const entries = await source.list(signal);
-      fs.promises.lstat = original;
+      looks.restore();
+      const looked = looks.paths;
       // the folder's order (the order the looks started in), not the order they answered in
       assert.deepEqual(
         entries.map((e) => e.name),
         looked,
       );
       assert.deepEqual([...looked].sort(), [...order].sort(), 'one look per entry');
-      assert.ok(most > 1, 'more than one look in flight at once');
-      assert.ok(most <= CALLS_PER_SHARE, `${most} looks in flight at once, the gate lets ${CALLS_PER_SHARE}`);
+      assert.ok(looks.most > 1, 'more than one look in flight at once');
+      assert.ok(
+        looks.most <= CALLS_PER_SHARE,
+        `${looks.most} looks in flight at once, the gate lets ${CALLS_PER_SHARE}`,
+      );
       assert.match(entries.find((e) => e.name === 'LINK.xml')!.refusal ?? '', /symbolic link/);
       assert.equal(entries.filter((e) => e.refusal !== undefined).length, 1);
     } finally {
-      fs.promises.lstat = original;
+      looks.restore();
     }
   });
 });

@@ -7,6 +7,7 @@ import fs, { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { cdsXml, filesIn, makeStation, read, sha256, type Station } from './helpers/station.js';
+import { countInFlight } from './helpers/in-flight.js';
 import type { RouteConfig } from '../agent/config.js';
 import type { Ledger } from '../store/ledger.js';
 import { CALLS_AT_ONCE } from '../store/at-once.js';
@@ -300,29 +301,18 @@ describe('outbound file-system calls (issue 11)', () => {
     for (const name of names) writeFileSync(join(st.outbox, name), cdsXml(name));
     const listed = readdirSync(st.outbox);
     const agent = st.agent();
-    const original = fs.promises.stat;
-    const outbox = st.outbox;
-    let inFlight = 0;
-    let most = 0;
-    let stats = 0;
-    fs.promises.stat = (async (...a: Parameters<typeof original>) => {
-      if (!String(a[0]).startsWith(outbox)) return original(...a);
-      // the first n stats are the listing's (nothing is copied before it is done)
-      if (++stats <= n) most = Math.max(most, inFlight + 1);
-      inFlight++;
-      try {
-        return await original(...a);
-      } finally {
-        inFlight--;
-      }
-    }) as typeof original;
+    // the first n stats are the listing's (nothing is copied before it is done)
+    const stats = countInFlight('stat', st.outbox, { first: n });
     try {
       const [r] = await agent.runOnce(['export']);
-      fs.promises.stat = original;
+      stats.restore();
       assert.equal(r!.sent, n);
-      assert.ok(stats >= n, `${stats} stats of outbox files`);
-      assert.ok(most > 1, 'the listing has more than one stat in flight at once');
-      assert.ok(most <= CALLS_AT_ONCE, `the listing had ${most} stats in flight at once, at most ${CALLS_AT_ONCE}`);
+      assert.ok(stats.paths.length >= n, `${stats.paths.length} stats of outbox files`);
+      assert.ok(stats.most > 1, 'the listing has more than one stat in flight at once');
+      assert.ok(
+        stats.most <= CALLS_AT_ONCE,
+        `the listing had ${stats.most} stats in flight at once, at most ${CALLS_AT_ONCE}`,
+      );
       const queued = agent.ledger.list({ route: 'export' }).sort((a, b) => a.id - b.id);
       assert.deepEqual(
         queued.map((row) => row.name),
@@ -330,7 +320,7 @@ describe('outbound file-system calls (issue 11)', () => {
         'queued in the order the outbox listed them',
       );
     } finally {
-      fs.promises.stat = original;
+      stats.restore();
       agent.close();
     }
   });
