@@ -31,6 +31,21 @@ export const BANNER = [
   'const __dirname = __sprelayDirname(__filename);',
 ].join('\n');
 
+/**
+ * The package folders (node_modules/...) a bundle drew from, by its esbuild metafile, sorted. Throws
+ * when better-sqlite3 is among them: its native binary cannot travel inside a bundle.
+ */
+export function bundledPackages(metafile) {
+  const packages = new Set();
+  for (const input of Object.keys(metafile.inputs)) {
+    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m) packages.add(input.slice(0, m.index + m[0].length - 1));
+  }
+  if ([...packages].some((p) => p.endsWith('/better-sqlite3')))
+    throw new Error('better-sqlite3 ended up in the bundle');
+  return [...packages].sort();
+}
+
 /** Bundles DIST/agent/cli.js into DIST/app/ (replaced whole). */
 export async function bundleApp(dist = join(root, 'dist')) {
   const entry = join(dist, 'agent', 'cli.js');
@@ -53,11 +68,7 @@ export async function bundleApp(dist = join(root, 'dist')) {
     metafile: true,
     logLevel: 'warning',
   });
-  const inputs = Object.keys(result.metafile.inputs);
-  if (inputs.some((i) => /(^|\/)node_modules\/better-sqlite3\//.test(i))) {
-    throw new Error('better-sqlite3 ended up in the bundle');
-  }
-  return { out, files: Object.keys(result.metafile.outputs).length, inputs: inputs.length };
+  bundledPackages(result.metafile);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -29,7 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 import yazl from 'yazl';
 import { encodeTaskXml, taskXml } from '../packaging/win/task-xml.mjs';
-import { BANNER, EXTERNAL } from './bundle-app.mjs';
+import { BANNER, bundledPackages, EXTERNAL } from './bundle-app.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -98,15 +98,14 @@ async function bundleApp() {
     metafile: true,
     logLevel: 'warning',
   });
-  const inputs = Object.keys(result.metafile.inputs);
-  const packages = new Set();
-  for (const input of inputs) {
-    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
-    if (m) packages.add(input.slice(0, m.index + m[0].length - 1));
+  let packageDirs;
+  try {
+    packageDirs = bundledPackages(result.metafile);
+  } catch (err) {
+    fail(err.message);
   }
-  if ([...packages].some((p) => p.endsWith('/better-sqlite3'))) fail('better-sqlite3 ended up in the bundle');
   const js = result.outputFiles.find((f) => f.path.endsWith('.mjs'));
-  return { js: Buffer.from(js.contents), packageDirs: [...packages].sort() };
+  return { js: Buffer.from(js.contents), packageDirs };
 }
 
 // ---- sprelay.yaml for a station ----------------------------------------------------------------------
