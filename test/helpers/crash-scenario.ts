@@ -409,8 +409,18 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
           assert.ok(finished.length >= k, `${point}: only ${finished.length} file(s) on the remote for @${k}`);
         }
         const res = await runAgent(agent(['once'], `${point}@${k}`));
+        const crashLine = `SPRELAY_CRASH_AT ${point}@${k}:`;
+        // Under Wine, a process that kills itself (TerminateProcess on its own handle, with thread-pool
+        // calls in flight) has been seen to hang inside that call: CI of sessions 8 and 9, once in
+        // about ten runs, at in:after-download. It wrote the crash line and nothing after it (no
+        // cycle summary on stdout): it stopped at the point, and the test's kill ends it there. Taken
+        // as the kill on Windows only, and said; what must hold afterwards is checked the same way.
+        const hungInOwnKill =
+          process.platform === 'win32' && res.timedOut && res.stderr.includes(crashLine) && res.stdout.trim() === '';
+        if (hungInOwnKill)
+          tt.diagnostic(`${point}@${k}: hung in its own kill after the crash line; killed by the test`);
         assert.equal(
-          res.timedOut,
+          res.timedOut && !hungInOwnKill,
           false,
           `sprelay once with ${point}@${k} hung and was killed by the test (${what})\n` +
             `stdout:\n${tail(res.stdout)}\nstderr:\n${tail(res.stderr)}`,
@@ -418,9 +428,10 @@ async function crashScenario(t: TestContext, fixture: TransportFixture, sizes: C
         // Windows reports a process that killed itself (TerminateProcess) as exit code 1 with no
         // signal, like a fatal error: there the agent's last stderr line names the crash point.
         const killedItself =
-          process.platform === 'win32'
-            ? res.code === 1 && res.signal === null && res.stderr.includes(`SPRELAY_CRASH_AT ${point}@${k}:`)
-            : res.signal === 'SIGKILL';
+          hungInOwnKill ||
+          (process.platform === 'win32'
+            ? res.code === 1 && res.signal === null && res.stderr.includes(crashLine)
+            : res.signal === 'SIGKILL');
         assert.ok(
           killedItself,
           `crash point ${point}@${k} was never reached: sprelay once exited with code ${res.code} ` +
