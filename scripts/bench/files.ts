@@ -2,7 +2,7 @@
 // its peers, on one "remote" (a lan share folder, vsftpd, OpenSSH's sftp; direct or through the
 // latency proxy). Each run starts from scratch (a fresh dataDir, outbox, inbox and remote
 // folder), is timed alone, and is then checked byte for byte where its files landed.
-import { mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   bigXml,
@@ -22,6 +22,7 @@ import {
   lftpQuote,
   opensshSftp,
   sftpQuote,
+  timed,
   type FtpAccount,
   type Rclone,
   type SftpAccount,
@@ -160,6 +161,13 @@ export async function measureIn(ctx: BenchContext, row: Row, remote: Remote, w: 
 
 // ---- the remotes and their peers ---------------------------------------------------------------------
 
+/**
+ * A floor beside cp on the lan rows: the file-system steps of sprelay's guarantees (spool copy,
+ * fsyncs, renames, removals) done by a bare Node script, without the ledger, checks and hashes.
+ */
+export const DURABLE_STEPS = 'durable steps';
+const DURABLE_SCRIPT = join(import.meta.dirname, 'durable-steps.mjs');
+
 export function lanRemote(share: string, rclone: Rclone): Remote {
   return {
     label: 'lan',
@@ -178,6 +186,17 @@ export function lanRemote(share: string, rclone: Rclone): Remote {
         floor: true,
         out: (src, rel, _scratch, log) => cpSyncTree(src, join(share, rel), log),
         in: (rel, dst, _scratch, log) => cpSyncTree(join(share, rel), dst, log),
+      },
+      {
+        name: DURABLE_STEPS,
+        floor: true,
+        out: async (src, rel, scratch, log) => {
+          // the script empties its outbox as sprelay does: a copy of the workload, placed untimed
+          const outbox = join(scratch, 'outbox');
+          await cp(src, outbox, { recursive: true });
+          return timed(process.execPath, [DURABLE_SCRIPT, 'out', outbox, join(share, rel), join(scratch, 'work')], log);
+        },
+        in: (rel, dst, _scratch, log) => timed(process.execPath, [DURABLE_SCRIPT, 'in', join(share, rel), dst], log),
       },
       {
         name: 'rclone copy',
