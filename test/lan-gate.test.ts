@@ -7,7 +7,7 @@ import { countInFlight } from './helpers/in-flight.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { CALLS_PER_SHARE } from '../transports/lan/gate.js';
+import { CALLS_PER_SHARE, ShareGate } from '../transports/lan/gate.js';
 import { createLanTransport } from '../transports/lan/index.js';
 import { Share } from '../transports/lan/share.js';
 import { TransportError } from '../transports/errors.js';
@@ -77,6 +77,46 @@ describe('lan share gate', () => {
     );
     assert.equal(share.gate.stuckFor(0), 0);
     assert.equal(await share.fsCall('next', 60_000, never, async () => 'ok'), 'ok');
+  });
+
+  it('run (reads, background closes): waits for a slot, leaves the queue unstarted on abort, gives its slot back after a throw', async () => {
+    const gate = new ShareGate(2);
+    const never = new AbortController().signal;
+    const held = [pending<string>(), pending<string>()];
+    const holding = held.map((h) => gate.run(() => h.promise, never));
+    let started = 0;
+    const queued = gate.run(async () => {
+      started++;
+      return 'queued ran';
+    }, never);
+    const ctl = new AbortController();
+    const aborted = gate.run(async () => {
+      started++;
+      return 'must not run';
+    }, ctl.signal);
+    ctl.abort(new TransportError('aborted', 'stop asked'));
+    await assert.rejects(aborted, (e) => codeOf(e) === 'aborted' && /stop asked/.test(String(e)));
+    assert.equal(started, 0, 'nothing starts while both slots are held');
+    held[0]!.answer('first');
+    assert.equal(await queued, 'queued ran');
+    held[1]!.answer('second');
+    assert.deepEqual(await Promise.all(holding), ['first', 'second']);
+    assert.equal(started, 1, 'the aborted call never started');
+    await assert.rejects(
+      gate.run(() => {
+        throw new Error('thrown at once');
+      }, never),
+      /thrown at once/,
+    );
+    assert.equal(gate.stuckFor(0), 0);
+    assert.deepEqual(
+      await Promise.all([
+        gate.run(async () => 1, never),
+        gate.run(async () => 2, never),
+        gate.run(async () => 3, never),
+      ]),
+      [1, 2, 3],
+    );
   });
 
   it('a listing looks at its entries as many at once as the gate lets through, in the folder order, a link refused', async () => {

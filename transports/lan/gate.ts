@@ -22,16 +22,34 @@ export class ShareGate {
 
   constructor(readonly slots: number) {}
 
-  async run<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    await this.acquire(signal);
-    const mark = { at: Date.now() };
-    this.started.add(mark);
-    try {
-      return await fn();
-    } finally {
-      this.started.delete(mark);
-      this.release();
-    }
+  /**
+   * `fn` when a slot is free; waiting for it ends with `signal` (the call, once started, is
+   * `fn`'s to end). Built on `enter`, as Share.fsCall is.
+   */
+  run<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let started = false;
+      const onAbort = () => {
+        if (started) return;
+        cancel();
+        reject(signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'aborted'));
+      };
+      const cancel = this.enter(() => {
+        started = true;
+        signal.removeEventListener('abort', onAbort);
+        let call: Promise<T>;
+        try {
+          call = fn();
+        } catch (err) {
+          call = Promise.reject(err);
+        }
+        call.then(resolve, reject);
+        return call;
+      });
+      if (started) return;
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /**
@@ -80,29 +98,6 @@ export class ShareGate {
   }
 
   private busy = 0;
-
-  private acquire(signal: AbortSignal): Promise<void> {
-    if (this.busy < this.slots) {
-      this.busy++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        grant: () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        },
-      };
-      const onAbort = () => {
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
-        reject(signal.reason instanceof Error ? signal.reason : new TransportError('aborted', 'aborted'));
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
-    });
-  }
 
   private release(): void {
     const next = this.waiting.shift();
