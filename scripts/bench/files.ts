@@ -165,7 +165,7 @@ export async function measureIn(ctx: BenchContext, row: Row, remote: Remote, w: 
  * A floor beside cp on the lan rows: the file-system steps of sprelay's guarantees (spool copy,
  * fsyncs, renames, removals) done by a bare Node script, without the ledger, checks and hashes.
  */
-export const DURABLE_STEPS = 'durable steps';
+const DURABLE_STEPS = 'durable steps';
 const DURABLE_SCRIPT = join(import.meta.dirname, 'durable-steps.mjs');
 
 export function lanRemote(share: string, rclone: Rclone): Remote {
