@@ -14,7 +14,14 @@ if [ "$platform" = win ]; then bin="$dest/node.exe"; else bin="$dest/bin/node"; 
 if [ ! -x "$bin" ] && [ ! -f "$bin" ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && npm pack --silent "$pkg@$version" >/dev/null)
+  # npm's errors are shown (--loglevel=error, not --silent, which hid why CI once stopped here);
+  # a registry hiccup gets two more tries
+  for try in 1 2 3; do
+    if (cd "$tmp" && npm pack --loglevel=error "$pkg@$version" >/dev/null); then break; fi
+    if [ "$try" = 3 ]; then echo "fetch-node.sh: npm pack $pkg@$version failed 3 times" >&2; exit 1; fi
+    echo "fetch-node.sh: npm pack $pkg@$version failed (try $try), trying again" >&2
+    sleep 5
+  done
   mkdir -p "$tmp/x"
   tar -xzf "$tmp"/*.tgz -C "$tmp/x"
   rm -rf "$dest"
