@@ -200,9 +200,7 @@ async function main(): Promise<void> {
         e('FTP_ROOT'),
         owner,
         { tool: rclone, remote: rclone.addFtp('ftp', directFtp) },
-        {
-          lftp: true,
-        },
+        { lftp: true, floor: true },
       ),
       sftp: sftpRemote(
         directSftp,
@@ -210,7 +208,7 @@ async function main(): Promise<void> {
         e('SFTP_ROOT'),
         owner,
         { tool: rclone, remote: rclone.addSftp('sftp', directSftp) },
-        { openssh: true },
+        { openssh: true, floor: true },
       ),
     };
     if (has('W1')) {
@@ -236,7 +234,7 @@ async function main(): Promise<void> {
             e('FTP_ROOT'),
             owner,
             { tool: rclone, remote: rclone.addFtp('ftplink', linkFtp) },
-            { lftp: true },
+            { lftp: true, floor: false },
           ),
           sftp: sftpRemote(
             linkSftp,
@@ -244,7 +242,7 @@ async function main(): Promise<void> {
             e('SFTP_ROOT'),
             owner,
             { tool: rclone, remote: rclone.addSftp('sftplink', linkSftp) },
-            { openssh: false },
+            { openssh: false, floor: false },
           ),
         },
         mail,

@@ -168,6 +168,28 @@ export async function measureIn(ctx: BenchContext, row: Row, remote: Remote, w: 
 const DURABLE_STEPS = 'durable steps';
 const DURABLE_SCRIPT = join(import.meta.dirname, 'durable-steps.mjs');
 
+/**
+ * The ftp and sftp rows' floor: the same steps with sprelay's own transfer library (basic-ftp,
+ * ssh2-sftp-client) used plainly for the server's side (library-steps.mjs). The account reaches
+ * it through the environment, as the other peers' passwords do.
+ */
+const LIBRARY_STEPS = 'library steps';
+const LIBRARY_SCRIPT = join(import.meta.dirname, 'library-steps.mjs');
+
+function libraryFloor(kind: 'ftp' | 'sftp', env: Record<string, string>): Peer {
+  return {
+    name: LIBRARY_STEPS,
+    floor: true,
+    out: async (src, rel, scratch, log) => {
+      // the script empties its outbox as sprelay does: a copy of the workload, placed untimed
+      const outbox = join(scratch, 'outbox');
+      await cp(src, outbox, { recursive: true });
+      return timed(process.execPath, [LIBRARY_SCRIPT, kind, 'out', outbox, rel, join(scratch, 'work')], log, { env });
+    },
+    in: (rel, dst, _scratch, log) => timed(process.execPath, [LIBRARY_SCRIPT, kind, 'in', rel, dst], log, { env }),
+  };
+}
+
 export function lanRemote(share: string, rclone: Rclone): Remote {
   return {
     label: 'lan',
@@ -212,7 +234,7 @@ export function ftpRemote(
   disk: string,
   owner: { uid: number; gid: number },
   rclone: { tool: Rclone; remote: string },
-  opts: { lftp: boolean },
+  opts: { lftp: boolean; floor: boolean },
 ): Remote {
   const peers: Peer[] = [];
   if (opts.lftp) {
@@ -229,6 +251,7 @@ export function ftpRemote(
     out: (src, rel, _scratch, log) => rclone.tool.copy(src, `${rclone.remote}:${rel}`, log),
     in: (rel, dst, _scratch, log) => rclone.tool.copy(`${rclone.remote}:${rel}`, dst, log),
   });
+  if (opts.floor) peers.push(libraryFloor('ftp', floorEnv(a, { FLOOR_CA: a.ca })));
   return {
     label: 'ftp',
     profile: {
@@ -253,7 +276,7 @@ export function sftpRemote(
   disk: string,
   owner: { uid: number; gid: number },
   rclone: { tool: Rclone; remote: string },
-  opts: { openssh: boolean },
+  opts: { openssh: boolean; floor: boolean },
 ): Remote {
   const peers: Peer[] = [
     {
@@ -271,6 +294,7 @@ export function sftpRemote(
         opensshSftp(a, [`get ${sftpQuote(rel)}/* ${sftpQuote(dst)}/`], join(scratch, 'batch'), log),
     });
   }
+  if (opts.floor) peers.push(libraryFloor('sftp', floorEnv(a, { FLOOR_HOSTKEY: hostKey })));
   return {
     label: 'sftp',
     profile: { type: 'sftp', host: a.host, port: a.port, user: a.user, password: '${SFTP_PASSWORD}', hostKey },
@@ -279,6 +303,10 @@ export function sftpRemote(
     owner,
     peers,
   };
+}
+
+function floorEnv(a: { host: string; port: number; user: string; password: string }, more: Record<string, string>) {
+  return { FLOOR_HOST: a.host, FLOOR_PORT: String(a.port), FLOOR_USER: a.user, FLOOR_PASSWORD: a.password, ...more };
 }
 
 // ---- W1 and W2 ---------------------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+// The ftp and sftp rows' floor, as durable-steps.mjs is the lan rows': the project's own transfer
+// library (basic-ftp, ssh2-sftp-client) used plainly, plus the same local file-system steps of
+// the guarantees, and nothing else: no ledger, no XML check, no SHA-256, no logging, no deadlines.
+// What a courier in Node with these libraries must at least spend here; sprelay's own work is
+// the difference between its time and this one (a floor in BENCH.md, never a peer).
+// Plain JavaScript run by plain `node`, so that its time counts Node's start as sprelay's does.
+//
+//   ftp|sftp out SRC REMOTE WORK   SRC is an outbox (emptied), REMOTE the server's folder (made)
+//   ftp|sftp in  REMOTE DST        REMOTE is read and emptied (the acknowledgement), DST the inbox
+// The server from the environment: FLOOR_HOST, FLOOR_PORT, FLOOR_USER, FLOOR_PASSWORD and, for
+// ftp, FLOOR_CA (explicit TLS, verified against it), for sftp FLOOR_HOSTKEY (SHA256:... pinned).
+//
+// Per package, out: the outbox file read; copied into WORK/spool/.tmp, fsynced, renamed into the
+// spool; the outbox copy removed (all as durable-steps.mjs); sent from the spool file to
+// REMOTE/NAME.part and renamed to NAME on the server; the spool copy renamed into WORK/archive.
+// Per package, in: downloaded into .NAME.part in the inbox, fsynced, linked to NAME and unlinked;
+// the server's file deleted. The library's own calls for a file: basic-ftp's uploadFrom and
+// downloadTo (into a file created exclusively), ssh2-sftp-client's fastPut and fastGet (many
+// requests in flight; its get into a buffer took a 200 MB file in twice the time here).
+// Folders fsynced once per run. PACKAGES_AT_ONCE packages at once, as
+// sprelay's default concurrency: on ftp each on its own control connection, on sftp all on one
+// SSH connection (as sprelay does). TCP_NODELAY on the SSH socket, as sprelay sets it (without it
+// each request waits out delayed ACKs: 145 ms per 20 KB get here).
+import { createHash } from 'node:crypto';
+import { createWriteStream, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { createSecureContext, rootCertificates } from 'node:tls';
+import { Client as FtpClient } from 'basic-ftp';
+import SftpClient from 'ssh2-sftp-client';
+
+const PACKAGES_AT_ONCE = 4;
+
+async function syncFile(file) {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function syncDir(dir) {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function eachAtOnce(names, step) {
+  let next = 0;
+  const lane = async (l) => {
+    while (next < names.length) {
+      const i = next++;
+      await step(names[i], i, l);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PACKAGES_AT_ONCE, names.length) }, (_, l) => lane(l)));
+}
+
+function env(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`library-steps.mjs: ${name} is not set`);
+  return v;
+}
+
+// ---- the two libraries, each behind the same four calls ------------------------------------------
+
+/** PACKAGES_AT_ONCE basic-ftp clients (lanes), each logged in with explicit TLS. */
+async function ftpLanes() {
+  const secureContext = createSecureContext({ ca: [...rootCertificates, await fsp.readFile(env('FLOOR_CA'), 'utf8')] });
+  const lanes = await Promise.all(
+    Array.from({ length: PACKAGES_AT_ONCE }, async () => {
+      const c = new FtpClient(30_000);
+      await c.access({
+        host: env('FLOOR_HOST'),
+        port: Number(env('FLOOR_PORT')),
+        user: env('FLOOR_USER'),
+        password: env('FLOOR_PASSWORD'),
+        secure: true,
+        secureOptions: { secureContext },
+      });
+      return c;
+    }),
+  );
+  return {
+    list: async (dir) => (await lanes[0].list(dir)).filter((e) => e.isFile).map((e) => e.name),
+    ensureDir: async (dir) => {
+      const home = await lanes[0].pwd();
+      await lanes[0].ensureDir(dir); // leaves the lane in dir
+      await lanes[0].cd(home);
+    },
+    put: async (l, local, part, file) => {
+      await lanes[l].uploadFrom(local, part);
+      await lanes[l].rename(part, file);
+    },
+    get: async (l, file, to) => {
+      const out = createWriteStream(to, { flags: 'wx', mode: 0o600 });
+      await lanes[l].downloadTo(out, file);
+      if (!out.closed) await new Promise((resolve, reject) => out.once('close', resolve).once('error', reject));
+      await syncFile(to);
+    },
+    remove: (l, file) => lanes[l].remove(file),
+    close: async () => lanes.forEach((c) => c.close()),
+  };
+}
+
+/** One ssh2-sftp-client connection, the host key pinned, shared by every package. */
+async function sftpConnection() {
+  const pin = env('FLOOR_HOSTKEY').replace(/=+$/, '');
+  const c = new SftpClient();
+  await c.connect({
+    host: env('FLOOR_HOST'),
+    port: Number(env('FLOOR_PORT')),
+    username: env('FLOOR_USER'),
+    password: env('FLOOR_PASSWORD'),
+    hostVerifier: (key) => `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}` === pin,
+  });
+  c.client._sock?.setNoDelay(true);
+  return {
+    list: async (dir) => (await c.list(dir)).filter((e) => e.type === '-').map((e) => e.name),
+    ensureDir: (dir) => c.mkdir(dir, true),
+    put: async (_l, local, part, file) => {
+      await c.fastPut(local, part);
+      await c.rename(part, file);
+    },
+    get: async (_l, file, to) => {
+      await c.fastGet(file, to);
+      await syncFile(to);
+    },
+    remove: (_l, file) => c.delete(file),
+    close: () => c.end(),
+  };
+}
+
+// ---- the two directions ---------------------------------------------------------------------------
+
+async function out(server, src, remote, work) {
+  const tmp = join(work, 'spool', '.tmp');
+  const spool = join(work, 'spool');
+  const archive = join(work, 'archive');
+  for (const dir of [tmp, archive]) await fsp.mkdir(dir, { recursive: true });
+  const names = (await fsp.readdir(src)).sort();
+  await eachAtOnce(names, async (name, i) => {
+    const bytes = await fsp.readFile(join(src, name));
+    const temp = join(tmp, `${i}.part`);
+    await fsp.writeFile(temp, bytes, { flag: 'wx', mode: 0o600 });
+    await syncFile(temp);
+    await fsp.rename(temp, join(spool, name));
+  });
+  await syncDir(spool);
+  await eachAtOnce(names, (name) => fsp.unlink(join(src, name)));
+  await syncDir(src);
+  await server.ensureDir(remote);
+  await eachAtOnce(names, (name, _i, lane) =>
+    server.put(lane, join(spool, name), `${remote}/${name}.part`, `${remote}/${name}`),
+  );
+  await eachAtOnce(names, (name) => fsp.rename(join(spool, name), join(archive, name)));
+  await syncDir(archive);
+  await syncDir(spool);
+}
+
+async function into(server, remote, dst) {
+  await fsp.mkdir(dst, { recursive: true });
+  const names = (await server.list(remote)).sort();
+  await eachAtOnce(names, async (name, _i, lane) => {
+    const part = join(dst, `.${name}.part`);
+    await server.get(lane, `${remote}/${name}`, part);
+    await fsp.link(part, join(dst, name));
+    await fsp.unlink(part);
+  });
+  await syncDir(dst);
+  await eachAtOnce(names, (name, _i, lane) => server.remove(lane, `${remote}/${name}`));
+}
+
+const [kind, mode, ...args] = process.argv.slice(2);
+const usage = 'usage: library-steps.mjs ftp|sftp out SRC REMOTE WORK | ftp|sftp in REMOTE DST\n';
+if (
+  (kind !== 'ftp' && kind !== 'sftp') ||
+  !((mode === 'out' && args.length === 3) || (mode === 'in' && args.length === 2))
+) {
+  process.stderr.write(usage);
+  process.exit(2);
+}
+const server = kind === 'ftp' ? await ftpLanes() : await sftpConnection();
+try {
+  if (mode === 'out') await out(server, args[0], args[1], args[2]);
+  else await into(server, args[0], args[1]);
+} finally {
+  await server.close();
+}
