@@ -169,9 +169,10 @@ const DURABLE_STEPS = 'durable steps';
 const DURABLE_SCRIPT = join(import.meta.dirname, 'durable-steps.mjs');
 
 /**
- * The ftp and sftp rows' floor: the same steps with sprelay's own transfer library (basic-ftp,
- * ssh2-sftp-client) used plainly for the server's side (library-steps.mjs). The account reaches
- * it through the environment, as the other peers' passwords do.
+ * A reference on the ftp and sftp rows (shown in brackets as the floors are): the same steps
+ * with sprelay's own transfer library (basic-ftp, ssh2-sftp-client) used plainly for the
+ * server's side (library-steps.mjs). The account reaches it through the environment, as the
+ * other peers' passwords do.
  */
 const LIBRARY_STEPS = 'library steps';
 const LIBRARY_SCRIPT = join(import.meta.dirname, 'library-steps.mjs');

@@ -1,8 +1,10 @@
-// The ftp and sftp rows' floor, as durable-steps.mjs is the lan rows': the project's own transfer
-// library (basic-ftp, ssh2-sftp-client) used plainly, plus the same local file-system steps of
-// the guarantees, and nothing else: no ledger, no XML check, no SHA-256, no logging, no deadlines.
-// What a courier in Node with these libraries must at least spend here; sprelay's own work is
-// the difference between its time and this one (a floor in BENCH.md, never a peer).
+// A reference for the ftp and sftp rows, beside durable-steps.mjs on the lan rows: the project's
+// own transfer library (basic-ftp, ssh2-sftp-client) used plainly, plus the same local
+// file-system steps of the guarantees, and nothing else: no ledger, no XML check, no SHA-256, no
+// logging, no deadlines. What a courier in Node that keeps the guarantees gets from these
+// libraries as they come. Not a floor: sprelay's own use of them (lanes opened as needed, SFTP
+// requests pipelined, its writes gathered per turn) is faster on several rows. Shown in
+// brackets in BENCH.md, never the ratio's peer.
 // Plain JavaScript run by plain `node`, so that its time counts Node's start as sprelay's does.
 //
 //   ftp|sftp out SRC REMOTE WORK   SRC is an outbox (emptied), REMOTE the server's folder (made)
