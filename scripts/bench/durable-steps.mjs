@@ -16,64 +16,19 @@
 // worked on together (sprelay's default concurrency for lan).
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-
-const PACKAGES_AT_ONCE = 4;
-
-async function writeSynced(file, bytes, flags) {
-  const fh = await fsp.open(file, flags, 0o600);
-  try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir) {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function eachAtOnce(names, step) {
-  let next = 0;
-  const lane = async () => {
-    while (next < names.length) {
-      const i = next++;
-      await step(names[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PACKAGES_AT_ONCE, names.length) }, lane));
-}
+import { archiveSpool, eachAtOnce, syncPath, takeIntoSpool, writeSynced } from './local-steps.mjs';
 
 async function out(src, share, work) {
-  const tmp = join(work, 'spool', '.tmp');
-  const spool = join(work, 'spool');
-  const archive = join(work, 'archive');
-  for (const dir of [tmp, archive, share]) await fsp.mkdir(dir, { recursive: true });
-  const names = (await fsp.readdir(src)).sort();
-  await eachAtOnce(names, async (name, i) => {
-    const bytes = await fsp.readFile(join(src, name));
-    const temp = join(tmp, `${i}.part`);
-    await writeSynced(temp, bytes, 'wx');
-    await fsp.rename(temp, join(spool, name));
-  });
-  await syncDir(spool);
-  await eachAtOnce(names, (name) => fsp.unlink(join(src, name)));
-  await syncDir(src);
+  await fsp.mkdir(share, { recursive: true });
+  const names = await takeIntoSpool(src, work);
   await eachAtOnce(names, async (name) => {
-    const bytes = await fsp.readFile(join(spool, name));
+    const bytes = await fsp.readFile(join(work, 'spool', name));
     const part = join(share, `${name}.part`);
     await writeSynced(part, bytes, 'wx');
     await fsp.rename(part, join(share, name));
   });
-  await syncDir(share);
-  await eachAtOnce(names, (name) => fsp.rename(join(spool, name), join(archive, name)));
-  await syncDir(archive);
-  await syncDir(spool);
+  await syncPath(share);
+  await archiveSpool(names, work);
 }
 
 async function into(share, dst) {
@@ -86,9 +41,9 @@ async function into(share, dst) {
     await fsp.link(part, join(dst, name));
     await fsp.unlink(part);
   });
-  await syncDir(dst);
+  await syncPath(dst);
   await eachAtOnce(names, (name) => fsp.unlink(join(share, name)));
-  await syncDir(share);
+  await syncPath(share);
 }
 
 const [mode, ...args] = process.argv.slice(2);

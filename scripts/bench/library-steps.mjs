@@ -29,37 +29,7 @@ import { join } from 'node:path';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { Client as FtpClient } from 'basic-ftp';
 import SftpClient from 'ssh2-sftp-client';
-
-const PACKAGES_AT_ONCE = 4;
-
-async function syncFile(file) {
-  const fh = await fsp.open(file, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir) {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function eachAtOnce(names, step) {
-  let next = 0;
-  const lane = async (l) => {
-    while (next < names.length) {
-      const i = next++;
-      await step(names[i], i, l);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PACKAGES_AT_ONCE, names.length) }, (_, l) => lane(l)));
-}
+import { archiveSpool, eachAtOnce, PACKAGES_AT_ONCE, syncPath, takeIntoSpool } from './local-steps.mjs';
 
 function env(name) {
   const v = process.env[name];
@@ -101,7 +71,7 @@ async function ftpLanes() {
       const out = createWriteStream(to, { flags: 'wx', mode: 0o600 });
       await lanes[l].downloadTo(out, file);
       if (!out.closed) await new Promise((resolve, reject) => out.once('close', resolve).once('error', reject));
-      await syncFile(to);
+      await syncPath(to, 'r+');
     },
     remove: (l, file) => lanes[l].remove(file),
     close: async () => lanes.forEach((c) => c.close()),
@@ -129,7 +99,7 @@ async function sftpConnection() {
     },
     get: async (_l, file, to) => {
       await c.fastGet(file, to);
-      await syncFile(to);
+      await syncPath(to, 'r+');
     },
     remove: (_l, file) => c.delete(file),
     close: () => c.end(),
@@ -139,28 +109,12 @@ async function sftpConnection() {
 // ---- the two directions ---------------------------------------------------------------------------
 
 async function out(server, src, remote, work) {
-  const tmp = join(work, 'spool', '.tmp');
-  const spool = join(work, 'spool');
-  const archive = join(work, 'archive');
-  for (const dir of [tmp, archive]) await fsp.mkdir(dir, { recursive: true });
-  const names = (await fsp.readdir(src)).sort();
-  await eachAtOnce(names, async (name, i) => {
-    const bytes = await fsp.readFile(join(src, name));
-    const temp = join(tmp, `${i}.part`);
-    await fsp.writeFile(temp, bytes, { flag: 'wx', mode: 0o600 });
-    await syncFile(temp);
-    await fsp.rename(temp, join(spool, name));
-  });
-  await syncDir(spool);
-  await eachAtOnce(names, (name) => fsp.unlink(join(src, name)));
-  await syncDir(src);
+  const names = await takeIntoSpool(src, work);
   await server.ensureDir(remote);
   await eachAtOnce(names, (name, _i, lane) =>
-    server.put(lane, join(spool, name), `${remote}/${name}.part`, `${remote}/${name}`),
+    server.put(lane, join(work, 'spool', name), `${remote}/${name}.part`, `${remote}/${name}`),
   );
-  await eachAtOnce(names, (name) => fsp.rename(join(spool, name), join(archive, name)));
-  await syncDir(archive);
-  await syncDir(spool);
+  await archiveSpool(names, work);
 }
 
 async function into(server, remote, dst) {
@@ -172,7 +126,7 @@ async function into(server, remote, dst) {
     await fsp.link(part, join(dst, name));
     await fsp.unlink(part);
   });
-  await syncDir(dst);
+  await syncPath(dst);
   await eachAtOnce(names, (name, _i, lane) => server.remove(lane, `${remote}/${name}`));
 }
 
