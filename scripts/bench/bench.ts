@@ -200,7 +200,7 @@ async function main(): Promise<void> {
         e('FTP_ROOT'),
         owner,
         { tool: rclone, remote: rclone.addFtp('ftp', directFtp) },
-        { lftp: true, floor: true },
+        { lftp: true, libraryReference: true },
       ),
       sftp: sftpRemote(
         directSftp,
@@ -208,7 +208,7 @@ async function main(): Promise<void> {
         e('SFTP_ROOT'),
         owner,
         { tool: rclone, remote: rclone.addSftp('sftp', directSftp) },
-        { openssh: true, floor: true },
+        { openssh: true, libraryReference: true },
       ),
     };
     if (has('W1')) {
@@ -234,7 +234,7 @@ async function main(): Promise<void> {
             e('FTP_ROOT'),
             owner,
             { tool: rclone, remote: rclone.addFtp('ftplink', linkFtp) },
-            { lftp: true, floor: false },
+            { lftp: true, libraryReference: false },
           ),
           sftp: sftpRemote(
             linkSftp,
@@ -242,7 +242,7 @@ async function main(): Promise<void> {
             e('SFTP_ROOT'),
             owner,
             { tool: rclone, remote: rclone.addSftp('sftplink', linkSftp) },
-            { openssh: false, floor: false },
+            { openssh: false, libraryReference: false },
           ),
         },
         mail,

@@ -177,7 +177,7 @@ const DURABLE_SCRIPT = join(import.meta.dirname, 'durable-steps.mjs');
 const LIBRARY_STEPS = 'library steps';
 const LIBRARY_SCRIPT = join(import.meta.dirname, 'library-steps.mjs');
 
-function libraryFloor(kind: 'ftp' | 'sftp', env: Record<string, string>): Peer {
+function libraryReference(kind: 'ftp' | 'sftp', env: Record<string, string>): Peer {
   return {
     name: LIBRARY_STEPS,
     floor: true,
@@ -235,7 +235,7 @@ export function ftpRemote(
   disk: string,
   owner: { uid: number; gid: number },
   rclone: { tool: Rclone; remote: string },
-  opts: { lftp: boolean; floor: boolean },
+  opts: { lftp: boolean; libraryReference: boolean },
 ): Remote {
   const peers: Peer[] = [];
   if (opts.lftp) {
@@ -252,7 +252,7 @@ export function ftpRemote(
     out: (src, rel, _scratch, log) => rclone.tool.copy(src, `${rclone.remote}:${rel}`, log),
     in: (rel, dst, _scratch, log) => rclone.tool.copy(`${rclone.remote}:${rel}`, dst, log),
   });
-  if (opts.floor) peers.push(libraryFloor('ftp', floorEnv(a, { FLOOR_CA: a.ca })));
+  if (opts.libraryReference) peers.push(libraryReference('ftp', referenceEnv(a, { FLOOR_CA: a.ca })));
   return {
     label: 'ftp',
     profile: {
@@ -277,7 +277,7 @@ export function sftpRemote(
   disk: string,
   owner: { uid: number; gid: number },
   rclone: { tool: Rclone; remote: string },
-  opts: { openssh: boolean; floor: boolean },
+  opts: { openssh: boolean; libraryReference: boolean },
 ): Remote {
   const peers: Peer[] = [
     {
@@ -295,7 +295,7 @@ export function sftpRemote(
         opensshSftp(a, [`get ${sftpQuote(rel)}/* ${sftpQuote(dst)}/`], join(scratch, 'batch'), log),
     });
   }
-  if (opts.floor) peers.push(libraryFloor('sftp', floorEnv(a, { FLOOR_HOSTKEY: hostKey })));
+  if (opts.libraryReference) peers.push(libraryReference('sftp', referenceEnv(a, { FLOOR_HOSTKEY: hostKey })));
   return {
     label: 'sftp',
     profile: { type: 'sftp', host: a.host, port: a.port, user: a.user, password: '${SFTP_PASSWORD}', hostKey },
@@ -306,7 +306,7 @@ export function sftpRemote(
   };
 }
 
-function floorEnv(a: { host: string; port: number; user: string; password: string }, more: Record<string, string>) {
+function referenceEnv(a: { host: string; port: number; user: string; password: string }, more: Record<string, string>) {
   return { FLOOR_HOST: a.host, FLOOR_PORT: String(a.port), FLOOR_USER: a.user, FLOOR_PASSWORD: a.password, ...more };
 }
 

@@ -17,20 +17,29 @@ export WINEPREFIX="${SPRELAY_WINEPREFIX:-$_sprelay_root/.cache/wine-prefix}"
 export WINEDLLOVERRIDES="mscoree,mshtml="   # no Mono/Gecko install prompts in a new prefix
 if [ ! -f "$WINEPREFIX/.sprelay-win10" ]; then
   echo "wine-env: making the Wine prefix $WINEPREFIX (Windows 10)" >&2
-  mkdir -p "$WINEPREFIX"
   # A new prefix is made by wineboot inside this call. It failed once in CI with nothing to read
-  # (its output went to /dev/null): now its output is kept, it is tried up to 3 times, and what
-  # counts is the prefix's registry saying Windows 10, not only the exit status.
+  # (its output went to /dev/null): now its output is kept (beside the prefix), it is tried up to 3
+  # times, and what counts is the prefix's registry saying Windows 10, not only the exit status.
+  # A try that failed on a prefix this script made leaves it removed for the next; a prefix that
+  # was there before (SPRELAY_WINEPREFIX) is never removed.
+  _sprelay_log="${WINEPREFIX%/}.winecfg.log"
+  _sprelay_ours=
+  if [ ! -d "$WINEPREFIX" ] || [ -z "$(ls -A "$WINEPREFIX")" ]; then _sprelay_ours=1; fi
   _sprelay_ok=
   for _sprelay_try in 1 2 3; do
-    "$WINE" winecfg /v win10 >"$WINEPREFIX/winecfg.log" 2>&1 || echo "wine-env: winecfg exit $? (try $_sprelay_try)" >&2
+    if [ "$_sprelay_try" != 1 ] && [ -n "$_sprelay_ours" ]; then
+      /usr/lib/wine/wineserver -k 2>/dev/null || true
+      rm -rf "$WINEPREFIX"
+    fi
+    mkdir -p "$WINEPREFIX"
+    "$WINE" winecfg /v win10 >"$_sprelay_log" 2>&1 || echo "wine-env: winecfg exit $? (try $_sprelay_try)" >&2
     /usr/lib/wine/wineserver -w 2>/dev/null || true
     if grep -q '"CurrentVersion"="10.0"' "$WINEPREFIX/system.reg" 2>/dev/null; then _sprelay_ok=1; break; fi
     sleep 2
   done
   if [ -z "$_sprelay_ok" ]; then
     echo "wine-env: the Wine prefix $WINEPREFIX does not say Windows 10 after 3 tries; winecfg printed:" >&2
-    cat "$WINEPREFIX/winecfg.log" >&2 || true
+    cat "$_sprelay_log" >&2 || true
     return 1 2>/dev/null || exit 1
   fi
   touch "$WINEPREFIX/.sprelay-win10"
