@@ -16,7 +16,7 @@
 // worked on together (sprelay's default concurrency for lan).
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { archiveSpool, eachAtOnce, syncPath, takeIntoSpool, writeSynced } from './local-steps.mjs';
+import { archiveSpool, eachAtOnce, landInInbox, syncPath, takeIntoSpool, writeSynced } from './local-steps.mjs';
 
 async function out(src, share, work) {
   await fsp.mkdir(share, { recursive: true });
@@ -34,14 +34,7 @@ async function out(src, share, work) {
 async function into(share, dst) {
   await fsp.mkdir(dst, { recursive: true });
   const names = (await fsp.readdir(share)).sort();
-  await eachAtOnce(names, async (name) => {
-    const bytes = await fsp.readFile(join(share, name));
-    const part = join(dst, `.${name}.part`);
-    await writeSynced(part, bytes, 'wx');
-    await fsp.link(part, join(dst, name));
-    await fsp.unlink(part);
-  });
-  await syncPath(dst);
+  await landInInbox(names, dst, async (name, part) => writeSynced(part, await fsp.readFile(join(share, name)), 'wx'));
   await eachAtOnce(names, (name) => fsp.unlink(join(share, name)));
   await syncPath(share);
 }

@@ -32,6 +32,7 @@ import { configYaml, sprelayOnce, writeConfig, type RouteSpec } from './sprelay.
 /** A peer of one remote: how it copies a local folder out to a remote folder, and back in. */
 export interface Peer {
   name: string;
+  /** Shown in brackets, never the ratio's peer: a floor (cp, durable steps) or a reference (library steps). */
   floor?: boolean;
   out(src: string, remoteRel: string, scratch: string, log: string): Promise<Sample>;
   in(remoteRel: string, dst: string, scratch: string, log: string): Promise<Sample>;

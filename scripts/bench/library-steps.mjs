@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { Client as FtpClient } from 'basic-ftp';
 import SftpClient from 'ssh2-sftp-client';
-import { archiveSpool, eachAtOnce, PACKAGES_AT_ONCE, syncPath, takeIntoSpool } from './local-steps.mjs';
+import { archiveSpool, eachAtOnce, landInInbox, PACKAGES_AT_ONCE, syncPath, takeIntoSpool } from './local-steps.mjs';
 
 function env(name) {
   const v = process.env[name];
@@ -120,13 +120,7 @@ async function out(server, src, remote, work) {
 async function into(server, remote, dst) {
   await fsp.mkdir(dst, { recursive: true });
   const names = (await server.list(remote)).sort();
-  await eachAtOnce(names, async (name, _i, lane) => {
-    const part = join(dst, `.${name}.part`);
-    await server.get(lane, `${remote}/${name}`, part);
-    await fsp.link(part, join(dst, name));
-    await fsp.unlink(part);
-  });
-  await syncPath(dst);
+  await landInInbox(names, dst, (name, part, lane) => server.get(lane, `${remote}/${name}`, part));
   await eachAtOnce(names, (name, _i, lane) => server.remove(lane, `${remote}/${name}`));
 }
 

@@ -69,3 +69,18 @@ export async function archiveSpool(names, work) {
   await syncPath(archive);
   await syncPath(spool);
 }
+
+/**
+ * The inbound steps: for every name, `fetchTo(name, part, lane)` writes the package into
+ * DST/.NAME.part and fsyncs it; the part is then linked to NAME and unlinked (a rename that never
+ * replaces); the inbox fsynced once at the end.
+ */
+export async function landInInbox(names, dst, fetchTo) {
+  await eachAtOnce(names, async (name, _i, lane) => {
+    const part = join(dst, `.${name}.part`);
+    await fetchTo(name, part, lane);
+    await fsp.link(part, join(dst, name));
+    await fsp.unlink(part);
+  });
+  await syncPath(dst);
+}
